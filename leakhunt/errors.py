@@ -1,0 +1,69 @@
+"""One error hierarchy. ``leakhunt.cli.main`` turns each into a message and its exit code.
+
+Exit codes: 0 ok, 1 a finding the caller asked to fail on (``diff`` regressions), 2 bad input or an
+environment that cannot probe (not root, missing tools, no such pid), 3 a probe or tool failure,
+130 interrupted before anything could be saved.
+"""
+
+from __future__ import annotations
+
+
+class LeakhuntError(Exception):
+    """Base class. ``hint`` says what the user can do about it."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(LeakhuntError):
+    """Bad input from the user: options, files, patterns."""
+
+    exit_code = 2
+
+
+class PermissionProblem(LeakhuntError):
+    """Not root / missing capabilities."""
+
+    exit_code = 2
+
+
+class TargetError(LeakhuntError):
+    """The target pid does not exist, is a kernel thread, or cannot be launched."""
+
+    exit_code = 2
+
+
+class ToolMissing(LeakhuntError):
+    """bpftrace / memleak / kernel headers are not installed or not usable."""
+
+    exit_code = 2
+
+
+class ProbeFailed(LeakhuntError):
+    """A probe tool started but failed; ``stderr`` holds the tool's own words."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, hint: str = "", stderr: str = "") -> None:
+        super().__init__(message, hint)
+        self.stderr = stderr
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.stderr.strip():
+            tail = "\n".join(self.stderr.strip().splitlines()[-15:])
+            text += "\n  tool said:\n" + "\n".join("    " + line for line in tail.splitlines())
+        return text
+
+
+class ReportError(LeakhuntError):
+    """A saved report or captured log cannot be read."""
+
+    exit_code = 2

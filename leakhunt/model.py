@@ -1,0 +1,308 @@
+"""Typed data passed between leakhunt's stages: sample -> probe -> parse -> analyze -> report.
+
+Every class here is a frozen dataclass. Stages never hand each other dicts of Any; the JSON
+form of these objects is produced and read back by ``leakhunt.report.jsonio`` only.
+
+Conventions:
+- times are seconds (float); ``t`` fields are seconds since the start of the run, wall-clock
+  instants are ISO-8601 strings with a timezone (``started_at``);
+- sizes are bytes (int);
+- stacks list frames innermost first (the allocating function's caller chain, as memleak prints).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+SCHEMA_VERSION = 1
+
+Verdict = Literal["leak", "plateau", "transient", "stable"]
+VERDICT_ORDER: tuple[Verdict, ...] = ("leak", "plateau", "transient", "stable")
+
+ScanVerdict = Literal["leak-suspect", "growing", "sawtooth", "plateau", "stable"]
+
+BackendName = Literal["bpftrace", "bcc"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a call stack.
+
+    ``symbol`` is the function name as the tool printed it (demangled C++ names keep their spaces),
+    ``[unknown]`` when the tool could not name it, or ``0x...`` hex when only an address is known.
+    ``offset`` is the byte offset into the function when known. ``module`` is the object's base name
+    (``libc.so.6``, ``leak``, ``kernel``) or a full path when that is all the tool gave.
+    """
+
+    symbol: str
+    offset: int | None = None
+    module: str | None = None
+    address: int | None = None
+
+    def display(self) -> str:
+        """The frame as ``function+0xoff [module]`` (the form reports and JSON use)."""
+        text = self.symbol
+        if self.offset is not None:
+            text += f"+{self.offset:#x}"
+        if self.module:
+            text += f" [{self.module}]"
+        return text
+
+    @property
+    def is_unknown(self) -> bool:
+        return self.symbol == "[unknown]" or _HEX_RE.fullmatch(self.symbol) is not None
+
+
+_HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{6,}")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A call stack, innermost frame first. Identity (hash/eq) is the frame tuple."""
+
+    frames: tuple[Frame, ...]
+
+    @property
+    def key(self) -> str:
+        """A stable text key: the displayed frames joined by ``;`` innermost first."""
+        return ";".join(f.display() for f in self.frames) if self.frames else "[no stack]"
+
+    @property
+    def top(self) -> str:
+        """The innermost frame's symbol, or ``[no stack]``."""
+        return self.frames[0].symbol if self.frames else "[no stack]"
+
+
+@dataclass(frozen=True)
+class StackSample:
+    """Outstanding allocations of one stack at one snapshot."""
+
+    stack: Stack
+    outstanding_bytes: int
+    count: int | None = None  # number of outstanding allocations, when the tool tells
+    addresses: tuple[tuple[int, int], ...] = ()  # (address, size) pairs from memleak -a, when given
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Outstanding allocations per stack at one instant."""
+
+    t: float  # seconds since the run started
+    stacks: tuple[StackSample, ...]
+    clock: str | None = None  # wall-clock text as the tool printed it ("08:46:22"), if any
+    # True when the tool printed only its top N stacks, so a stack missing here may still exist
+    truncated: bool = False
+    top_n: int | None = None
+
+
+@dataclass(frozen=True)
+class MemSample:
+    """Memory of one process at one instant (from /proc via psutil)."""
+
+    t: float  # seconds since the series started
+    rss: int
+    vms: int
+    shared: int
+    swap: int | None = None
+
+    @property
+    def anon(self) -> int:
+        """Anonymous resident memory plus swap: the main leak signal."""
+        return max(self.rss - self.shared, 0) + (self.swap or 0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The process investigated."""
+
+    pid: int
+    comm: str
+    cmdline: tuple[str, ...]
+    exe: str | None = None
+    launched: bool = False  # True for `leakhunt run` / trace -- CMD
+    exit_code: int | None = None  # for launched commands: exit status, or -signal
+    exited_early: bool = False  # the target ended before the investigation's planned end
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: BackendName
+    tool: str  # path of the program run (bpftrace, memleak-bpfcc, ...)
+    version: str
+    argv: tuple[str, ...]  # the command line run (script path, not script text)
+    reason: str = ""  # why --backend auto chose it
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    """What may be missing or wrong in the data. Reports show every non-empty field."""
+
+    lost_events: int = 0
+    unparsed_lines: int = 0
+    unparsed_examples: tuple[str, ...] = ()  # a few of the unparsed lines, verbatim
+    dropped_stacks: int = 0  # stack ids lost (map full, -EEXIST / -ENOMEM)
+    map_full: bool = False
+    truncated_stacks: int = 0  # stacks that hit the unwinder's depth limit
+    unknown_frames: int = 0
+    sample_rate: int = 1  # 1 = every allocation
+    notes: tuple[str, ...] = ()  # free text: "target exited after 12.0 s", "interrupted by Ctrl-C"
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    t: float
+    outstanding_bytes: int
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One stack's judgement over all snapshots. ``rank`` 1 is the most likely leak."""
+
+    rank: int
+    stack: Stack
+    verdict: Verdict
+    outstanding_bytes: int  # at the last snapshot where it was seen
+    count: int | None
+    growth_bytes_per_sec: float  # robust slope of outstanding bytes over time
+    confidence: float  # 0..1
+    first_seen: float
+    last_seen: float
+    series: tuple[SeriesPoint, ...]
+    reason: str = ""  # the numbers behind the verdict, one sentence
+
+
+@dataclass(frozen=True)
+class Investigation:
+    """The result of `investigate`, `run` or `import` of periodic stack output."""
+
+    target: Target
+    backend: BackendInfo
+    started_at: str  # ISO-8601
+    duration_s: float  # actual length of the run
+    interval_s: float
+    snapshots: tuple[Snapshot, ...]
+    findings: tuple[Finding, ...]
+    memory: tuple[MemSample, ...] = ()  # target RSS/VSZ over the run
+    quality: DataQuality = field(default_factory=DataQuality)
+    stop_reason: str = "duration"  # duration | target-exited | interrupted | error
+    kernel: str = ""
+    host: str = ""
+    leakhunt_version: str = ""
+    options: tuple[tuple[str, str], ...] = ()  # probe options as given (min_size, sample_rate, ...)
+
+
+# --- trace mode ---------------------------------------------------------------------------------
+
+TraceKind = Literal["alloc", "free"]
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One matched allocator call from a per-call trace (memleak -t or the bpftrace trace script)."""
+
+    t: float  # timestamp as the tool printed it (seconds)
+    pid: int  # process id (tgid) when known, else the thread id
+    tid: int
+    comm: str
+    kind: TraceKind
+    address: int
+    size: int | None  # for frees, the size memleak printed (may be absent)
+
+
+@dataclass(frozen=True)
+class Unfreed:
+    address: int
+    size: int
+    tid: int
+    time: float  # allocation timestamp (same clock as TraceEvent.t)
+
+
+@dataclass(frozen=True)
+class TraceProcess:
+    pid: int
+    comm: str
+    alloc_count: int
+    free_count: int
+    unknown_frees: int  # frees of addresses allocated before the trace started
+    unfreed: tuple[Unfreed, ...]
+
+    @property
+    def unfreed_count(self) -> int:
+        return len(self.unfreed)
+
+    @property
+    def unfreed_bytes(self) -> int:
+        return sum(u.size for u in self.unfreed)
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    target: Target
+    backend: BackendInfo
+    started_at: str
+    duration_s: float
+    processes: tuple[TraceProcess, ...]
+    end_time: float  # last timestamp seen (same clock as events), for ages
+    rate: tuple[tuple[float, int, int], ...] = ()  # (t bucket start, allocs, bytes) over time
+    quality: DataQuality = field(default_factory=DataQuality)
+    stop_reason: str = "duration"
+    kernel: str = ""
+    host: str = ""
+    leakhunt_version: str = ""
+
+
+# --- scan ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessKey:
+    """A process identity that survives PID reuse."""
+
+    pid: int
+    create_time: float
+
+
+@dataclass(frozen=True)
+class TrendEvidence:
+    """Numbers behind a scan verdict."""
+
+    slope_bytes_per_sec: float  # Theil-Sen slope of the main signal (anon + swap)
+    slope_rss_bytes_per_sec: float
+    slope_vms_bytes_per_sec: float
+    trend_z: float  # Mann-Kendall z statistic (monotonic trend strength)
+    r2: float  # fitted trend quality 0..1
+    growth_bytes: int  # last minus first (of the signal judged)
+    late_slope_ratio: float  # slope of the last half over the slope of the first half
+    drops: int  # significant falls (sawtooth)
+    address_space_growth: bool  # VSZ grew much faster than RSS
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessTrend:
+    key: ProcessKey
+    name: str
+    cmdline: tuple[str, ...]
+    username: str | None
+    verdict: ScanVerdict
+    evidence: TrendEvidence
+    samples: tuple[MemSample, ...]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    started_at: str
+    duration_s: float
+    interval_s: float
+    processes: tuple[ProcessTrend, ...]  # ranked, suspects first
+    sampled: int  # processes seen
+    unreadable: int  # processes that denied access
+    unreadable_reasons: tuple[tuple[str, int], ...] = ()  # (reason, count)
+    host: str = ""
+    kernel: str = ""
+    leakhunt_version: str = ""
+    # investigations escalated with --investigate-top, in scan rank order
+    investigations: tuple[Investigation, ...] = ()

@@ -1,0 +1,300 @@
+"""The one place where leakhunt starts processes (probe tools and launched targets).
+
+Guarantees, whatever happens (duration reached, target exit, Ctrl-C, SIGTERM, an exception):
+- every child runs in its own session (process group), so a terminal's Ctrl-C reaches leakhunt
+  only, and leakhunt decides the order of stopping: probes get SIGINT first (memleak and bpftrace
+  print their final maps on SIGINT), then SIGKILL to the whole group after a grace period;
+- every child gets PR_SET_PDEATHSIG=SIGKILL, so even if leakhunt itself is SIGKILLed its children die;
+- every live child is in a registry that ``stop_all()`` empties; it runs at interpreter exit.
+
+Output is read by threads into queues, so a child never blocks on a full pipe and the caller can
+poll lines with a timeout while watching the target. Start children from the main thread: the
+kernel's parent-death signal fires when the *thread* that forked exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import IO
+
+from leakhunt.errors import ProbeFailed, TargetError, ToolMissing
+
+_PR_SET_PDEATHSIG = 1
+_LIVE: set[Child] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _die_with_parent() -> None:
+    """preexec hook: ask the kernel to SIGKILL this child when its parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a child ended: ``returncode`` as Popen reports it (negative = killed by that signal)."""
+
+    returncode: int
+    killed: bool  # leakhunt had to SIGKILL it after the grace period
+
+    def describe(self) -> str:
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            return f"killed by {name}"
+        return f"exited with status {self.returncode}"
+
+
+class Child:
+    """A running child process with line-wise, non-blocking access to its output."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        capture: bool = True,
+        stop_signal: signal.Signals = signal.SIGINT,
+        pass_fds: Sequence[int] = (),
+        merge_stderr: bool = False,
+    ) -> None:
+        self.argv = tuple(argv)
+        self.name = name or os.path.basename(self.argv[0])
+        self.stop_signal = stop_signal
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        self._threads: list[threading.Thread] = []
+        full_env = dict(os.environ if env is None else env)
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=(subprocess.STDOUT if merge_stderr else subprocess.PIPE) if capture else None,
+                env=full_env,
+                cwd=cwd,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl, no locks taken
+                pass_fds=tuple(pass_fds),
+            )
+        except FileNotFoundError as err:
+            raise ToolMissing(f"{self.argv[0]}: not found", hint="run `leakhunt doctor`") from err
+        except PermissionError as err:
+            raise TargetError(f"{self.argv[0]}: permission denied") from err
+        self.pid = self.proc.pid
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        if capture:
+            assert self.proc.stdout is not None
+            self._start_reader(self.proc.stdout, self._lines.put, is_stdout=True)
+            if not merge_stderr:
+                assert self.proc.stderr is not None
+                self._start_reader(self.proc.stderr, self._stderr.append, is_stdout=False)
+
+    def _start_reader(self, stream: IO[str], sink: Callable[[str], object], *, is_stdout: bool) -> None:
+        def pump() -> None:
+            try:
+                for line in stream:
+                    sink(line.rstrip("\n"))
+            except (OSError, ValueError):
+                pass
+            finally:
+                if is_stdout:
+                    self._lines.put(None)  # end of output
+
+        thread = threading.Thread(target=pump, name=f"leakhunt-read-{self.name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # --- output -----------------------------------------------------------------------------
+
+    def get_line(self, timeout: float) -> str | None:
+        """The next stdout line, or None if none came within ``timeout`` seconds or output ended.
+
+        ``eof`` tells the two apart.
+        """
+        try:
+            line = self._lines.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+        if line is None:
+            self._eof = True
+            return None
+        return line
+
+    @property
+    def eof(self) -> bool:
+        return getattr(self, "_eof", False)
+
+    def drain(self, timeout: float = 0.0) -> Iterator[str]:
+        """Yield every stdout line available now (waiting up to ``timeout`` for the first)."""
+        line = self.get_line(timeout)
+        while line is not None:
+            yield line
+            line = self.get_line(0.0)
+
+    @property
+    def stderr_text(self) -> str:
+        return "\n".join(self._stderr)
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def stop(self, grace: float = 5.0) -> Exit:
+        """Stop politely (``stop_signal`` to the group), then SIGKILL the group after ``grace`` s."""
+        killed = False
+        if self.proc.poll() is None:
+            self.signal_group(self.stop_signal)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                killed = True
+        # Kill whatever is left in the group (bpftrace -c's command, a stuck tool) in any case.
+        self.signal_group(signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        return Exit(code, killed)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_all(grace: float = 3.0) -> None:
+    """Stop every child still running (probes first get their polite signal)."""
+    with _LIVE_LOCK:
+        children = list(_LIVE)
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.stop(grace)
+
+
+atexit.register(stop_all)
+
+
+def live_children() -> list[Child]:
+    with _LIVE_LOCK:
+        return list(_LIVE)
+
+
+class GatedCommand:
+    """A command started but held before ``exec`` until ``release()``.
+
+    The child is a ``/bin/sh`` that blocks reading a pipe, then ``exec``s the command: its pid stays
+    the same, so a probe can attach with ``-p PID`` first and miss no allocation made after exec.
+    """
+
+    def __init__(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> None:
+        if not argv:
+            raise TargetError("no command given", hint="put the command after `--`")
+        read_fd, self._write_fd = os.pipe()
+        script = 'read -r _ <&3; exec 3<&-; exec "$@"'
+        try:
+            self.child = Child(
+                ["/bin/sh", "-c", script, "leakhunt-gate", *argv],
+                name=os.path.basename(argv[0]),
+                env=env,
+                cwd=cwd,
+                capture=False,
+                stop_signal=signal.SIGTERM,
+                pass_fds=(read_fd,),
+            )
+        finally:
+            os.close(read_fd)
+        self.argv = tuple(argv)
+        self.pid = self.child.pid
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._write_fd, b"go\n")
+            os.close(self._write_fd)
+
+    def stop(self, grace: float = 3.0) -> Exit:
+        with contextlib.suppress(OSError):
+            os.close(self._write_fd)
+        return self.child.stop(grace)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C does,
+    so the caller's normal stop path (stop probes, keep the data, write the report) runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_hup = signal.signal(signal.SIGHUP, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
+
+
+def run_capture(argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion (``--version`` queries, doctor checks)."""
+    try:
+        return subprocess.run(
+            list(argv), capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+        )
+    except FileNotFoundError as err:
+        raise ToolMissing(f"{argv[0]}: not found", hint="run `leakhunt doctor`") from err
+    except subprocess.TimeoutExpired as err:
+        raise ProbeFailed(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from err
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

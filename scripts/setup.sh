@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 or 13 machine to run leakhunt and its tests. Idempotent: run it again any time.
+#   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the test targets
+#   - kernel headers: the exact linux-headers-$(uname -r) when Debian has them, else the nearest
+#     cloud/generic headers linked where BCC looks (/lib/modules/$(uname -r)/{build,source})
+#   - tracefs and debugfs mounted (uprobe_events and BCC's trace_pipe live there)
+#   - .venv with leakhunt (editable) and its test tools
+# Needs root for the system part; with LEAKHUNT_SKIP_SYSTEM=1 only the venv is made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+say() { printf '[setup] %s\n' "$*"; }
+
+if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "scripts/setup.sh: the system part needs root: run it with sudo (or LEAKHUNT_SKIP_SYSTEM=1 for the venv only)" >&2
+    exit 2
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps)
+  missing=()
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  kver=$(uname -r)
+  headers=""
+  if ! [ -e "/lib/modules/$kver/build/Makefile" ] && ! [ -e /sys/kernel/kheaders.tar.xz ]; then
+    apt_updated=0
+    if [ -z "$(apt-cache policy "linux-headers-$kver" 2>/dev/null | grep Candidate | grep -v none || true)" ]; then
+      apt-get update -qq; apt_updated=1
+    fi
+    if apt-cache policy "linux-headers-$kver" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      headers="linux-headers-$kver"
+    else
+      # A custom kernel (no matching Debian package): take the distribution's cloud (else generic)
+      # headers; BCC only needs a consistent set of UAPI/arch headers for memleak's BPF program.
+      for cand in linux-headers-cloud-amd64 linux-headers-amd64 linux-headers-cloud-arm64 linux-headers-arm64; do
+        if apt-cache policy "$cand" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+          case "$cand" in *amd64) [ "$(uname -m)" = x86_64 ] || continue ;; *arm64) [ "$(uname -m)" = aarch64 ] || continue ;; esac
+          headers="$cand"; break
+        fi
+      done
+    fi
+    [ -n "$headers" ] && missing+=("$headers")
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "apt-get install ${missing[*]}"
+    [ "${apt_updated:-0}" = 1 ] || apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! [ -e "/lib/modules/$kver/build/Makefile" ] && ! [ -e /sys/kernel/kheaders.tar.xz ]; then
+    # Link the newest installed headers where BCC looks for them.
+    arch_dir=$(ls -d /usr/src/linux-headers-*-cloud-amd64 /usr/src/linux-headers-*-amd64 \
+                      /usr/src/linux-headers-*-cloud-arm64 /usr/src/linux-headers-*-arm64 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -n "$arch_dir" ]; then
+      common_dir=$(echo "$arch_dir" | sed -E 's/-(cloud-)?(amd64|arm64)$/-common/')
+      mkdir -p "/lib/modules/$kver"
+      ln -sfn "$arch_dir" "/lib/modules/$kver/build"
+      [ -d "$common_dir" ] && ln -sfn "$common_dir" "/lib/modules/$kver/source"
+      say "kernel headers: linked $arch_dir for $kver"
+    else
+      say "warning: no kernel headers found; the BCC backend will not work (bpftrace will)"
+    fi
+  fi
+  if ! [ -e /sys/kernel/tracing/uprobe_events ]; then
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+  fi
+  if ! [ -e /sys/kernel/debug/tracing ] && ! mountpoint -q /sys/kernel/debug; then
+    mount -t debugfs nodev /sys/kernel/debug 2>/dev/null || true
+  fi
+fi
+
+py=""
+for cand in python3.13 python3.12 python3.11 python3; do
+  if command -v "$cand" >/dev/null && "$cand" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    py=$(command -v "$cand"); break
+  fi
+done
+if [ -z "$py" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq python3 python3-venv >/dev/null; py=$(command -v python3)
+  else
+    echo "scripts/setup.sh: need Python >= 3.11 with venv (apt-get install python3-venv)" >&2; exit 2
+  fi
+fi
+if ! [ -x .venv/bin/python ]; then
+  say "creating .venv with $py"
+  "$py" -m venv .venv
+fi
+stamp=.venv/.leakhunt-installed
+if ! [ -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing leakhunt and test tools into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[test]"
+  touch "$stamp"
+fi
+say "ready: $root/.venv/bin/leakhunt ($(.venv/bin/leakhunt --version))"

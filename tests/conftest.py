@@ -1,0 +1,78 @@
+"""Shared test fixtures.
+
+Real-probe tests ask for the ``probe_env`` fixture. Outside CI they are skipped (with the reason) when
+this host cannot probe; under CI=true a host that cannot probe is a failure, never a skip.
+Leaky C targets in tests/targets/*.c are compiled on demand into tests/targets/bin/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ROOT / "tests" / "targets"
+TARGET_BIN = TARGETS / "bin"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def cannot_probe_reason() -> str | None:
+    """Why this host cannot run real probes, or None when it can."""
+    if os.geteuid() != 0:
+        return "not root"
+    if shutil.which("bpftrace") is None:
+        return "bpftrace not installed (scripts/setup.sh)"
+    if not any(
+        Path(p).exists()
+        for p in ("/usr/sbin/memleak-bpfcc", "/usr/share/bcc/tools/memleak", "/usr/sbin/memleak")
+    ):
+        return "BCC memleak not installed (scripts/setup.sh)"
+    if not Path("/sys/kernel/tracing/uprobe_events").exists() and not Path(
+        "/sys/kernel/debug/tracing/uprobe_events"
+    ).exists():
+        return "tracefs not mounted (scripts/setup.sh)"
+    return None
+
+
+def require_or_skip(reason: str | None) -> None:
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but this host cannot run this test: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def probe_env() -> None:
+    """Request this in every test that runs real eBPF probes."""
+    require_or_skip(cannot_probe_reason())
+
+
+def compile_target(name: str, *extra_flags: str) -> Path:
+    """Compile tests/targets/NAME.c (or .cc) into tests/targets/bin/NAME, if out of date."""
+    TARGET_BIN.mkdir(exist_ok=True)
+    src = TARGETS / f"{name}.c"
+    compiler = "gcc"
+    if not src.exists():
+        src = TARGETS / f"{name}.cc"
+        compiler = "g++"
+    out = TARGET_BIN / name
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    # Frame pointers so that call stacks are complete; -O1 keeps it realistic but readable.
+    cmd = [compiler, "-O1", "-g", "-fno-omit-frame-pointer", "-o", str(out), str(src), *extra_flags]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def build_target() -> Callable[..., Path]:
+    """``build_target("leaky")`` -> path of the compiled tests/targets/leaky.c."""
+    if shutil.which("gcc") is None:
+        require_or_skip("gcc not installed (scripts/setup.sh)")
+    return compile_target
