@@ -41,9 +41,9 @@ def html_env() -> jinja2.Environment:
 
 @cache
 def text_env() -> jinja2.Environment:
-    return jinja2.Environment(  # noqa: S701 - probe scripts and Markdown, escaped explicitly by callers
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - probe scripts and Markdown; callers quote every value
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-echo "[test] ruff"; ruff check leakhunt tests scripts benchmarks
+echo "[test] ruff"; ruff check leakhunt tests scripts
 echo "[test] mypy --strict"; mypy
 echo "[test] pytest"
 pytest -p no:cacheprovider -ra "$@"
