@@ -1,0 +1,298 @@
+"""Finding the probe tools and checking the target before anything is attached.
+
+- ``find_bpftrace()`` / ``find_memleak()``: the tool's path and version, or None when absent.
+- ``target_libc(pid)``: the C library the target really maps, as a path usable from *our* mount
+  namespace (``/proc/PID/root/...`` when the target lives in a container).
+- ``check_pid(pid)``: the target's identity, or ``TargetError`` (no such pid, kernel thread, zombie).
+- ``require_root()``: ``PermissionProblem`` unless we may load eBPF programs and attach uprobes.
+
+Versions are queried by running the tools (through ``leakhunt.probe.runner``), never guessed from
+package names alone: a hand-built bpftrace in /usr/local/bin wins over Debian's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from leakhunt import sample
+from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError
+from leakhunt.probe import runner
+
+MemleakFlavor = Literal["bcc", "libbpf"]
+
+SETUP_HINT = "run `sudo bash scripts/setup.sh` (installs bpftrace, bpfcc-tools and kernel headers)"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A probe program found on this host."""
+
+    path: str
+    version: str  # as the tool reports it, without a leading "v" ("0.17.0"); "unknown" if it would not say
+    # memleak only: "bcc" = the Python tool (memleak-bpfcc, /usr/share/bcc/tools/memleak),
+    # "libbpf" = libbpf-tools' C build (different output format, no -c gate)
+    flavor: MemleakFlavor | None = None
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        """The numeric version, e.g. (0, 17, 0); () when unknown."""
+        return parse_version(self.version)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """The first dotted number in ``text`` as a tuple: "bpftrace v0.23.2" -> (0, 23, 2)."""
+    match = re.search(r"(\d+(?:\.\d+)+)", text)
+    if not match:
+        return ()
+    return tuple(int(part) for part in match.group(1).split("."))
+
+
+# --- bpftrace ------------------------------------------------------------------------------------
+
+
+def find_bpftrace() -> Tool | None:
+    """bpftrace on PATH (or in /usr/sbin, /usr/bin, /usr/local/bin), with its version."""
+    path = _which("bpftrace")
+    if path is None:
+        return None
+    version = "unknown"
+    try:
+        done = runner.run_capture([path, "--version"], timeout=15)
+    except LeakhuntError:
+        return Tool(path, version)
+    found = parse_version(done.stdout + done.stderr)
+    if found:
+        version = ".".join(str(p) for p in found)
+    return Tool(path, version)
+
+
+def bpftrace_map_env(max_keys: int) -> dict[str, str]:
+    """Environment that raises bpftrace's map size to ``max_keys``.
+
+    The variable was renamed in 0.20 (BPFTRACE_MAP_KEYS_MAX -> BPFTRACE_MAX_MAP_KEYS); setting both
+    is harmless and works with whichever version runs.
+    """
+    return {"BPFTRACE_MAP_KEYS_MAX": str(max_keys), "BPFTRACE_MAX_MAP_KEYS": str(max_keys)}
+
+
+# --- memleak -------------------------------------------------------------------------------------
+
+_MEMLEAK_CANDIDATES = (
+    "memleak-bpfcc",  # Debian / Ubuntu packaging of BCC's Python tool
+    "/usr/share/bcc/tools/memleak",  # upstream BCC install
+    "memleak",  # either BCC's tool on PATH or libbpf-tools' C build
+)
+
+
+def find_memleak() -> Tool | None:
+    """The first memleak found: memleak-bpfcc, /usr/share/bcc/tools/memleak, then memleak on PATH."""
+    for name in _MEMLEAK_CANDIDATES:
+        path = name if os.path.isabs(name) else _which(name)
+        if path is None or not os.access(path, os.X_OK):
+            continue
+        interpreter = _python_shebang(path)
+        if interpreter is not None:
+            return Tool(path, _bcc_version(interpreter), "bcc")
+        return Tool(path, _libbpf_memleak_version(path), "libbpf")
+    return None
+
+
+def _python_shebang(path: str) -> str | None:
+    """The Python interpreter named by a script's ``#!`` line, or None for a binary."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!") or b"python" not in first:
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if not words:
+        return None
+    # "#!/usr/bin/env python3" names the interpreter in its second word
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        return shutil.which(words[1])
+    return words[0]
+
+
+def _bcc_version(interpreter: str) -> str:
+    """BCC's version as the memleak script's own interpreter imports it (0.26.0, 0.30.0, ...)."""
+    try:
+        done = runner.run_capture(
+            [interpreter, "-c", "import bcc; print(getattr(bcc, '__version__', ''))"], timeout=20
+        )
+        found = parse_version(done.stdout)
+        if found:
+            return ".".join(str(p) for p in found)
+    except LeakhuntError:
+        pass
+    try:
+        done = runner.run_capture(["dpkg-query", "-W", "-f=${Version}", "bpfcc-tools"], timeout=10)
+        found = parse_version(done.stdout)
+        if done.returncode == 0 and found:
+            return ".".join(str(p) for p in found)
+    except LeakhuntError:
+        pass
+    return "unknown"
+
+
+def _libbpf_memleak_version(path: str) -> str:
+    try:
+        done = runner.run_capture([path, "--version"], timeout=10)
+    except LeakhuntError:
+        return "unknown"
+    found = parse_version(done.stdout + done.stderr)
+    return ".".join(str(p) for p in found) if found else "unknown"
+
+
+def _which(name: str) -> str | None:
+    # root's PATH under sudo may lack /usr/sbin on some setups; look there too.
+    extra = "/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin:/sbin:/bin"
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":" + extra)
+
+
+# --- kernel headers (BCC compiles its BPF program at run time) ----------------------------------
+
+
+def kernel_headers_dir() -> str | None:
+    """Where BCC will find kernel headers for the running kernel, or None.
+
+    BCC looks at /lib/modules/$(uname -r)/build, then the in-kernel /sys/kernel/kheaders.tar.xz.
+    """
+    build = Path("/lib/modules") / os.uname().release / "build"
+    if (build / "include").is_dir() or (build / "Makefile").exists():
+        return str(build.resolve())
+    if Path("/sys/kernel/kheaders.tar.xz").exists():
+        return "/sys/kernel/kheaders.tar.xz"
+    return None
+
+
+# --- the target ----------------------------------------------------------------------------------
+
+_LIBC_NAME = re.compile(r"/(libc\.so\.6|libc-[\d.]+\.so|libc\.musl-[\w.-]+|ld-musl-[\w.-]+\.so\.1)$")
+
+
+def target_libc(pid: int) -> str:
+    """The C library ``pid`` maps, as a path this process can open.
+
+    Reads /proc/PID/maps (the mapping the target really uses: a container's own libc, a preloaded
+    one). For a target in another mount namespace the path is given through /proc/PID/root.
+    Raises TargetError for a static binary (no libc mapped) and when the maps are unreadable.
+    """
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+            maps = fh.read()
+    except FileNotFoundError as err:
+        raise TargetError(f"no process with pid {pid}") from err
+    except OSError as err:
+        raise TargetError(
+            f"cannot read /proc/{pid}/maps: {err.strerror}", hint="run leakhunt as root"
+        ) from err
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 6:
+            continue
+        path = parts[5].strip()
+        deleted = path.endswith(" (deleted)")
+        if deleted:
+            path = path.removesuffix(" (deleted)")
+        if not _LIBC_NAME.search(path):
+            continue
+        if deleted:
+            raise TargetError(
+                f"pid {pid} maps a libc that was deleted since it started ({path})",
+                hint="the C library was upgraded under the process; restart it, or pass --obj",
+            )
+        return path_in_target(pid, path)
+    raise TargetError(
+        f"pid {pid} maps no C library (statically linked?)",
+        hint="pass --obj PATH naming the binary or the allocator library it uses",
+    )
+
+
+def path_in_target(pid: int, path: str) -> str:
+    """``path`` as seen by ``pid`` (its mount namespace), translated to a path we can open."""
+    if _same_root(pid):
+        return path
+    return f"/proc/{pid}/root{path}"
+
+
+def _same_root(pid: int) -> bool:
+    try:
+        ours = os.stat("/")
+        theirs = os.stat(f"/proc/{pid}/root/")
+    except OSError:
+        return True  # cannot tell: the plain path is the best guess
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def check_pid(pid: int) -> sample.ProcessInfo:
+    """The process ``pid`` if leakhunt can investigate it; TargetError otherwise."""
+    if pid <= 0:
+        raise TargetError(f"invalid pid {pid}", hint="give the pid of a running user-space process")
+    info = sample.describe(pid)
+    if info is None:
+        raise TargetError(
+            f"no process with pid {pid}",
+            hint="check the pid with `ps -p PID`, or find a suspect with `leakhunt scan`",
+        )
+    if info.is_kernel_thread:
+        raise TargetError(
+            f"pid {pid} ({info.comm}) is a kernel thread: it has no user-space heap to probe",
+            hint="give the pid of a user-space process",
+        )
+    if info.status == "zombie":
+        raise TargetError(f"pid {pid} ({info.comm}) is a zombie: it has already exited")
+    if pid == os.getpid():
+        raise TargetError("leakhunt cannot investigate itself")
+    return info
+
+
+# --- privileges ----------------------------------------------------------------------------------
+
+_CAP_SYS_ADMIN = 21
+_CAP_PERFMON = 38
+_CAP_BPF = 39
+
+
+def effective_caps() -> int:
+    """The effective capability mask of this process (0 when unreadable)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def missing_privileges() -> list[str]:
+    """What this process lacks to probe: [] when it may load BPF programs and attach uprobes."""
+    if os.geteuid() == 0:
+        return []
+    caps = effective_caps()
+    if caps & (1 << _CAP_SYS_ADMIN):
+        return []
+    missing = ["root"]
+    wanted = ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON"), (_CAP_SYS_ADMIN, "CAP_SYS_ADMIN"))
+    for bit, name in wanted:
+        if not caps & (1 << bit):
+            missing.append(name)
+    return missing
+
+
+def require_root() -> None:
+    """PermissionProblem unless this process is root (or holds CAP_SYS_ADMIN)."""
+    missing = missing_privileges()
+    if missing:
+        caps = ", ".join(missing[1:])
+        raise PermissionProblem(
+            f"probing needs root: running as uid {os.geteuid()} without {caps}",
+            hint="run it with sudo (bpftrace and memleak load eBPF programs and attach uprobes)",
+        )
