@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerates tests/fixtures/diff/: real BCC memleak captures of tests/targets/fixleak.c in three
+# builds (VERSION=1 leaky, 2 = half fixed + a new leak, 3 = fixed), then the investigation JSON
+# that `leakhunt import` makes of each. Needs root, BCC (memleak-bpfcc) and gcc. ~1 minute.
+#   bash scripts/capture_diff_fixtures.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=tests/fixtures/diff
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+memleak=$(command -v memleak-bpfcc || command -v memleak || echo /usr/share/bcc/tools/memleak)
+mkdir -p "$out"
+for v in 1 2 3; do
+  # Same basename in every build, as when one program is rebuilt: module names match, offsets differ.
+  mkdir -p "$work/v$v"
+  gcc -O1 -g -fno-omit-frame-pointer -DVERSION=$v -o "$work/v$v/fixleak" tests/targets/fixleak.c
+  "$work/v$v/fixleak" 17 &
+  pid=$!
+  sleep 0.5
+  # 6 reports 2 s apart; BCC needs ~3 s to compile first, the target runs 17 s in all.
+  PYTHONUNBUFFERED=1 timeout 40 "$memleak" -p "$pid" 2 6 >"$out/memleak-v$v.txt" 2>"$work/err" || {
+    cat "$work/err" >&2; exit 1; }
+  wait "$pid"
+  echo "v$v: $(grep -c 'Top' "$out/memleak-v$v.txt") reports from pid $pid"
+done
+for v in 1 2 3; do
+  .venv/bin/leakhunt import "$out/memleak-v$v.txt" --format json -o "$out/investigation-v$v.json"
+done
