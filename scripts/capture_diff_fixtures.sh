@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates tests/fixtures/diff/: real BCC memleak captures of tests/targets/fixleak.c in three
-# builds (VERSION=1 leaky, 2 = half fixed + a new leak, 3 = fixed), then the investigation JSON
-# that `leakhunt import` makes of each. Needs root, BCC (memleak-bpfcc) and gcc. ~1 minute.
+# builds (VERSION=1 leaky, 2 = half fixed + a new leak, 3 = fixed), then an investigation JSON of
+# each (scripts/build_diff_fixtures.py: leakhunt's memleak parser and stack analysis).
+# Needs root, BCC (memleak-bpfcc) and gcc. Takes about a minute.
 #   bash scripts/capture_diff_fixtures.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 memleak=$(command -v memleak-bpfcc || command -v memleak || echo /usr/share/bcc/tools/memleak)
 mkdir -p "$out"
+pids=()
 for v in 1 2 3; do
   # Same basename in every build, as when one program is rebuilt: module names match, offsets differ.
   mkdir -p "$work/v$v"
@@ -21,8 +23,8 @@ for v in 1 2 3; do
   PYTHONUNBUFFERED=1 timeout 40 "$memleak" -p "$pid" 2 6 >"$out/memleak-v$v.txt" 2>"$work/err" || {
     cat "$work/err" >&2; exit 1; }
   wait "$pid"
+  pids+=("$pid")
   echo "v$v: $(grep -c 'Top' "$out/memleak-v$v.txt") reports from pid $pid"
 done
-for v in 1 2 3; do
-  .venv/bin/leakhunt import "$out/memleak-v$v.txt" --format json -o "$out/investigation-v$v.json"
-done
+version=$(dpkg-query -W -f='${Version}' bpfcc-tools 2>/dev/null | sed 's/+.*//' || echo unknown)
+.venv/bin/python scripts/build_diff_fixtures.py "$out" "${pids[@]}" "$memleak" "$version" 2 "$(date -u +%F)"
