@@ -1,0 +1,114 @@
+"""Click options and helpers shared by the commands that write reports.
+
+    @click.command()
+    @output_options                      # --output-dir, --format, --no-redact
+    def investigate(..., output_dir: Path, formats: tuple[str, ...], no_redact: bool) -> None:
+        ...
+        write_and_announce(doc, output_dir, formats, redact=not no_redact)
+
+``--format`` takes a comma-separated list (``html,md,json``), validated when the command line is
+parsed, so a typo fails before any probe starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar, overload
+
+import click
+
+from leakhunt.errors import UsageError
+from leakhunt.report import FORMATS, Document, parse_formats, write_reports
+
+DEFAULT_OUTPUT_DIR = Path("reports")
+DEFAULT_FORMATS = "html,md,json"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def _formats_callback(
+    allowed: Sequence[str],
+) -> Callable[[click.Context, click.Parameter, object], tuple[str, ...]]:
+    """A click callback turning ``"html,md"`` into ("html", "md"), failing on names not in ``allowed``."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: object) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            formats = parse_formats(str(value))
+        except UsageError as err:
+            raise click.BadParameter(f"{err.message} ({err.hint})", ctx, param) from None
+        bad = [f for f in formats if f not in allowed]
+        if bad:
+            raise click.BadParameter(
+                f"format {bad[0]!r} is not available here; choose among {', '.join(allowed)}", ctx, param
+            )
+        return formats
+
+    return convert
+
+
+@overload
+def output_options(func: F) -> F: ...
+@overload
+def output_options(
+    func: None = None, *, allowed: Sequence[str] = FORMATS, default: str = DEFAULT_FORMATS
+) -> Callable[[F], F]: ...
+
+
+def output_options(
+    func: F | None = None, *, allowed: Sequence[str] = FORMATS, default: str = DEFAULT_FORMATS
+) -> F | Callable[[F], F]:
+    """Add ``--output-dir``, ``--format`` and ``--no-redact`` to a click command.
+
+    The command receives ``output_dir: Path``, ``formats: tuple[str, ...]`` and ``no_redact: bool``.
+    Use bare (``@output_options``) or with arguments (``@output_options(allowed=("html", "md", "json"))``).
+    """
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--no-redact",
+            is_flag=True,
+            help="Keep secrets found in command lines (password=, token=, --key VALUE, URL credentials) "
+            "in the reports. By default they are replaced by ***.",
+        )(f)
+        f = click.option(
+            "--format",
+            "formats",
+            metavar="FORMATS",
+            callback=_formats_callback(tuple(allowed)),
+            default=default,
+            show_default=True,
+            help=f"Report formats to write, comma-separated: {', '.join(allowed)}.",
+        )(f)
+        f = click.option(
+            "--output-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=DEFAULT_OUTPUT_DIR,
+            show_default=True,
+            help="Directory for the reports (created if missing). Files are named "
+            "leakhunt-<kind>-<comm>-<pid>-<time>.<ext> and readable by their owner only.",
+        )(f)
+        return f
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def write_and_announce(
+    doc: Document,
+    output_dir: Path,
+    formats: Sequence[str],
+    *,
+    redact: bool = True,
+    stem: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Write the reports and print one ``report: PATH`` line per file (to stderr by default)."""
+    paths = write_reports(doc, output_dir, formats, stem=stem, redact=redact)
+    say = echo or (lambda line: click.echo(line, err=True))
+    for path in paths:
+        say(f"report: {path}")
+    return paths

@@ -1,0 +1,254 @@
+"""Reports: one small interface over every output format.
+
+``render(doc, fmt, stream)`` writes one document (an Investigation, ScanResult or TraceResult) in one
+format to a stream; renderers never open files. ``write_reports(doc, output_dir, formats)`` is what the
+commands call: it redacts secrets, renders every format in memory, then writes each file atomically
+(temporary file + rename in the same directory) with mode 0600, and returns the paths.
+
+Formats and who renders them:
+
+=========  ==========================  ============================================
+format     document kinds              module
+=========  ==========================  ============================================
+html       investigation, trace, scan  report.html (scan: report.scan.render_html)
+md         investigation, trace, scan  report.markdown (scan: report.scan.render_md)
+json       all                         report.jsonio
+folded     investigation, trace        report.folded.render_folded (text)
+pprof      investigation, trace        report.pprof.render_pprof (binary, .pb.gz)
+=========  ==========================  ============================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+from leakhunt.errors import UsageError
+from leakhunt.model import Investigation, ScanResult, TraceResult
+from leakhunt.report import html, jsonio, markdown
+from leakhunt.report.jsonio import Document, kind_of
+from leakhunt.report.redact import redact as redact_doc
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "Document",
+    "default_stem",
+    "parse_formats",
+    "render",
+    "render_bytes",
+    "write_reports",
+]
+
+# Output file extension per format, in the order formats are listed in help texts.
+EXTENSIONS: dict[str, str] = {
+    "html": ".html",
+    "md": ".md",
+    "json": ".json",
+    "folded": ".folded",
+    "pprof": ".pb.gz",
+}
+FORMATS: tuple[str, ...] = tuple(EXTENSIONS)
+BINARY_FORMATS = frozenset({"pprof"})
+_APPLIES: dict[str, tuple[type[object], ...]] = {
+    "html": (Investigation, ScanResult, TraceResult),
+    "md": (Investigation, ScanResult, TraceResult),
+    "json": (Investigation, ScanResult, TraceResult),
+    "folded": (Investigation, TraceResult),
+    "pprof": (Investigation, TraceResult),
+}
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"html,md"`` (or a list of such) -> ("html", "md"), validated, duplicates removed."""
+    parts = [text] if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for part in parts:
+        for name in part.split(","):
+            fmt = name.strip().lower()
+            if fmt == "markdown":
+                fmt = "md"
+            if not fmt:
+                continue
+            if fmt not in EXTENSIONS:
+                raise UsageError(
+                    f"unknown report format {name.strip()!r}",
+                    hint=f"choose among {', '.join(FORMATS)} (comma-separated, e.g. --format html,md,json)",
+                )
+            if fmt not in out:
+                out.append(fmt)
+    if not out:
+        raise UsageError("no report format given", hint=f"choose among {', '.join(FORMATS)}")
+    return tuple(out)
+
+
+def _check_applies(doc: Document, fmt: str) -> None:
+    if fmt not in EXTENSIONS:
+        raise UsageError(f"unknown report format {fmt!r}", hint=f"choose among {', '.join(FORMATS)}")
+    if not isinstance(doc, _APPLIES[fmt]):
+        kinds = ", ".join(sorted(jsonio.KINDS[k] for k in _APPLIES[fmt]))
+        raise UsageError(
+            f"format {fmt!r} does not apply to a {kind_of(doc)} report (it needs call stacks: {kinds})",
+            hint="use --format html,md,json for scans",
+        )
+
+
+def _delegate(module: str, name: str) -> Callable[[Document, IO[Any]], None]:
+    """A renderer in another report module, imported only when its format is asked for."""
+    try:
+        mod = importlib.import_module(f"leakhunt.report.{module}")
+    except ImportError as err:
+        raise UsageError(f"this leakhunt cannot write {module} output ({err})") from None
+    func = getattr(mod, name, None)
+    if not callable(func):
+        raise UsageError(f"this leakhunt cannot write {module} output (no {name})")
+    return cast(Callable[[Document, IO[Any]], None], func)
+
+
+def _render_text(doc: Document, fmt: str) -> str:
+    if fmt == "json":
+        return jsonio.dumps(doc)
+    if isinstance(doc, ScanResult) and fmt in ("html", "md"):
+        buf = io.StringIO()
+        _delegate("scan", "render_html" if fmt == "html" else "render_md")(doc, buf)
+        return buf.getvalue()
+    if fmt == "html":
+        return html.render_html(doc)
+    if fmt == "md":
+        return markdown.render_md(doc)
+    if fmt == "folded":
+        buf = io.StringIO()
+        _delegate("folded", "render_folded")(doc, buf)
+        return buf.getvalue()
+    raise UsageError(f"format {fmt!r} is not a text format")
+
+
+def render_bytes(doc: Document, fmt: str) -> bytes:
+    """The document in one format, as the bytes a file of that format holds (text is UTF-8)."""
+    _check_applies(doc, fmt)
+    if fmt in BINARY_FORMATS:
+        buf = io.BytesIO()
+        _delegate("pprof", "render_pprof")(doc, buf)
+        return buf.getvalue()
+    return _render_text(doc, fmt).encode("utf-8")
+
+
+def render(doc: Document, fmt: str, stream: IO[str] | IO[bytes]) -> None:
+    """Write ``doc`` in format ``fmt`` (html, md, json, folded, pprof) to a text or binary stream.
+
+    Raises UsageError for an unknown format, a format that does not apply to the document's kind
+    (folded/pprof of a scan), or binary pprof output asked for on a text stream.
+    """
+    _check_applies(doc, fmt)
+    is_text = isinstance(stream, io.TextIOBase)
+    if fmt in BINARY_FORMATS:
+        if is_text:
+            binary = getattr(stream, "buffer", None)
+            if binary is None:
+                raise UsageError(
+                    "pprof output is binary", hint="write it to a file (-o FILE or --output-dir)"
+                )
+            stream.flush()
+            binary.write(render_bytes(doc, fmt))
+            return
+        cast(IO[bytes], stream).write(render_bytes(doc, fmt))
+        return
+    text = _render_text(doc, fmt)
+    if is_text:
+        cast(IO[str], stream).write(text)
+    else:
+        cast(IO[bytes], stream).write(text.encode("utf-8"))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_part(text: str, limit: int = 32) -> str:
+    # comm is chosen by the target (prctl PR_SET_NAME): never let it pick a path or hide a file.
+    part = _UNSAFE.sub("_", text).strip("._-")[:limit]
+    return part or "unknown"
+
+
+def _stamp(started_at: str) -> str:
+    try:
+        when = datetime.fromisoformat(started_at)
+    except ValueError:
+        when = datetime.now(UTC)
+    return when.strftime("%Y%m%d-%H%M%S")
+
+
+def default_stem(doc: Document) -> str:
+    """``leakhunt-<kind>-<comm>-<pid>-<YYYYmmdd-HHMMSS>`` (scans: ``leakhunt-scan-<host>-<time>``)."""
+    stamp = _stamp(doc.started_at)
+    if isinstance(doc, ScanResult):
+        host = f"{_safe_part(doc.host)}-" if doc.host else ""
+        return f"leakhunt-scan-{host}{stamp}"
+    return f"leakhunt-{kind_of(doc)}-{_safe_part(doc.target.comm)}-{doc.target.pid}-{stamp}"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)  # mkstemp already makes 0600; say it explicitly
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_reports(
+    doc: Document,
+    output_dir: Path,
+    formats: Sequence[str],
+    *,
+    stem: str | None = None,
+    redact: bool = True,
+) -> list[Path]:
+    """Write ``doc`` in each format to ``output_dir/<stem>.<ext>``; returns the paths written.
+
+    Secrets in command lines are removed first unless ``redact`` is False. Every format is rendered
+    before any file is written, so a renderer's error leaves no partial set of reports behind.
+    Files are replaced atomically and are readable by their owner only (0600).
+    """
+    fmts = parse_formats(formats)
+    for fmt in fmts:
+        _check_applies(doc, fmt)
+    if redact:
+        doc = redact_doc(doc)
+    stem = stem or default_stem(doc)
+    if "/" in stem or stem in ("", ".", ".."):
+        raise UsageError(f"bad report name {stem!r}", hint="a report name is a file name, not a path")
+    rendered = [(fmt, render_bytes(doc, fmt)) for fmt in fmts]
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"{output_dir} exists and is not a directory", hint="choose another --output-dir")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"cannot create {output_dir}: {err.strerror}", hint="choose another --output-dir"
+        ) from None
+    paths: list[Path] = []
+    for fmt, data in rendered:
+        path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
+        try:
+            _write_atomic(path, data)
+        except OSError as err:
+            raise UsageError(
+                f"cannot write {path}: {err.strerror}", hint="choose another --output-dir"
+            ) from None
+        paths.append(path)
+    return paths

@@ -1,0 +1,737 @@
+"""JSON form of leakhunt's documents: the only code that turns model objects into JSON and back.
+
+Every document is one JSON object with ``schema_version`` (``model.SCHEMA_VERSION``) and ``kind``
+(``investigation``, ``scan`` or ``trace``); leakhunt/report/SCHEMA.md documents every field.
+A short investigation looks like::
+
+    {"schema_version": 1, "kind": "investigation",
+     "target": {"pid": 4242, "comm": "leaky", "cmdline": ["./leaky"], ...},
+     "backend": {"name": "bpftrace", "tool": "/usr/bin/bpftrace", "version": "v0.17.0", ...},
+     "stacks": [{"id": 0, "frames": ["leaky_alloc+0x12 [leaky]", "main+0x21 [leaky]"],
+                 "frame_fields": [{"symbol": "leaky_alloc", "offset": 18, "module": "leaky", ...}]}],
+     "snapshots": [{"t": 0.0, "clock": "08:46:22", "stacks": [{"stack_id": 0, "outstanding_bytes": 1024}]}],
+     "findings": [{"rank": 1, "verdict": "leak", "frames": [...], "outstanding_bytes": 16384,
+                   "growth_bytes_per_sec": 3276.8, ...}], ...}
+
+Stacks are stored once in ``stacks`` and referred to by ``stack_id`` from snapshots and findings, so a
+long run does not repeat every frame in every snapshot; findings also carry their ``frames`` as text
+for readers who only want the verdicts. Addresses are hex strings ("0x7f52eed60930"): kernel addresses
+do not fit the 53-bit integers that JavaScript and many JSON readers use.
+
+``load(dump(doc)) == doc`` for every document. ``load`` validates as it reads and raises
+``ReportError`` naming the JSON path of the first bad value, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TypeVar, cast, get_args
+
+from leakhunt.errors import ReportError
+from leakhunt.model import (
+    SCHEMA_VERSION,
+    BackendInfo,
+    BackendName,
+    DataQuality,
+    Finding,
+    Frame,
+    Investigation,
+    MemSample,
+    ProcessKey,
+    ProcessTrend,
+    ScanResult,
+    ScanVerdict,
+    SeriesPoint,
+    Snapshot,
+    Stack,
+    StackSample,
+    Target,
+    TraceProcess,
+    TraceResult,
+    TrendEvidence,
+    Unfreed,
+    Verdict,
+)
+
+Document = Investigation | ScanResult | TraceResult
+
+KINDS: dict[type[object], str] = {Investigation: "investigation", ScanResult: "scan", TraceResult: "trace"}
+
+_T = TypeVar("_T")
+
+JSONValue = object  # what json.loads returns; narrowed by the readers below
+
+
+def kind_of(doc: Document) -> str:
+    """``investigation``, ``scan`` or ``trace``."""
+    return KINDS[type(doc)]
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _num(value: float) -> float | None:
+    # JSON has no NaN/Infinity; a reader gets null and load() turns it back into NaN.
+    return value if math.isfinite(value) else None
+
+
+def _hex(value: int | None) -> str | None:
+    return None if value is None else f"{value:#x}"
+
+
+def _frame(frame: Frame) -> dict[str, object]:
+    return {
+        "symbol": frame.symbol,
+        "offset": frame.offset,
+        "module": frame.module,
+        "address": _hex(frame.address),
+    }
+
+
+class _StackTable:
+    """Numbers each distinct stack once, in order of first use."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Stack, int] = {}
+
+    def id(self, stack: Stack) -> int:
+        if stack not in self.ids:
+            self.ids[stack] = len(self.ids)
+        return self.ids[stack]
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [
+            {
+                "id": sid,
+                "frames": [f.display() for f in stack.frames],
+                "frame_fields": [_frame(f) for f in stack.frames],
+            }
+            for stack, sid in self.ids.items()
+        ]
+
+
+def _target(t: Target) -> dict[str, object]:
+    return {
+        "pid": t.pid,
+        "comm": t.comm,
+        "cmdline": list(t.cmdline),
+        "exe": t.exe,
+        "launched": t.launched,
+        "exit_code": t.exit_code,
+        "exited_early": t.exited_early,
+    }
+
+
+def _backend(b: BackendInfo) -> dict[str, object]:
+    return {"name": b.name, "tool": b.tool, "version": b.version, "argv": list(b.argv), "reason": b.reason}
+
+
+def _quality(q: DataQuality) -> dict[str, object]:
+    return {
+        "lost_events": q.lost_events,
+        "unparsed_lines": q.unparsed_lines,
+        "unparsed_examples": list(q.unparsed_examples),
+        "dropped_stacks": q.dropped_stacks,
+        "map_full": q.map_full,
+        "truncated_stacks": q.truncated_stacks,
+        "unknown_frames": q.unknown_frames,
+        "sample_rate": q.sample_rate,
+        "notes": list(q.notes),
+    }
+
+
+def _mem(m: MemSample) -> dict[str, object]:
+    # anon is derived (rss - shared + swap); written for readers, ignored by load().
+    return {"t": _num(m.t), "rss": m.rss, "vms": m.vms, "shared": m.shared, "swap": m.swap, "anon": m.anon}
+
+
+def _investigation(inv: Investigation) -> dict[str, object]:
+    table = _StackTable()
+    # Findings first, so that stack ids follow the ranking (id 0 is the top finding's stack).
+    findings = [
+        {
+            "rank": f.rank,
+            "verdict": f.verdict,
+            "stack_id": table.id(f.stack),
+            "frames": [fr.display() for fr in f.stack.frames],
+            "outstanding_bytes": f.outstanding_bytes,
+            "count": f.count,
+            "growth_bytes_per_sec": _num(f.growth_bytes_per_sec),
+            "confidence": _num(f.confidence),
+            "first_seen": _num(f.first_seen),
+            "last_seen": _num(f.last_seen),
+            "reason": f.reason,
+            "series": [
+                {"t": _num(p.t), "outstanding_bytes": p.outstanding_bytes, "count": p.count} for p in f.series
+            ],
+        }
+        for f in inv.findings
+    ]
+    snapshots = [
+        {
+            "t": _num(s.t),
+            "clock": s.clock,
+            "truncated": s.truncated,
+            "top_n": s.top_n,
+            "stacks": [
+                {
+                    "stack_id": table.id(ss.stack),
+                    "outstanding_bytes": ss.outstanding_bytes,
+                    "count": ss.count,
+                    "addresses": [[_hex(a), size] for a, size in ss.addresses],
+                }
+                for ss in s.stacks
+            ],
+        }
+        for s in inv.snapshots
+    ]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "investigation",
+        "target": _target(inv.target),
+        "backend": _backend(inv.backend),
+        "started_at": inv.started_at,
+        "duration_s": _num(inv.duration_s),
+        "interval_s": _num(inv.interval_s),
+        "stop_reason": inv.stop_reason,
+        "kernel": inv.kernel,
+        "host": inv.host,
+        "leakhunt_version": inv.leakhunt_version,
+        "options": [[k, v] for k, v in inv.options],
+        "quality": _quality(inv.quality),
+        "memory": [_mem(m) for m in inv.memory],
+        "findings": findings,
+        "snapshots": snapshots,
+        "stacks": table.to_json(),
+    }
+
+
+def _scan(scan: ScanResult) -> dict[str, object]:
+    def evidence(e: TrendEvidence) -> dict[str, object]:
+        return {
+            "slope_bytes_per_sec": _num(e.slope_bytes_per_sec),
+            "slope_rss_bytes_per_sec": _num(e.slope_rss_bytes_per_sec),
+            "slope_vms_bytes_per_sec": _num(e.slope_vms_bytes_per_sec),
+            "trend_z": _num(e.trend_z),
+            "r2": _num(e.r2),
+            "growth_bytes": e.growth_bytes,
+            "late_slope_ratio": _num(e.late_slope_ratio),
+            "drops": e.drops,
+            "address_space_growth": e.address_space_growth,
+            "note": e.note,
+        }
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "scan",
+        "started_at": scan.started_at,
+        "duration_s": _num(scan.duration_s),
+        "interval_s": _num(scan.interval_s),
+        "host": scan.host,
+        "kernel": scan.kernel,
+        "leakhunt_version": scan.leakhunt_version,
+        "sampled": scan.sampled,
+        "unreadable": scan.unreadable,
+        "unreadable_reasons": [[r, n] for r, n in scan.unreadable_reasons],
+        "processes": [
+            {
+                "pid": p.key.pid,
+                "create_time": _num(p.key.create_time),
+                "name": p.name,
+                "cmdline": list(p.cmdline),
+                "username": p.username,
+                "verdict": p.verdict,
+                "evidence": evidence(p.evidence),
+                "samples": [_mem(m) for m in p.samples],
+            }
+            for p in scan.processes
+        ],
+        "investigations": [_investigation(i) for i in scan.investigations],
+    }
+
+
+def _trace(tr: TraceResult) -> dict[str, object]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "trace",
+        "target": _target(tr.target),
+        "backend": _backend(tr.backend),
+        "started_at": tr.started_at,
+        "duration_s": _num(tr.duration_s),
+        "end_time": _num(tr.end_time),
+        "stop_reason": tr.stop_reason,
+        "kernel": tr.kernel,
+        "host": tr.host,
+        "leakhunt_version": tr.leakhunt_version,
+        "quality": _quality(tr.quality),
+        "rate": [{"t": _num(t), "allocs": n, "bytes": b} for t, n, b in tr.rate],
+        "processes": [
+            {
+                "pid": p.pid,
+                "comm": p.comm,
+                "alloc_count": p.alloc_count,
+                "free_count": p.free_count,
+                "unknown_frees": p.unknown_frees,
+                "unfreed_count": p.unfreed_count,
+                "unfreed_bytes": p.unfreed_bytes,
+                "unfreed": [
+                    {"address": _hex(u.address), "size": u.size, "tid": u.tid, "time": _num(u.time)}
+                    for u in p.unfreed
+                ],
+            }
+            for p in tr.processes
+        ],
+    }
+
+
+def to_dict(doc: Document) -> dict[str, object]:
+    """The JSON object of a document (plain dicts, lists, str, int, float, bool, None)."""
+    if isinstance(doc, Investigation):
+        return _investigation(doc)
+    if isinstance(doc, ScanResult):
+        return _scan(doc)
+    if isinstance(doc, TraceResult):
+        return _trace(doc)
+    raise TypeError(f"not a leakhunt document: {type(doc).__name__}")
+
+
+def dumps(doc: Document) -> str:
+    """The document as JSON text (indented, UTF-8 safe, ends with a newline)."""
+    return json.dumps(to_dict(doc), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def dump(doc: Document, stream: IO[str]) -> None:
+    """Write the document as JSON to a text stream."""
+    stream.write(dumps(doc))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+_MISSING = object()
+
+
+class _Obj:
+    """A JSON object being read, with its path for error messages ("$.findings[2].verdict")."""
+
+    def __init__(self, value: JSONValue, path: str) -> None:
+        if not isinstance(value, dict):
+            raise _bad(path, "an object", value)
+        self.data = cast(dict[str, JSONValue], value)
+        self.path = path
+
+    def sub(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def raw(self, key: str, default: JSONValue = _MISSING) -> JSONValue:
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise ReportError(
+                f"{self.sub(key)}: missing",
+                hint="the file is not a complete leakhunt report (see leakhunt/report/SCHEMA.md)",
+            )
+        return default
+
+    def obj(self, key: str, default: JSONValue = _MISSING) -> _Obj:
+        return _Obj(self.raw(key, default), self.sub(key))
+
+    def get_int(self, key: str, default: JSONValue = _MISSING) -> int:
+        return _as_int(self.raw(key, default), self.sub(key))
+
+    def opt_int(self, key: str) -> int | None:
+        value = self.raw(key, None)
+        return None if value is None else _as_int(value, self.sub(key))
+
+    def get_float(self, key: str, default: JSONValue = _MISSING) -> float:
+        return _as_float(self.raw(key, default), self.sub(key))
+
+    def get_str(self, key: str, default: JSONValue = _MISSING) -> str:
+        return _as_str(self.raw(key, default), self.sub(key))
+
+    def opt_str(self, key: str) -> str | None:
+        value = self.raw(key, None)
+        return None if value is None else _as_str(value, self.sub(key))
+
+    def get_bool(self, key: str, default: JSONValue = _MISSING) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise _bad(self.sub(key), "true or false", value)
+        return value
+
+    def opt_hex(self, key: str) -> int | None:
+        value = self.raw(key, None)
+        return None if value is None else _as_hex(value, self.sub(key))
+
+    def get_list(self, key: str, default: JSONValue = _MISSING) -> list[JSONValue]:
+        value = self.raw(key, default)
+        if not isinstance(value, list):
+            raise _bad(self.sub(key), "a list", value)
+        return cast(list[JSONValue], value)
+
+    def objs(self, key: str, default: JSONValue = _MISSING) -> Iterator[_Obj]:
+        for i, item in enumerate(self.get_list(key, default)):
+            yield _Obj(item, f"{self.sub(key)}[{i}]")
+
+    def strs(self, key: str, default: JSONValue = _MISSING) -> tuple[str, ...]:
+        return tuple(
+            _as_str(item, f"{self.sub(key)}[{i}]") for i, item in enumerate(self.get_list(key, default))
+        )
+
+    def literal(self, key: str, choices: Sequence[_T], default: JSONValue = _MISSING) -> _T:
+        value = self.raw(key, default)
+        if value not in choices:
+            wanted = " | ".join(repr(c) for c in choices)
+            raise _bad(self.sub(key), f"one of {wanted}", value)
+        return cast(_T, value)
+
+    def pairs(self, key: str, second: Callable[[JSONValue, str], _T]) -> tuple[tuple[str, _T], ...]:
+        out: list[tuple[str, _T]] = []
+        for i, item in enumerate(self.get_list(key, [])):
+            path = f"{self.sub(key)}[{i}]"
+            if not (isinstance(item, list) and len(item) == 2):
+                raise _bad(path, "a [name, value] pair", item)
+            out.append((_as_str(item[0], path + "[0]"), second(item[1], path + "[1]")))
+        return tuple(out)
+
+
+def _describe(value: JSONValue) -> str:
+    text = json.dumps(value)[:60] if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text
+
+
+def _bad(path: str, wanted: str, value: JSONValue) -> ReportError:
+    return ReportError(
+        f"{path}: expected {wanted}, found {_describe(value)}",
+        hint="the file is not a valid leakhunt report (see leakhunt/report/SCHEMA.md)",
+    )
+
+
+def _as_int(value: JSONValue, path: str) -> int:
+    if isinstance(value, bool):
+        raise _bad(path, "an integer", value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    # Big integers written as strings by other tools (bpftrace 0.2x does that) are accepted too.
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise _bad(path, "an integer", value)
+
+
+def _as_float(value: JSONValue, path: str) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(path, "a number", value)
+    return float(value)
+
+
+def _as_str(value: JSONValue, path: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(path, "a string", value)
+    return value
+
+
+def _as_hex(value: JSONValue, path: str) -> int:
+    if isinstance(value, str):
+        try:
+            return int(value, 16)
+        except ValueError:
+            raise _bad(path, "a hex address like 0x7f00aa", value) from None
+    return _as_int(value, path)
+
+
+def _read_target(o: _Obj) -> Target:
+    return Target(
+        pid=o.get_int("pid"),
+        comm=o.get_str("comm"),
+        cmdline=o.strs("cmdline"),
+        exe=o.opt_str("exe"),
+        launched=o.get_bool("launched", False),
+        exit_code=o.opt_int("exit_code"),
+        exited_early=o.get_bool("exited_early", False),
+    )
+
+
+def _read_backend(o: _Obj) -> BackendInfo:
+    return BackendInfo(
+        name=o.literal("name", cast(tuple[BackendName, ...], get_args(BackendName))),
+        tool=o.get_str("tool"),
+        version=o.get_str("version"),
+        argv=o.strs("argv", []),
+        reason=o.get_str("reason", ""),
+    )
+
+
+def _read_quality(o: _Obj) -> DataQuality:
+    return DataQuality(
+        lost_events=o.get_int("lost_events", 0),
+        unparsed_lines=o.get_int("unparsed_lines", 0),
+        unparsed_examples=o.strs("unparsed_examples", []),
+        dropped_stacks=o.get_int("dropped_stacks", 0),
+        map_full=o.get_bool("map_full", False),
+        truncated_stacks=o.get_int("truncated_stacks", 0),
+        unknown_frames=o.get_int("unknown_frames", 0),
+        sample_rate=o.get_int("sample_rate", 1),
+        notes=o.strs("notes", []),
+    )
+
+
+def _read_mem(o: _Obj) -> MemSample:
+    return MemSample(
+        t=o.get_float("t"),
+        rss=o.get_int("rss"),
+        vms=o.get_int("vms"),
+        shared=o.get_int("shared", 0),
+        swap=o.opt_int("swap"),
+    )
+
+
+def _read_frame(o: _Obj) -> Frame:
+    return Frame(
+        symbol=o.get_str("symbol"),
+        offset=o.opt_int("offset"),
+        module=o.opt_str("module"),
+        address=o.opt_hex("address"),
+    )
+
+
+def _read_investigation(o: _Obj) -> Investigation:
+    stacks: dict[int, Stack] = {}
+    for s in o.objs("stacks"):
+        sid = s.get_int("id")
+        if sid in stacks:
+            raise ReportError(f"{s.sub('id')}: stack id {sid} appears twice")
+        stacks[sid] = Stack(tuple(_read_frame(f) for f in s.objs("frame_fields")))
+
+    def stack_of(obj: _Obj) -> Stack:
+        sid = obj.get_int("stack_id")
+        if sid not in stacks:
+            raise ReportError(f"{obj.sub('stack_id')}: no stack with id {sid} in .stacks")
+        return stacks[sid]
+
+    def addresses(value: JSONValue, path: str) -> tuple[int, int]:
+        if not (isinstance(value, list) and len(value) == 2):
+            raise _bad(path, "an [address, size] pair", value)
+        return (_as_hex(value[0], path + "[0]"), _as_int(value[1], path + "[1]"))
+
+    snapshots = tuple(
+        Snapshot(
+            t=s.get_float("t"),
+            clock=s.opt_str("clock"),
+            truncated=s.get_bool("truncated", False),
+            top_n=s.opt_int("top_n"),
+            stacks=tuple(
+                StackSample(
+                    stack=stack_of(ss),
+                    outstanding_bytes=ss.get_int("outstanding_bytes"),
+                    count=ss.opt_int("count"),
+                    addresses=tuple(
+                        addresses(a, f"{ss.sub('addresses')}[{i}]")
+                        for i, a in enumerate(ss.get_list("addresses", []))
+                    ),
+                )
+                for ss in s.objs("stacks")
+            ),
+        )
+        for s in o.objs("snapshots")
+    )
+    findings = tuple(
+        Finding(
+            rank=f.get_int("rank"),
+            stack=stack_of(f),
+            verdict=f.literal("verdict", cast(tuple[Verdict, ...], get_args(Verdict))),
+            outstanding_bytes=f.get_int("outstanding_bytes"),
+            count=f.opt_int("count"),
+            growth_bytes_per_sec=f.get_float("growth_bytes_per_sec"),
+            confidence=f.get_float("confidence"),
+            first_seen=f.get_float("first_seen"),
+            last_seen=f.get_float("last_seen"),
+            reason=f.get_str("reason", ""),
+            series=tuple(
+                SeriesPoint(
+                    t=p.get_float("t"),
+                    outstanding_bytes=p.get_int("outstanding_bytes"),
+                    count=p.opt_int("count"),
+                )
+                for p in f.objs("series", [])
+            ),
+        )
+        for f in o.objs("findings")
+    )
+
+    def text(value: JSONValue, path: str) -> str:
+        if not isinstance(value, str):
+            raise _bad(path, "a string", value)
+        return value
+
+    return Investigation(
+        target=_read_target(o.obj("target")),
+        backend=_read_backend(o.obj("backend")),
+        started_at=o.get_str("started_at"),
+        duration_s=o.get_float("duration_s"),
+        interval_s=o.get_float("interval_s"),
+        snapshots=snapshots,
+        findings=findings,
+        memory=tuple(_read_mem(m) for m in o.objs("memory", [])),
+        quality=_read_quality(o.obj("quality", {})),
+        stop_reason=o.get_str("stop_reason", "duration"),
+        kernel=o.get_str("kernel", ""),
+        host=o.get_str("host", ""),
+        leakhunt_version=o.get_str("leakhunt_version", ""),
+        options=o.pairs("options", text),
+    )
+
+
+def _read_scan(o: _Obj) -> ScanResult:
+    def evidence(e: _Obj) -> TrendEvidence:
+        return TrendEvidence(
+            slope_bytes_per_sec=e.get_float("slope_bytes_per_sec"),
+            slope_rss_bytes_per_sec=e.get_float("slope_rss_bytes_per_sec"),
+            slope_vms_bytes_per_sec=e.get_float("slope_vms_bytes_per_sec"),
+            trend_z=e.get_float("trend_z"),
+            r2=e.get_float("r2"),
+            growth_bytes=e.get_int("growth_bytes"),
+            late_slope_ratio=e.get_float("late_slope_ratio"),
+            drops=e.get_int("drops"),
+            address_space_growth=e.get_bool("address_space_growth"),
+            note=e.get_str("note", ""),
+        )
+
+    processes = tuple(
+        ProcessTrend(
+            key=ProcessKey(pid=p.get_int("pid"), create_time=p.get_float("create_time")),
+            name=p.get_str("name"),
+            cmdline=p.strs("cmdline"),
+            username=p.opt_str("username"),
+            verdict=p.literal("verdict", cast(tuple[ScanVerdict, ...], get_args(ScanVerdict))),
+            evidence=evidence(p.obj("evidence")),
+            samples=tuple(_read_mem(m) for m in p.objs("samples", [])),
+        )
+        for p in o.objs("processes")
+    )
+    investigations = []
+    for i, item in enumerate(o.get_list("investigations", [])):
+        sub = _Obj(item, f"{o.sub('investigations')}[{i}]")
+        investigations.append(_read_investigation(sub))
+    return ScanResult(
+        started_at=o.get_str("started_at"),
+        duration_s=o.get_float("duration_s"),
+        interval_s=o.get_float("interval_s"),
+        processes=processes,
+        sampled=o.get_int("sampled"),
+        unreadable=o.get_int("unreadable", 0),
+        unreadable_reasons=o.pairs("unreadable_reasons", _as_int),
+        host=o.get_str("host", ""),
+        kernel=o.get_str("kernel", ""),
+        leakhunt_version=o.get_str("leakhunt_version", ""),
+        investigations=tuple(investigations),
+    )
+
+
+def _read_trace(o: _Obj) -> TraceResult:
+    processes = tuple(
+        TraceProcess(
+            pid=p.get_int("pid"),
+            comm=p.get_str("comm"),
+            alloc_count=p.get_int("alloc_count"),
+            free_count=p.get_int("free_count"),
+            unknown_frees=p.get_int("unknown_frees", 0),
+            unfreed=tuple(
+                Unfreed(
+                    address=_as_hex(u.raw("address"), u.sub("address")),
+                    size=u.get_int("size"),
+                    tid=u.get_int("tid"),
+                    time=u.get_float("time"),
+                )
+                for u in p.objs("unfreed", [])
+            ),
+        )
+        for p in o.objs("processes")
+    )
+    rate = tuple((r.get_float("t"), r.get_int("allocs"), r.get_int("bytes")) for r in o.objs("rate", []))
+    return TraceResult(
+        target=_read_target(o.obj("target")),
+        backend=_read_backend(o.obj("backend")),
+        started_at=o.get_str("started_at"),
+        duration_s=o.get_float("duration_s"),
+        processes=processes,
+        end_time=o.get_float("end_time"),
+        rate=rate,
+        quality=_read_quality(o.obj("quality", {})),
+        stop_reason=o.get_str("stop_reason", "duration"),
+        kernel=o.get_str("kernel", ""),
+        host=o.get_str("host", ""),
+        leakhunt_version=o.get_str("leakhunt_version", ""),
+    )
+
+
+_READERS: Mapping[str, Callable[[_Obj], Document]] = {
+    "investigation": _read_investigation,
+    "scan": _read_scan,
+    "trace": _read_trace,
+}
+
+
+def from_dict(data: JSONValue, *, source: str = "document") -> Document:
+    """Rebuild a document from its JSON object; raises ReportError on anything unexpected."""
+    root = _Obj(data, "$") if isinstance(data, dict) else None
+    if root is None:
+        raise ReportError(
+            f"{source}: expected a JSON object, found {_describe(data)}",
+            hint="give a JSON report written by leakhunt (--format json)",
+        )
+    version = root.data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ReportError(
+            f"{source}: no schema_version: not a leakhunt JSON report",
+            hint="give a JSON report written by leakhunt (--format json)",
+        )
+    if version > SCHEMA_VERSION:
+        raise ReportError(
+            f"{source}: schema_version {version} is newer than this leakhunt understands ({SCHEMA_VERSION})",
+            hint="upgrade leakhunt to read this report",
+        )
+    kind = root.literal("kind", tuple(_READERS))
+    try:
+        return _READERS[kind](root)
+    except ReportError as err:
+        raise ReportError(f"{source}: {err.message}", hint=err.hint) from None
+
+
+def loads(text: str, *, source: str = "document") -> Document:
+    """Parse JSON text into a document; raises ReportError on bad JSON or a bad document."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ReportError(
+            f"{source}: not JSON ({err.msg} at line {err.lineno} column {err.colno})",
+            hint="give a JSON report written by leakhunt (--format json)",
+        ) from None
+    except RecursionError:
+        raise ReportError(f"{source}: JSON nested too deeply") from None
+    return from_dict(data, source=source)
+
+
+def load(path: Path | str) -> Document:
+    """Read a saved JSON report (``-`` reads standard input)."""
+    if str(path) == "-":
+        return loads(sys.stdin.read(), source="<stdin>")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"{p}: no such file", hint="give the path of a leakhunt JSON report") from None
+    except IsADirectoryError:
+        raise ReportError(f"{p}: is a directory", hint="give the path of a leakhunt JSON report") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{p}: not UTF-8 text", hint="give a JSON report written by leakhunt") from None
+    except OSError as err:
+        raise ReportError(f"{p}: cannot read: {err.strerror}") from None
+    return loads(text, source=str(p))

@@ -1,0 +1,173 @@
+"""Remove secrets from command lines before they go into a report attached to a ticket.
+
+Reports quote the target's command line (and the probe's, which embeds it in launch mode). Command
+lines routinely carry secrets: ``--password hunter2``, ``token=abc``, ``postgres://app:pw@db/x``.
+What is removed (the value becomes ``***``, the name stays so a reader knows something was there):
+
+- ``NAME=VALUE`` and ``--NAME=VALUE`` where NAME mentions a secret word (password, passwd, pwd, pass,
+  token, secret, key, apikey, auth, credential, cookie, session, signature, private), anywhere in an
+  argument, including DSNs (``"host=db password=pw"``) and URL query strings (``?access_token=...``);
+- ``--NAME VALUE`` (two arguments) for the same names;
+- credentials in URLs (``scheme://user:PASSWORD@host`` keeps the user; a lone token-like user, as in
+  ``https://ghp_xxx@github.com``, is removed);
+- ``Authorization: Bearer VALUE`` / ``Basic VALUE`` header text.
+
+It errs on the side of removing: ``--max-key-size 5`` loses its 5. ``--no-redact`` turns it all off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import overload
+
+from leakhunt.model import (
+    BackendInfo,
+    DataQuality,
+    Investigation,
+    ProcessTrend,
+    ScanResult,
+    Target,
+    TraceResult,
+)
+
+MASK = "***"
+
+# A name counts as secret when one of its words (split on - _ . and case changes) is one of these.
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "token",
+        "secret",
+        "key",
+        "apikey",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "session",
+        "sig",
+        "signature",
+        "private",
+        "privatekey",
+        "accesskey",
+        "secretkey",
+    }
+)
+
+_WORD_SPLIT = re.compile(r"[-_.]+|(?<=[a-z])(?=[A-Z])")
+# NAME=VALUE inside an argument: NAME starts after a separator or at the start; VALUE runs to the next
+# separator used by DSNs, query strings and shell-ish lists.
+_ASSIGN = re.compile(r"(?P<name>(?:^|(?<=[\s?&;,]))-{0,2}[A-Za-z][\w.-]*)(?P<sep>[=:])(?P<value>[^\s&;,]+)")
+_URL_CRED = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*)(?::(?P<pw>[^/\s@]*))?@")
+_BEARER = re.compile(r"(?i)\b(?P<kind>bearer|basic|token)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{20,}")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when an option or variable name suggests its value is a secret."""
+    words = [w.lower() for w in _WORD_SPLIT.split(name.strip("-")) if w]
+    if not words:
+        return False
+    joined = "".join(words)
+    return any(w in _SECRET_WORDS for w in words) or joined in _SECRET_WORDS
+
+
+def redact_text(text: str) -> str:
+    """One argument (or any free text) with secret values replaced by ``***``."""
+
+    def url(m: re.Match[str]) -> str:
+        user, pw = m.group("user"), m.group("pw")
+        if pw is not None:
+            return f"{m.group('scheme')}{user}:{MASK}@"
+        if _TOKEN_LIKE.fullmatch(user):
+            return f"{m.group('scheme')}{MASK}@"
+        return m.group(0)
+
+    def assign(m: re.Match[str]) -> str:
+        name = m.group("name")
+        # "host:port" and "scheme:" are not assignments: only '=' or a secret name before ':' counts.
+        if is_secret_name(name) and m.group("value") != MASK:
+            return f"{name}{m.group('sep')}{MASK}"
+        return m.group(0)
+
+    text = _URL_CRED.sub(url, text)
+    text = _ASSIGN.sub(assign, text)
+    return _BEARER.sub(lambda m: f"{m.group('kind')} {MASK}", text)
+
+
+def redact_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    """A command line with secret values replaced by ``***`` (the number of arguments is kept)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            hide_next = False
+            if not arg.startswith("-") or arg == "-":
+                out.append(MASK)
+                continue
+        if arg.startswith("-") and "=" not in arg and is_secret_name(arg) and len(arg) > 2:
+            hide_next = True
+        out.append(redact_text(arg))
+    return tuple(out)
+
+
+def _target(t: Target) -> Target:
+    return dataclasses.replace(t, cmdline=redact_argv(t.cmdline))
+
+
+def _backend(b: BackendInfo) -> BackendInfo:
+    return dataclasses.replace(b, argv=redact_argv(b.argv), reason=redact_text(b.reason))
+
+
+def _quality(q: DataQuality) -> DataQuality:
+    return dataclasses.replace(
+        q,
+        notes=tuple(redact_text(n) for n in q.notes),
+        unparsed_examples=tuple(redact_text(n) for n in q.unparsed_examples),
+    )
+
+
+def _investigation(inv: Investigation) -> Investigation:
+    return dataclasses.replace(
+        inv,
+        target=_target(inv.target),
+        backend=_backend(inv.backend),
+        quality=_quality(inv.quality),
+        options=tuple((k, MASK if is_secret_name(k) else redact_text(v)) for k, v in inv.options),
+    )
+
+
+def _process(p: ProcessTrend) -> ProcessTrend:
+    return dataclasses.replace(p, cmdline=redact_argv(p.cmdline))
+
+
+@overload
+def redact(doc: Investigation) -> Investigation: ...
+@overload
+def redact(doc: ScanResult) -> ScanResult: ...
+@overload
+def redact(doc: TraceResult) -> TraceResult: ...
+@overload
+def redact(doc: Investigation | ScanResult | TraceResult) -> Investigation | ScanResult | TraceResult: ...
+
+
+def redact(doc: Investigation | ScanResult | TraceResult) -> Investigation | ScanResult | TraceResult:
+    """A copy of the document with secrets removed from every command line and note in it."""
+    if isinstance(doc, Investigation):
+        return _investigation(doc)
+    if isinstance(doc, ScanResult):
+        return dataclasses.replace(
+            doc,
+            processes=tuple(_process(p) for p in doc.processes),
+            investigations=tuple(_investigation(i) for i in doc.investigations),
+        )
+    return dataclasses.replace(
+        doc, target=_target(doc.target), backend=_backend(doc.backend), quality=_quality(doc.quality)
+    )

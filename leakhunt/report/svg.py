@@ -1,0 +1,227 @@
+"""Inline SVG charts for HTML reports: no JavaScript library, no CDN, readable printed.
+
+Usage (any report template; the result is ``markupsafe.Markup``, put it in a template as is)::
+
+    from leakhunt.report.svg import Series, line_chart
+
+    chart = line_chart(
+        [Series("RSS", [(0.0, 1_000_000), (5.0, 1_300_000)]),
+         Series("anon", [(0.0, 400_000), (5.0, 700_000)], dashed=True)],
+        title="Target memory",
+        unit="bytes",          # "bytes" -> KiB/MiB/GiB ticks, "bytes/s", "count", or "" (plain numbers)
+    )
+
+Every piece of text (title, series names, which may come from the target) is escaped here, so the
+Markup returned is safe to embed. Colours are fixed mid-tone hues readable on light and dark
+backgrounds; axes and text use ``currentColor`` so they follow the page's colour scheme. Each point
+carries a ``<title>`` (the browser's own tooltip: works without JavaScript and in every viewer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+# Colour-blind-friendly hues (Okabe-Ito, slightly darkened) that keep contrast on white and on #111.
+PALETTE: tuple[str, ...] = (
+    "#0072b2",
+    "#d55e00",
+    "#009e73",
+    "#cc79a7",
+    "#e69f00",
+    "#56b4e9",
+    "#8c6d31",
+    "#7f7f7f",
+    "#b8860b",
+    "#6a3d9a",
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: ``points`` are (x, y) pairs, x usually seconds since the start."""
+
+    name: str
+    points: Sequence[tuple[float, float]]
+    color: str | None = None  # CSS colour; None picks from PALETTE by position
+    dashed: bool = False
+
+
+def format_value(value: float, unit: str = "bytes") -> str:
+    """A number as a reader wants it: ``1.5 MiB``, ``12 KiB/s``, ``3,400``."""
+    if not math.isfinite(value):
+        return "n/a"
+    if unit in ("bytes", "bytes/s"):
+        suffix = "/s" if unit == "bytes/s" else ""
+        size = abs(value)
+        for name, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if size >= scale:
+                scaled = value / scale
+                digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
+                return f"{scaled:.{digits}f} {name}{suffix}"
+        return f"{value:.0f} B{suffix}" if float(value).is_integer() else f"{value:.1f} B{suffix}"
+    if unit == "s":
+        return f"{value:.1f} s" if abs(value) < 120 else f"{value / 60:.1f} min"
+    text = f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.3g}"
+    return f"{text} {unit}".rstrip()
+
+
+def _nice_step(span: float, target_ticks: int, binary: bool) -> float:
+    if span <= 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / max(target_ticks, 1)
+    if binary and raw >= 1024:
+        # Byte axes get ticks at round KiB/MiB/GiB multiples (1, 2, 5, 10, 20, ... of the unit).
+        base = 1024 ** int(math.log(raw, 1024))
+        scaled = raw / base
+        for m in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
+            if m >= scaled:
+                return float(m * base)
+        return float(1024 * base)
+    exp = 10.0 ** math.floor(math.log10(raw))
+    for mult in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if mult * exp >= raw:
+            return mult * exp
+    return float(10 * exp)
+
+
+def _ticks(lo: float, hi: float, target_ticks: int, binary: bool) -> list[float]:
+    step = _nice_step(hi - lo, target_ticks, binary)
+    start = math.floor(lo / step) * step
+    out: list[float] = []
+    v = start
+    while v <= hi + step * 1e-9 and len(out) < 50:
+        if v >= lo - step * 1e-9:
+            out.append(v)
+        v += step
+    return out
+
+
+def _f(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    unit: str = "bytes",
+    x_label: str = "seconds since start",
+    width: int = 720,
+    height: int = 240,
+    y_from_zero: bool = True,
+    chart_id: str | None = None,
+) -> Markup:
+    """An inline ``<svg>`` line chart of one or more series with axes, ticks, legend and point tooltips.
+
+    ``unit`` formats the y axis and tooltips (see ``format_value``). Series without points are listed
+    in the legend only. With no points at all the chart says "no data" instead of drawing axes.
+    The SVG scales to its container's width (viewBox) and has ``role="img"`` and an aria-label.
+    """
+    pts = [p for s in series for p in s.points if math.isfinite(p[0]) and math.isfinite(p[1])]
+    left, right, top, bottom = 78, 16, 30, 40
+    legend_rows = math.ceil(len(series) / 3) if len(series) > 1 else 0
+    total_h = height + legend_rows * 18
+    ident = f' id="{escape(chart_id)}"' if chart_id else ""
+    head = (
+        f'<svg class="chart line-chart"{ident} viewBox="0 0 {width} {total_h}" width="100%" '
+        f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="12">'
+        f"<title>{escape(title)}</title>"
+        f'<text x="{left}" y="18" font-weight="600" fill="currentColor">{escape(title)}</text>'
+    )
+    if not pts:
+        body = (
+            f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" fill="currentColor" '
+            f'opacity="0.7">no data</text>'
+        )
+        return Markup(head + body + "</svg>")  # noqa: S704 - title escaped in head
+
+    x_lo, x_hi = min(p[0] for p in pts), max(p[0] for p in pts)
+    y_lo, y_hi = min(p[1] for p in pts), max(p[1] for p in pts)
+    if y_from_zero:
+        y_lo = min(0.0, y_lo)
+    if x_hi == x_lo:
+        x_hi = x_lo + 1.0
+    if y_hi == y_lo:
+        y_hi = y_lo + (abs(y_lo) * 0.1 or 1.0)
+    binary = unit in ("bytes", "bytes/s")
+    y_ticks = _ticks(y_lo, y_hi, 5, binary)
+    y_hi = max(y_hi, y_ticks[-1]) if y_ticks else y_hi
+    y_lo = min(y_lo, y_ticks[0]) if y_ticks else y_lo
+    x_ticks = _ticks(x_lo, x_hi, 8, False)
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x_lo) / (x_hi - x_lo) * pw
+
+    def sy(y: float) -> float:
+        return top + ph - (y - y_lo) / (y_hi - y_lo) * ph
+
+    parts = [head]
+    # grid and axes
+    parts.append('<g class="axes" stroke="currentColor" stroke-opacity="0.18">')
+    for yt in y_ticks:
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{_f(sy(yt))}" y2="{_f(sy(yt))}"/>')
+    parts.append("</g>")
+    parts.append(
+        f'<g stroke="currentColor" stroke-opacity="0.6"><line x1="{left}" x2="{left}" y1="{top}" '
+        f'y2="{top + ph}"/><line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/></g>'
+    )
+    parts.append('<g class="ticks" fill="currentColor" fill-opacity="0.8">')
+    for yt in y_ticks:
+        parts.append(
+            f'<text x="{left - 6}" y="{_f(sy(yt) + 4)}" text-anchor="end">'
+            f"{escape(format_value(yt, unit))}</text>"
+        )
+    for xt in x_ticks:
+        label = f"{xt:g}"
+        parts.append(
+            f'<text x="{_f(sx(xt))}" y="{top + ph + 16}" text-anchor="middle">{escape(label)}</text>'
+        )
+    parts.append(
+        f'<text x="{left + pw / 2:.0f}" y="{top + ph + 32}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+    parts.append("</g>")
+    # lines
+    for i, s in enumerate(series):
+        color = s.color or PALETTE[i % len(PALETTE)]
+        good = sorted(
+            (p for p in s.points if math.isfinite(p[0]) and math.isfinite(p[1])), key=lambda p: p[0]
+        )
+        if not good:
+            continue
+        dash = ' stroke-dasharray="6 4"' if s.dashed else ""
+        path = " ".join(f"{_f(sx(x))},{_f(sy(y))}" for x, y in good)
+        parts.append(
+            f'<g class="series" data-series="{escape(s.name)}"><polyline points="{path}" fill="none" '
+            f'stroke="{escape(color)}" stroke-width="2"{dash} stroke-linejoin="round"/>'
+        )
+        # Markers with tooltips; beyond ~120 points they would be noise, so thin them out.
+        stride = max(1, len(good) // 120)
+        for x, y in good[::stride]:
+            tip = f"{s.name}: {format_value(y, unit)} at {x:g} s"
+            parts.append(
+                f'<circle cx="{_f(sx(x))}" cy="{_f(sy(y))}" r="2.6" fill="{escape(color)}">'
+                f"<title>{escape(tip)}</title></circle>"
+            )
+        parts.append("</g>")
+    # legend
+    if len(series) > 1:
+        col_w = (width - left) / 3
+        for i, s in enumerate(series):
+            color = s.color or PALETTE[i % len(PALETTE)]
+            lx = left + (i % 3) * col_w
+            ly = height + (i // 3) * 18 + 4
+            dash = ' stroke-dasharray="6 4"' if s.dashed else ""
+            name = s.name if len(s.name) <= 48 else s.name[:47] + "\u2026"
+            parts.append(
+                f'<g class="legend"><line x1="{_f(lx)}" x2="{_f(lx + 18)}" y1="{ly}" y2="{ly}" '
+                f'stroke="{escape(color)}" stroke-width="3"{dash}/><text x="{_f(lx + 24)}" y="{ly + 4}" '
+                f'fill="currentColor">{escape(name)}<title>{escape(s.name)}</title></text></g>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every text above went through escape()

@@ -1,0 +1,255 @@
+"""What a report says, independent of HTML or Markdown: the verdict sentence, the command to
+reproduce, the stop reason in words, the stack table rows and the data-quality lines.
+
+Both ``report.html`` and ``report.markdown`` build their pages from these, so the two formats never
+disagree. Nothing here escapes: the HTML environment autoescapes, the Markdown renderer escapes.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+
+from leakhunt.model import DataQuality, Finding, Investigation, Target, TraceResult
+from leakhunt.report.svg import format_value
+
+VERDICT_WORDS = {
+    "leak": "keeps growing (leak)",
+    "plateau": "grew, then stopped (plateau)",
+    "transient": "comes and goes (transient)",
+    "stable": "stable",
+}
+
+
+def human_bytes(n: float) -> str:
+    """``1.50 MiB``."""
+    return format_value(n, "bytes")
+
+
+def human_rate(bps: float) -> str:
+    """``12.0 KiB/s``."""
+    return format_value(bps, "bytes/s")
+
+
+def human_duration(seconds: float) -> str:
+    """``12 s``, ``3 min 20 s``, ``1 h 02 min``."""
+    if math.isnan(seconds):
+        return "unknown"
+    s = round(seconds)
+    if s < 120:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def top_frame(f: Finding) -> str:
+    """The most telling frame of a stack: the innermost one not in an allocator or libc."""
+    for fr in f.stack.frames:
+        if not fr.is_unknown and not _is_allocator(fr.symbol, fr.module):
+            return fr.symbol
+    return f.stack.top
+
+
+_ALLOC_SYMBOLS = frozenset(
+    {
+        "malloc",
+        "calloc",
+        "realloc",
+        "free",
+        "posix_memalign",
+        "aligned_alloc",
+        "memalign",
+        "valloc",
+        "pvalloc",
+        "__libc_malloc",
+        "__libc_calloc",
+        "__libc_realloc",
+        "__strdup",
+        "strdup",
+        "strndup",
+        "__strndup",
+        "operator new",
+        "operator new[]",
+    }
+)
+
+
+def _is_allocator(symbol: str, module: str | None) -> bool:
+    base = symbol.split("(", maxsplit=1)[0].strip()
+    return base in _ALLOC_SYMBOLS or base.startswith("operator new")
+
+
+def stop_text(stop_reason: str, duration_s: float, target: Target) -> str:
+    """How the run ended, in words: ``target exited after 12 s (status 0)``, ``interrupted after 8 s``."""
+    took = human_duration(duration_s)
+    if stop_reason == "target-exited":
+        code = ""
+        if target.exit_code is not None:
+            code = (
+                f" (killed by signal {-target.exit_code})"
+                if target.exit_code < 0
+                else (f" (status {target.exit_code})")
+            )
+        return f"target exited after {took}{code}"
+    if stop_reason == "interrupted":
+        return f"interrupted after {took}"
+    if stop_reason == "duration":
+        return f"ran the planned {took}"
+    if stop_reason == "error":
+        return f"stopped by an error after {took}"
+    return f"{stop_reason} after {took}"
+
+
+def reproduce_command(inv: Investigation | TraceResult, command: str) -> str:
+    """The leakhunt command line that repeats this run (for the cmdline as recorded, maybe redacted)."""
+    opts: list[str] = [command]
+    t = inv.target
+    if not t.launched:
+        opts.append(str(t.pid))
+    opts += ["--duration", f"{inv.duration_s:g}"]
+    if isinstance(inv, Investigation):
+        opts += ["--interval", f"{inv.interval_s:g}"]
+        for name, value in inv.options:
+            if name in ("duration", "interval", "backend"):
+                continue
+            flag = "--" + name.replace("_", "-")
+            opts += [flag] if value in ("true", "True") else [flag, value]
+    opts += ["--backend", inv.backend.name]
+    text = "leakhunt " + shlex.join(opts)
+    if t.launched and t.cmdline:
+        text += " -- " + shlex.join(t.cmdline)
+    return text
+
+
+@dataclass(frozen=True)
+class Row:
+    """One finding as the stack table shows it."""
+
+    rank: int
+    verdict: str
+    rate: float
+    rate_text: str
+    bytes: int
+    bytes_text: str
+    count: int | None
+    first_seen: float
+    last_seen: float
+    confidence: float
+    top: str
+    frames: tuple[str, ...]
+    reason: str
+
+
+def rows(inv: Investigation) -> list[Row]:
+    """Every finding as a table row, in rank order."""
+    return [
+        Row(
+            rank=f.rank,
+            verdict=f.verdict,
+            rate=f.growth_bytes_per_sec,
+            rate_text=human_rate(f.growth_bytes_per_sec),
+            bytes=f.outstanding_bytes,
+            bytes_text=human_bytes(f.outstanding_bytes),
+            count=f.count,
+            first_seen=f.first_seen,
+            last_seen=f.last_seen,
+            confidence=f.confidence,
+            top=top_frame(f),
+            frames=tuple(fr.display() for fr in f.stack.frames) or ("[no stack]",),
+            reason=f.reason,
+        )
+        for f in sorted(inv.findings, key=lambda f: f.rank)
+    ]
+
+
+def leaks(inv: Investigation) -> list[Finding]:
+    return [f for f in sorted(inv.findings, key=lambda f: f.rank) if f.verdict == "leak"]
+
+
+def verdict_sentence(inv: Investigation) -> str:
+    """The report's first line: what was found, in one sentence."""
+    found = leaks(inv)
+    over = human_duration(inv.duration_s)
+    if not inv.snapshots:
+        return (
+            f"No data: the probe took no snapshot ({stop_text(inv.stop_reason, inv.duration_s, inv.target)})."
+        )
+    if found:
+        top = found[0]
+        more = f" ({len(found)} leaking stacks in all)" if len(found) > 1 else ""
+        count = f" in {top.count:,} allocations" if top.count is not None else ""
+        return (
+            f"Leak found: the stack allocating in {top_frame(top)} grew at "
+            f"{human_rate(top.growth_bytes_per_sec)} over {over} and holds "
+            f"{human_bytes(top.outstanding_bytes)}{count}{more}."
+        )
+    plateaus = [f for f in inv.findings if f.verdict == "plateau"]
+    if plateaus:
+        return (
+            f"No leak found over {over}: {len(plateaus)} stack(s) grew and then stopped growing (plateau), "
+            f"which looks like a cache or pool filling up."
+        )
+    return f"No leak found over {over}: no call stack's outstanding memory kept growing."
+
+
+@dataclass(frozen=True)
+class QualityLine:
+    label: str
+    value: str
+    problem: bool  # worth a reader's attention
+    help: str
+
+
+def quality_lines(q: DataQuality, *, snapshots: int, truncated_snapshots: int) -> list[QualityLine]:
+    """Every DataQuality field as a labelled line (problems flagged), in a stable order."""
+    rate = "every allocation" if q.sample_rate <= 1 else f"1 in {q.sample_rate} allocations (sizes scaled)"
+    return [
+        QualityLine(
+            "Lost events",
+            f"{q.lost_events:,}",
+            q.lost_events > 0,
+            "events the kernel dropped before the probe read them",
+        ),
+        QualityLine(
+            "Dropped stacks",
+            f"{q.dropped_stacks:,}",
+            q.dropped_stacks > 0,
+            "stack ids that could not be stored (stack map full)",
+        ),
+        QualityLine(
+            "Map full",
+            "yes" if q.map_full else "no",
+            q.map_full,
+            "a probe map reached its size limit, so updates were lost",
+        ),
+        QualityLine(
+            "Unparsed lines",
+            f"{q.unparsed_lines:,}",
+            q.unparsed_lines > 0,
+            "tool output lines leakhunt did not understand",
+        ),
+        QualityLine(
+            "Truncated stacks",
+            f"{q.truncated_stacks:,}",
+            q.truncated_stacks > 0,
+            "stacks cut at the unwinder's depth limit",
+        ),
+        QualityLine(
+            "[unknown] frames",
+            f"{q.unknown_frames:,}",
+            q.unknown_frames > 0,
+            "frames without a symbol (stripped binary or no frame pointers)",
+        ),
+        QualityLine("Sampling", rate, q.sample_rate > 1, "allocations traced"),
+        QualityLine(
+            "Snapshots", f"{snapshots:,}", snapshots < 3, "fewer than 3 snapshots cannot show a trend"
+        ),
+        QualityLine(
+            "Top-N truncated snapshots",
+            f"{truncated_snapshots:,}",
+            truncated_snapshots > 0,
+            "snapshots where the tool printed only its top N stacks",
+        ),
+    ]
