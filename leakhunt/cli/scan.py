@@ -1,0 +1,396 @@
+"""``leakhunt scan``: sample the memory of every process (or a chosen set) over a window, judge each
+trend, rank the suspects and say which ``leakhunt investigate PID`` to run next.
+
+Sampling needs no root: /proc/PID/status is readable by everyone on a default /proc. Only
+``--investigate-top`` (eBPF probes) needs root, and it is checked before the scan starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from leakhunt import __version__
+from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
+from leakhunt.errors import LeakhuntError, TargetError, UsageError
+from leakhunt.model import Investigation, ProcessTrend, ScanResult
+from leakhunt.probe.runner import sigterm_as_interrupt
+from leakhunt.probe.tools import require_root
+from leakhunt.report import parse_formats, write_reports
+from leakhunt.report import redact as redact_mod
+from leakhunt.report.jsonio import dump
+from leakhunt.sample import Candidate, Sweeper, SweepStats, lookup_uid
+
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, option: str) -> int:
+    """``"512k"``, ``"10M"``, ``"1.5GiB"``, ``"4096"`` -> bytes (binary units)."""
+    match = _SIZE_RE.fullmatch(text)
+    if match is None:
+        raise UsageError(f"{option}: {text!r} is not a size", hint="write e.g. 4096, 512k, 10M or 1G")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _filter(name_re: re.Pattern[str] | None, uid: int | None) -> Callable[[Candidate], bool] | None:
+    if name_re is None and uid is None:
+        return None
+
+    def accept(c: Candidate) -> bool:
+        if uid is not None and c.uid != uid:
+            return False
+        return name_re is None or bool(name_re.search(c.name) or name_re.search(" ".join(c.cmdline)))
+
+    return accept
+
+
+def collect(
+    sweeper: Sweeper,
+    *,
+    duration: float,
+    interval: float,
+    on_sweep: Callable[[float, SweepStats], None] | None = None,
+) -> tuple[float, str]:
+    """Sweep every ``interval`` seconds for ``duration`` seconds (first sweep at 0, last at
+    ``duration``). Returns (seconds actually covered, stop reason). Ctrl-C / SIGTERM stop early and
+    keep what was sampled."""
+    start = time.monotonic()
+    sweeps = int(duration / interval + 1e-9) + 1
+    stop = "duration"
+    try:
+        with sigterm_as_interrupt():
+            for k in range(sweeps):
+                delay = start + k * interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                stats = sweeper.sweep()
+                if on_sweep is not None:
+                    on_sweep(time.monotonic() - start, stats)
+    except KeyboardInterrupt:
+        stop = "interrupted"
+    return time.monotonic() - start, stop
+
+
+def _mb_per_hour(bps: float) -> str:
+    return f"{bps * 3600 / 1e6:+,.1f}"
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / (1 << 20):,.1f}"
+
+
+def verdict_text(p: ProcessTrend) -> str:
+    """The verdict, with the address-space flag when raised."""
+    return p.verdict + (" +VSZ" if p.evidence.address_space_growth else "")
+
+
+def print_table(console: Console, scan: ScanResult, top: int) -> None:
+    """The ranked table: suspects first, then the rest up to ``top`` rows."""
+    wide = console.width >= 120
+    table = Table(
+        title=f"leakhunt scan: top {min(top, len(scan.processes))} of {len(scan.processes)} processes",
+        caption="growth = Theil-Sen slope of anon+swap; sizes in MiB",
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("PID", justify="right", no_wrap=True)
+    table.add_column("name", overflow="ellipsis", max_width=20)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("MB/h", justify="right", no_wrap=True)
+    table.add_column("R²", justify="right", no_wrap=True)
+    for col in ("anon", "RSS", "VSZ", "swap"):
+        table.add_column(col, justify="right", no_wrap=True)
+    if wide:
+        table.add_column("next", no_wrap=True)
+    styles = {"leak-suspect": "bold red", "growing": "yellow", "sawtooth": "cyan", "plateau": "blue"}
+    for i, p in enumerate(scan.processes[:top], 1):
+        last = p.samples[-1]
+        style = styles.get(p.verdict)
+        row = [
+            str(i),
+            str(p.key.pid),
+            p.name,
+            f"[{style}]{verdict_text(p)}[/]" if style else verdict_text(p),
+            _mb_per_hour(p.evidence.slope_bytes_per_sec),
+            f"{p.evidence.r2:.2f}",
+            _mib(last.anon),
+            _mib(last.rss),
+            _mib(last.vms),
+            _mib(last.swap),
+        ]
+        if wide:
+            row.append(f"leakhunt investigate {p.key.pid}" if p.verdict in SUSPECT_VERDICTS else "")
+        table.add_row(*row)
+    console.print(table)
+
+
+def summary_lines(scan: ScanResult, stop: str) -> list[str]:
+    """What the user must know besides the table: coverage, unreadable processes, what to do."""
+    lines = [
+        f"sampled {scan.sampled} processes for {scan.duration_s:.0f} s every {scan.interval_s:g} s"
+        + (" (interrupted)" if stop == "interrupted" else "")
+    ]
+    if scan.unreadable:
+        why = ", ".join(f"{reason}: {n}" for reason, n in scan.unreadable_reasons)
+        hint = " (run as root to include them)" if os.geteuid() != 0 else ""
+        lines.append(f"could not read {scan.unreadable} processes ({why}){hint}")
+    else:
+        lines.append("could not read 0 processes")
+    found = suspects(scan)
+    if found:
+        lines.append(f"{len(found)} suspect(s); next step, as root:")
+        lines += [f"  leakhunt investigate {p.key.pid}    # {p.name}: {p.evidence.note}" for p in found[:5]]
+    else:
+        lines.append("no process grew steadily enough to be a suspect")
+    return lines
+
+
+@click.command(
+    "scan",
+    epilog="""\b
+Examples:
+  leakhunt scan                                  every process, 60 s, table + reports in ./reports
+  leakhunt scan --duration 300 --name 'java|node' --min-rss 50M
+  leakhunt scan --pid 1234 --pid 5678 --json > scan.json
+  sudo leakhunt scan --investigate-top 2         then probe the two worst for their stacks
+""",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to sample for (a leak needs time to show; minutes are better than seconds).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two samples of every process.",
+)
+@click.option(
+    "--pid",
+    "pids",
+    type=int,
+    multiple=True,
+    metavar="PID",
+    help="Sample only this process (repeat for several). Default: every process.",
+)
+@click.option(
+    "--name",
+    "name_pattern",
+    metavar="REGEX",
+    help="Only processes whose name or command line matches this regular expression.",
+)
+@click.option("--user", metavar="USER", help="Only processes of this user (name or uid).")
+@click.option(
+    "--min-rss",
+    default="0",
+    show_default=True,
+    metavar="SIZE",
+    help="Leave out processes whose RSS is below SIZE at the end (e.g. 50M).",
+)
+@click.option(
+    "--min-growth",
+    default="1M",
+    show_default=True,
+    metavar="SIZE",
+    help="Growth over the window below SIZE is never a suspect (noise).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Rows in the table (the JSON and reports hold every process sampled).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the results as JSON on stdout (progress and table go to stderr). "
+    "Reports are then written only if --output-dir is given.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the reports.  [default: ./reports]",
+)
+@click.option(
+    "--format",
+    "formats",
+    default="html,md,json",
+    show_default=True,
+    help="Report formats, comma-separated: html, md, json.",
+)
+@click.option("--no-redact", is_flag=True, help="Keep secrets found in command lines in the output.")
+@click.option(
+    "--investigate-top",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="After the scan, investigate the N top suspects with eBPF (needs root) and write one "
+    "combined report.",
+)
+@click.option(
+    "--investigate-duration",
+    type=click.FloatRange(min=1.0),
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds of probing for each investigated suspect.",
+)
+def scan(
+    *,
+    duration: float,
+    interval: float,
+    pids: Sequence[int],
+    name_pattern: str | None,
+    user: str | None,
+    min_rss: str,
+    min_growth: str,
+    top: int,
+    as_json: bool,
+    output_dir: Path | None,
+    formats: str,
+    no_redact: bool,
+    investigate_top: int,
+    investigate_duration: float,
+) -> None:
+    """Find the processes whose memory keeps growing.
+
+    Samples the memory of every process you may read (all of them on a default /proc, no root
+    needed) every INTERVAL for DURATION seconds, judges each trend and ranks the suspects:
+
+    \b
+      leak-suspect  sustained growth that is not flattening
+      growing       grew, but too short or too noisy a trend to say more
+      sawtooth      rises and falls (judged on its troughs)
+      plateau       grew, then stopped (a cache that filled)
+      stable        grew less than --min-growth
+
+    "+VSZ" marks address-space growth (VSZ grew far more than RSS): a hint, not a leak by itself.
+
+    The signal judged is anonymous resident memory plus swap. Each process is keyed by its pid and
+    start time, so a reused pid never merges two processes.
+    """
+    min_rss_bytes = parse_size(min_rss, "--min-rss")
+    min_growth_bytes = parse_size(min_growth, "--min-growth") or MIN_GROWTH_BYTES
+    fmts = parse_formats(formats)
+    if "folded" in fmts or "pprof" in fmts:
+        raise UsageError(
+            "a scan has no call stacks: folded/pprof do not apply", hint="use --format html,md,json"
+        )
+    name_re = None
+    if name_pattern is not None:
+        try:
+            name_re = re.compile(name_pattern)
+        except re.error as err:
+            raise UsageError(f"--name: bad regular expression {name_pattern!r}: {err}") from None
+    uid = None
+    if user is not None:
+        uid = lookup_uid(user)
+        if uid is None:
+            raise UsageError(f"--user: no such user {user!r}")
+    if pids:
+        missing = [p for p in pids if not os.path.exists(f"/proc/{p}")]
+        if len(missing) == len(pids):
+            raise TargetError(
+                f"no such process: {', '.join(map(str, missing))}", hint="check the pids with ps"
+            )
+    if investigate_top:
+        require_root()  # before a long scan, not after it
+
+    console = Console(stderr=True)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    with Sweeper(pids or None, accept=_filter(name_re, uid), exclude={os.getpid()}) as sweeper:
+        total = int(duration / interval + 1e-9) + 1
+        with Progress(
+            TextColumn("[bold]sampling[/]"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} sweeps"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("scan", total=total, info="")
+
+            def on_sweep(elapsed: float, st: SweepStats) -> None:
+                bad = sum(n for _, n in st.unreadable)
+                info = f"{st.sampled} processes, sweep {st.wall_s * 1000:.1f} ms" + (
+                    f", {bad} unreadable" if bad else ""
+                )
+                progress.update(task, advance=1, info=info)
+
+            covered, stop = collect(sweeper, duration=duration, interval=interval, on_sweep=on_sweep)
+        series = [s for s in sweeper.series() if s.samples[-1].rss >= min_rss_bytes]
+        reasons = sweeper.unreadable_reasons()
+        result = ScanResult(
+            started_at=started_at,
+            duration_s=covered,
+            interval_s=interval,
+            processes=judge_all(series, min_growth_bytes=min_growth_bytes),
+            sampled=len(sweeper.seen),
+            unreadable=sum(n for _, n in reasons),
+            unreadable_reasons=reasons,
+            host=os.uname().nodename,
+            kernel=os.uname().release,
+            leakhunt_version=__version__,
+        )
+
+    if investigate_top:
+        result = replace(
+            result,
+            investigations=investigate_suspects(console, result, investigate_top, investigate_duration),
+        )
+
+    print_table(console if as_json else Console(), result, top)
+    for line in summary_lines(result, stop):
+        console.print(line, highlight=False, markup=False)
+    if as_json:
+        dump(result if no_redact else redact_mod.redact(result), sys.stdout)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    if output_dir is not None or not as_json:
+        paths = write_reports(result, output_dir or Path("reports"), fmts, redact=not no_redact)
+        for path in paths:
+            console.print(f"report: {path}", highlight=False, markup=False)
+
+
+def investigate_suspects(
+    console: Console, result: ScanResult, n: int, duration: float
+) -> tuple[Investigation, ...]:
+    """Probe the ``n`` top suspects one after another (two probes at once would each slow the other's
+    target and double the overhead). A suspect that exits or cannot be probed is reported and skipped."""
+    # Imported here: the probe session pulls in the whole eBPF stack, which a plain scan never needs.
+    from leakhunt.probe.session import run_investigation  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
+
+    out: list[Investigation] = []
+    for p in suspects(result)[:n]:
+        console.print(
+            f"investigating pid {p.key.pid} ({p.name}, {p.verdict}) for {duration:g} s ...",
+            highlight=False,
+            markup=False,
+        )
+        try:
+            out.append(run_investigation(p.key.pid, duration=duration))
+        except LeakhuntError as err:
+            console.print(f"  skipped pid {p.key.pid}: {err}", highlight=False, markup=False)
+    if not suspects(result):
+        console.print("no suspect to investigate", highlight=False, markup=False)
+    return tuple(out)
