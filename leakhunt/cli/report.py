@@ -1,0 +1,302 @@
+"""``leakhunt report``: re-render a saved report; ``leakhunt diff``: compare two investigations."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import click
+
+from leakhunt.analyze.diff import FAIL_ON, FailOn, diff_investigations, require_investigation
+from leakhunt.cli.common import output_options
+from leakhunt.errors import UsageError
+from leakhunt.report import EXTENSIONS, Document, default_stem, jsonio, render_bytes
+from leakhunt.report import diffreport as dr
+from leakhunt.report import folded as folded_mod
+from leakhunt.report.redact import redact as redact_doc
+
+# File name endings that name a format, longest first (".pb.gz" before ".gz").
+_SUFFIX_FORMATS: tuple[tuple[str, str], ...] = (
+    (".pb.gz", "pprof"),
+    (".pprof", "pprof"),
+    (".html", "html"),
+    (".htm", "html"),
+    (".markdown", "md"),
+    (".md", "md"),
+    (".json", "json"),
+    (".folded", "folded"),
+    (".collapsed", "folded"),
+    (".txt", "text"),
+)
+
+
+def _format_from_name(path: str, allowed: Sequence[str]) -> str | None:
+    name = path.lower()
+    for suffix, fmt in _SUFFIX_FORMATS:
+        if name.endswith(suffix) and fmt in allowed:
+            return fmt
+    return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one; the file is readable by its owner only."""
+    parent = path.parent if str(path.parent) else Path()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise UsageError(
+            f"cannot write {path}: {err.strerror}", hint="check that the directory exists"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UsageError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _emit(data: bytes, output: str) -> None:
+    """Write to ``-`` (stdout) or a file."""
+    if output == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    _write_atomic(Path(output), data)
+    click.echo(f"report: {output}", err=True)
+
+
+def _resolve_formats(
+    ctx: click.Context, formats: tuple[str, ...], output: str | None, allowed: Sequence[str], default: str
+) -> tuple[str, ...]:
+    """``--format`` as given; else, with ``-o FILE``, the format its name says; else the default."""
+    explicit = ctx.get_parameter_source("formats") == click.core.ParameterSource.COMMANDLINE
+    if output is not None:
+        if not explicit:
+            guessed = _format_from_name(output, allowed) if output != "-" else None
+            formats = (guessed or default,)
+        if len(formats) != 1:
+            raise UsageError(
+                f"-o writes one file but {len(formats)} formats were asked for ({', '.join(formats)})",
+                hint="give one --format with -o, or use --output-dir for several",
+            )
+    return formats
+
+
+def _render_report(doc: Document, fmt: str, value: str) -> bytes:
+    if fmt == "folded" and value != "bytes":
+        buf = io.StringIO()
+        folded_mod.render_folded(doc, buf, value=value)
+        return buf.getvalue().encode("utf-8")
+    return render_bytes(doc, fmt)
+
+
+REPORT_HELP = """Re-render a saved report (investigation, scan or trace JSON) in other formats.
+
+\b
+FILE is a JSON report written by investigate, run, scan, trace or import (`-` reads stdin).
+Formats:
+  html    one self-contained page (charts, flame graphs, tables), opens offline
+  md      Markdown for GitHub/GitLab issues
+  json    the versioned JSON document itself (schema: leakhunt/report/SCHEMA.md)
+  folded  folded stacks `frame;frame;frame VALUE` (outermost first) for flamegraph.pl,
+          inferno and speedscope; VALUE is chosen with --value
+  pprof   gzipped profile.proto (.pb.gz) with inuse_space, inuse_objects and growth_space
+          for `go tool pprof`, speedscope, Pyroscope and Parca
+folded and pprof need call stacks: investigations and traces, not scans.
+
+\b
+Examples:
+  leakhunt report reports/leakhunt-investigation-app-42-20261125-091051.json
+  leakhunt report run.json --format md -o -                    # Markdown to stdout
+  leakhunt report run.json -o leak.pb.gz && go tool pprof -top leak.pb.gz
+  leakhunt report run.json --format folded --value growth -o growth.folded
+"""
+
+
+@click.command("report", help=REPORT_HELP)
+@click.argument("file", metavar="FILE")
+@output_options(default="html")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write one format to FILE instead of --output-dir (`-` = stdout). Without --format, the "
+    "file name's ending decides (.html, .md, .json, .folded, .pb.gz).",
+)
+@click.option(
+    "--value",
+    type=click.Choice(folded_mod.VALUES),
+    default="bytes",
+    show_default=True,
+    help="The number on each folded line: bytes outstanding when last seen, growth (bytes gained "
+    "during the run), or count (allocations outstanding).",
+)
+@click.pass_context
+def report(
+    ctx: click.Context,
+    *,
+    file: str,
+    formats: tuple[str, ...],
+    output_dir: Path,
+    output: str | None,
+    value: str,
+    no_redact: bool,
+) -> None:
+    doc = jsonio.load(file)
+    formats = _resolve_formats(ctx, formats, output, tuple(EXTENSIONS), "html")
+    if not no_redact:
+        doc = redact_doc(doc)
+    # Render everything first: a format that does not apply fails before any file is written.
+    rendered = [(fmt, _render_report(doc, fmt, value)) for fmt in formats]
+    if output is not None:
+        _emit(rendered[0][1], output)
+        return
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"{output_dir} exists and is not a directory", hint="choose another --output-dir")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"cannot create {output_dir}: {err.strerror}", hint="choose another --output-dir"
+        ) from None
+    stem = default_stem(doc)
+    for fmt, data in rendered:
+        path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
+        _write_atomic(path, data)
+        click.echo(f"report: {path}", err=True)
+
+
+def _diff_formats(ctx: click.Context, param: click.Parameter, value: object) -> tuple[str, ...]:
+    """``"html,md"`` -> ("html", "md"), checked against the diff formats (text, html, md, json)."""
+    if isinstance(value, tuple):
+        return value
+    out: list[str] = []
+    for part in str(value).split(","):
+        fmt = part.strip().lower()
+        fmt = "md" if fmt == "markdown" else fmt
+        if fmt and fmt not in dr.DIFF_FORMATS:
+            raise click.BadParameter(
+                f"unknown diff format {part.strip()!r}; choose among {', '.join(dr.DIFF_FORMATS)}", ctx, param
+            )
+        if fmt and fmt not in out:
+            out.append(fmt)
+    if not out:
+        raise click.BadParameter(f"no format given; choose among {', '.join(dr.DIFF_FORMATS)}", ctx, param)
+    return tuple(out)
+
+
+DIFF_HELP = """Compare two investigations of one program, BEFORE and AFTER a change: did the fix work?
+
+\b
+Each stack that leaks in either run is reported as
+  new      leaks AFTER, did not leak BEFORE
+  still    leaks in both runs
+  fixed    leaked BEFORE, no longer leaks AFTER (gone, or plateau/transient/stable)
+Stacks are matched by function names, innermost first. Offsets, addresses and module names are
+ignored (they change with every rebuild and run), and so are compiler clone suffixes
+(foo.constprop.0) and the C runtime's start frames. Warnings say when the comparison is weak
+(AFTER much shorter, too few snapshots, lost events, truncated top-N output).
+
+\b
+Exit status (for CI):
+  0  no stack leaks AFTER (with --fail-on new: no new leak; with --fail-on never: always)
+  1  a stack leaks AFTER: new or still (with --fail-on new: only new leaks count)
+  2  bad input (unreadable JSON, not an investigation, bad options)
+
+\b
+The summary goes to stdout (stderr when -o - writes the report there). Examples:
+  leakhunt diff before.json after.json                 # summary + exit status
+  leakhunt diff before.json after.json --format html,md --output-dir reports/
+  leakhunt diff before.json after.json -o diff.md --fail-on new
+"""
+
+
+@click.command("diff", help=DIFF_HELP)
+@click.argument("before", metavar="BEFORE.json")
+@click.argument("after", metavar="AFTER.json")
+@click.option(
+    "--format",
+    "formats",
+    metavar="FORMATS",
+    callback=_diff_formats,
+    default="text",
+    show_default=True,
+    help="Formats of the diff report, comma-separated: text, html, md, json. Files are written only "
+    "with --output-dir or -o (with -o and no --format, the file name's ending decides).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the diff reports here (created if missing), named leakhunt-diff-<comm>-<time>.<ext>.",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write one format to FILE (`-` = stdout).")
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    default="any",
+    show_default=True,
+    help="What makes the exit status 1: any leak AFTER (new or still), only new leaks, or never.",
+)
+@click.pass_context
+def diff(
+    ctx: click.Context,
+    *,
+    before: str,
+    after: str,
+    formats: tuple[str, ...],
+    output_dir: Path | None,
+    output: str | None,
+    fail_on: str,
+) -> None:
+    if output is not None and output_dir is not None:
+        raise UsageError("-o and --output-dir exclude each other", hint="give one of them")
+    fail = cast(FailOn, fail_on)
+    before_doc = require_investigation(jsonio.load(before), before)
+    after_doc = require_investigation(jsonio.load(after), after)
+    result = diff_investigations(
+        before_doc,
+        after_doc,
+        before_source=os.path.basename(before) or before,
+        after_source=os.path.basename(after) or after,
+    )
+    formats = _resolve_formats(ctx, formats, output, dr.DIFF_FORMATS, "text")
+    summary_to_stderr = output == "-"
+    if output is None and output_dir is None:
+        # Only the summary was asked for, in whichever formats: print each to stdout.
+        for fmt in formats:
+            buf = io.StringIO()
+            dr.render_diff(result, fmt, buf, fail)
+            click.echo(buf.getvalue(), nl=False)
+        ctx.exit(result.exit_code(fail))
+    click.echo(dr.render_text(result, fail), nl=False, err=summary_to_stderr)
+    rendered: list[tuple[str, bytes]] = []
+    for fmt in formats:
+        buf = io.StringIO()
+        dr.render_diff(result, fmt, buf, fail)
+        rendered.append((fmt, buf.getvalue().encode("utf-8")))
+    if output is not None:
+        _emit(rendered[0][1], output)
+    else:
+        assert output_dir is not None
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create {output_dir}: {err.strerror}") from None
+        stem = f"leakhunt-diff-{default_stem(after_doc).removeprefix('leakhunt-investigation-')}"
+        for fmt, data in rendered:
+            path = output_dir / f"{stem}{dr.EXTENSIONS[fmt]}"
+            _write_atomic(path, data)
+            click.echo(f"report: {path}", err=True)
+    ctx.exit(result.exit_code(fail))
