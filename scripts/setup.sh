@@ -18,6 +18,11 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps)
+  # Readers of the exports, used by the tests: `go tool pprof` (golang-go, ~80 MB download, ~10 s)
+  # and speedscope (npm, below) in headless chromium; node/npm install speedscope.
+  pkgs+=(golang-go chromium)
+  # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
+  command -v npm >/dev/null || pkgs+=(nodejs npm)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -93,5 +98,16 @@ if ! [ -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
+fi
+# speedscope (the flame graph viewer) reads the folded and pprof exports back in the tests. Pinned;
+# kept inside .venv so a fresh clone gets it and git ignores it.
+speedscope_version=1.25.0
+speedscope_dir=.venv/node
+if command -v npm >/dev/null && ! grep -qs "\"version\": \"$speedscope_version\"" \
+    "$speedscope_dir/node_modules/speedscope/package.json"; then
+  say "npm install speedscope@$speedscope_version into $speedscope_dir"
+  mkdir -p "$speedscope_dir"
+  npm install --prefix "$speedscope_dir" --no-save --no-audit --no-fund --ignore-scripts \
+    "speedscope@$speedscope_version" >/dev/null 2>&1 || say "warning: npm could not install speedscope"
 fi
 say "ready: $root/.venv/bin/leakhunt ($(.venv/bin/leakhunt --version))"
