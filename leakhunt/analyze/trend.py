@@ -4,7 +4,7 @@ The signal judged is anonymous resident memory plus swap (``MemSample.anon``): R
 with file pages, and a leak under memory pressure moves from RSS to swap. Verdicts:
 
 - ``leak-suspect``: sustained growth (Theil-Sen growth over the window >= ``min_growth_bytes``, a
-  significant Mann-Kendall trend, and the last third of the window still growing);
+  significant Mann-Kendall trend, a line that fits, and the last third of the window still growing);
 - ``plateau``: grew by >= ``min_growth_bytes``, then the last third is flat (a cache that filled);
 - ``sawtooth``: rises and falls (>= 2 significant drops); judged on its lower envelope (the troughs
   after each drop), so a sawtooth whose floor keeps rising is a ``leak-suspect`` again;
@@ -29,6 +29,8 @@ from leakhunt.sample import Series
 MIN_GROWTH_BYTES = 1 << 20
 # Mann-Kendall z above which growth counts as a sustained trend (one-sided p ~ 0.001).
 MIN_TREND_Z = 3.0
+# A fit worse than this (R^2 of the trend line) is too noisy to call a leak: ``growing``.
+MIN_FIT = 0.5
 # Fewer points than this cannot tell a leak from a step: at most ``growing``.
 MIN_POINTS = 8
 # Theil-Sen and Mann-Kendall are O(n^2): judge at most this many evenly spaced samples.
@@ -162,7 +164,7 @@ def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BY
         f"Mann-Kendall z={z:.1f}, fit {r2:.2f}"
     )
 
-    if len(drop_idx) >= 2:
+    if len(drop_idx) >= 2 and _teeth_rise(anon, drop_idx):
         troughs = lower_envelope(ts, anon, drop_idx)
         floor_ts = [t for t, _ in troughs]
         floor_ys = [y for _, y in troughs]
@@ -171,6 +173,8 @@ def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BY
         steps = list(itertools.pairwise(floor_ys))
         # Most troughs higher than the one before: one trough caught early or late is no reason to doubt.
         rising = bool(steps) and sum(b >= a for a, b in steps) >= 0.75 * len(steps)
+        # ... and lying on a line: troughs of random noise can drift up by chance, a leak's floor climbs.
+        rising = rising and (len(troughs) < 3 or fit_quality(floor_ts, floor_ys, floor_slope) >= 0.6)
         note = (
             f"{len(drop_idx)} drops; lower envelope ({len(troughs)} troughs) {_signed(floor_growth)}, "
             f"{_rate(floor_slope)}; peaks {_size(max(anon))}"
@@ -208,6 +212,8 @@ def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BY
         return done("growing", f"{head}; only {n} samples: too short to call it a leak")
     if z < MIN_TREND_Z:
         return done("growing", f"{head}; trend not significant (z < {MIN_TREND_Z:.0f}): noisy")
+    if r2 < MIN_FIT:
+        return done("growing", f"{head}; the trend line fits poorly (R² < {MIN_FIT}): noisy")
     if trend_growth < min_growth:
         return done("growing", f"{head}; the fitted trend explains less than {_size(min_growth)}")
     return done("leak-suspect", f"{head}; still growing in the last third ({_rate(tail_slope)})")
@@ -249,6 +255,22 @@ def suspects(scan: ScanResult) -> list[ProcessTrend]:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _teeth_rise(ys: Sequence[float], drops: Sequence[int]) -> bool:
+    """A sawtooth climbs between its drops: at least 4/5 of the other steps go up or stay, and none
+    falls by half as much as the smallest drop.
+
+    Random noise also has large falls, but between them it goes down often, and by every size.
+    """
+    drop_set = set(drops)
+    others = [i for i in range(1, len(ys)) if i not in drop_set]
+    if not others:
+        return True
+    smallest_drop = min(ys[i - 1] - ys[i] for i in drops)
+    if max(ys[i - 1] - ys[i] for i in others) > smallest_drop / 2:
+        return False
+    return sum(ys[i] >= ys[i - 1] for i in others) >= 0.8 * len(others)
 
 
 def _late_slope_ratio(ts: Sequence[float], ys: Sequence[float], span: float) -> float:
