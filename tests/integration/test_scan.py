@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -31,7 +32,10 @@ SCENARIOS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "sawtooth": ("scan_sawtooth", (), "sawtooth"),
     "sawtooth-rising-floor": ("scan_sawtooth", ("512",), "leak-suspect"),
     "address-space": ("scan_vsz", (), "stable"),
+    # A process may name itself anything (argv[0], prctl): the reports must escape it.
+    "hostile-name": ("scan_steady", (), "stable"),
 }
+HOSTILE = "<img src=x>"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class ScanRun:
     doc: dict[str, object]
     pids: dict[str, int]
     stderr: str
+    reports: Path
 
     def process(self, scenario: str) -> dict[str, object]:
         procs = self.doc["processes"]
@@ -70,20 +75,28 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def scenario_scan(build_target: Callable[..., Path]) -> Iterator[ScanRun]:
+def scenario_scan(
+    build_target: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScanRun]:
     procs: list[subprocess.Popen[bytes]] = []
     pids: dict[str, int] = {}
+    tmp = tmp_path_factory.mktemp("scan")
+    reports = tmp / "reports"
     try:
         for scenario, (target, args, _) in SCENARIOS.items():
-            proc = start(build_target(target), *args)
+            binary = build_target(target)
+            if scenario == "hostile-name":
+                binary = Path(shutil.copy(binary, tmp / HOSTILE))
+            proc = start(binary, *args)
             procs.append(proc)
             pids[scenario] = proc.pid
         argv = [sys.executable, "-m", "leakhunt", "scan", "--duration", "30", "--interval", "1", "--json"]
+        argv += ["--output-dir", str(reports), "--format", "html,md,json"]
         for pid in pids.values():
             argv += ["--pid", str(pid)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=90, cwd=ROOT, check=False)
         assert done.returncode == 0, done.stderr
-        yield ScanRun(json.loads(done.stdout), pids, done.stderr)
+        yield ScanRun(json.loads(done.stdout), pids, done.stderr, reports)
     finally:
         stop(procs)
 
@@ -145,6 +158,32 @@ def test_json_has_what_the_issue_asks(scenario_scan: ScanRun) -> None:
     # The table (stderr under --json) points at the next step.
     assert f"leakhunt investigate {proc['pid']}" in scenario_scan.stderr
     assert "could not read 0 processes" in scenario_scan.stderr
+
+
+def test_reports_chart_every_suspect_with_its_evidence(scenario_scan: ScanRun) -> None:
+    [html] = scenario_scan.reports.glob("leakhunt-scan-*.html")
+    [md] = scenario_scan.reports.glob("leakhunt-scan-*.md")
+    [saved] = scenario_scan.reports.glob("leakhunt-scan-*.json")
+    assert json.loads(saved.read_text())["processes"] == scenario_scan.doc["processes"]
+    page = html.read_text()
+    text = md.read_text()
+    for scenario in SCENARIOS:
+        proc = scenario_scan.process(scenario)
+        pid, verdict = proc["pid"], proc["verdict"]
+        if verdict == "stable":
+            continue
+        # The suspect's own section: a chart of its trend (inline SVG), its verdict and its numbers.
+        section = page[page.index(f'<article class="process" id="pid-{pid}">') :]
+        section = section[: section.index("</article>")]
+        assert f'<svg class="chart line-chart" id="chart-{pid}"' in section, scenario
+        assert f">{verdict}" in section and "Mann-Kendall z" in section and "Theil-Sen" in section
+        md_section = text[text.index(f"(pid {pid}): {verdict}") :][:1500]
+        assert "why: " in md_section and any(ch in md_section for ch in "▁▂▃▄▅▆▇█"), scenario
+    assert "sudo leakhunt investigate" in page and "sudo leakhunt investigate" in text
+    # Hostile names are text, never markup.
+    assert HOSTILE not in page and "&lt;img src=x&gt;" in page
+    # In Markdown it may only appear as inline code, where it is inert.
+    assert text.count(HOSTILE) == text.count(f"`{HOSTILE}`") > 0
 
 
 def test_scan_without_root_counts_what_it_cannot_read(

@@ -1,0 +1,193 @@
+"""HTML and Markdown reports of a scan (``leakhunt scan``), with any escalated investigations.
+
+``render_html(scan, stream)`` / ``render_md(scan, stream)`` are what ``leakhunt.report.render``
+dispatches a ScanResult to. Renderers never open files.
+
+Per suspect (and per sawtooth/plateau process, which a reader also wants to see) the report shows
+the trend of its memory with the verdict and the numbers behind it: in HTML an inline SVG chart
+(``report.svg.line_chart``); in Markdown a text sparkline, because GitHub and GitLab strip inline SVG
+from Markdown. When ``--investigate-top`` ran, each investigated process is followed by the stacks
+its investigation found growing, and by how much of the growth the scan measured they explain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from markupsafe import Markup
+
+from leakhunt.analyze.trend import SUSPECT_VERDICTS, VERDICT_RANK
+from leakhunt.model import Finding, Investigation, ProcessTrend, ScanResult
+from leakhunt.report import html as html_report
+from leakhunt.report import markdown as md_report
+from leakhunt.report import views
+from leakhunt.report.svg import Series, line_chart
+from leakhunt.templating import html_env
+
+# Processes given a chart of their own, in rank order (suspects first).
+MAX_CHARTS = 20
+CHARTED = frozenset({"leak-suspect", "growing", "sawtooth", "plateau"})
+SPARK = "▁▂▃▄▅▆▇█"
+BADGE = {"leak-suspect": "leak", "growing": "plateau", "sawtooth": "transient", "plateau": "transient"}
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """An investigated process: the scan's judgement next to the stacks found growing."""
+
+    process: ProcessTrend | None  # None if the investigated pid is not in the scan (should not happen)
+    investigation: Investigation
+    leaks: tuple[Finding, ...]
+    explained_bytes_per_sec: float  # summed growth of the stacks judged leaks
+    explained_share: float | None  # of the scan's measured growth rate, when that was positive
+
+    @property
+    def pid(self) -> int:
+        return self.investigation.target.pid
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """One process as the report shows it."""
+
+    p: ProcessTrend
+    rank: int
+    verdict: str
+    badge: str
+    rate_text: str
+    mb_per_hour: str
+    growth_text: str
+    anon_text: str
+    rss_text: str
+    vms_text: str
+    swap_text: str
+    suspect: bool
+    command: str
+    escalation: Escalation | None
+
+
+def escalations(scan: ScanResult) -> list[Escalation]:
+    """Each investigation linked to the scan process it investigated."""
+    by_pid = {p.key.pid: p for p in scan.processes}
+    out = []
+    for inv in scan.investigations:
+        proc = by_pid.get(inv.target.pid)
+        found = tuple(views.leaks(inv))
+        explained = sum(f.growth_bytes_per_sec for f in found)
+        measured = proc.evidence.slope_bytes_per_sec if proc else 0.0
+        share = explained / measured if measured > 0 else None
+        out.append(Escalation(proc, inv, found, explained, share))
+    return out
+
+
+def process_views(scan: ScanResult) -> list[ProcessView]:
+    by_pid = {e.pid: e for e in escalations(scan)}
+    out = []
+    for i, p in enumerate(scan.processes, 1):
+        last = p.samples[-1] if p.samples else None
+        rate = p.evidence.slope_bytes_per_sec
+        out.append(
+            ProcessView(
+                p=p,
+                rank=i,
+                verdict=p.verdict + (" + address-space growth" if p.evidence.address_space_growth else ""),
+                badge=BADGE.get(p.verdict, "stable"),
+                rate_text=views.human_rate(rate),
+                mb_per_hour=f"{rate * 3600 / 1e6:+,.1f}",
+                growth_text=views.human_bytes(p.evidence.growth_bytes),
+                anon_text=views.human_bytes(last.anon) if last else "n/a",
+                rss_text=views.human_bytes(last.rss) if last else "n/a",
+                vms_text=views.human_bytes(last.vms) if last else "n/a",
+                swap_text=views.human_bytes(last.swap) if last and last.swap is not None else "n/a",
+                suspect=p.verdict in SUSPECT_VERDICTS,
+                command=f"sudo leakhunt investigate {p.key.pid}",
+                escalation=by_pid.get(p.key.pid),
+            )
+        )
+    return out
+
+
+def charted(rows: Sequence[ProcessView]) -> list[ProcessView]:
+    return [r for r in rows if r.p.verdict in CHARTED or r.escalation is not None][:MAX_CHARTS]
+
+
+def trend_chart(p: ProcessTrend) -> Markup:
+    """anon+swap (the signal judged) and RSS over the scan; VSZ too when it is the story."""
+    series = [
+        Series("anonymous + swap (judged)", [(m.t, float(m.anon)) for m in p.samples]),
+        Series("RSS", [(m.t, float(m.rss)) for m in p.samples], dashed=True),
+    ]
+    if p.evidence.address_space_growth:
+        series.append(Series("VSZ", [(m.t, float(m.vms)) for m in p.samples], color="#6a3d9a", dashed=True))
+    return line_chart(
+        series,
+        title=f"pid {p.key.pid} {p.name}: {p.verdict}",
+        unit="bytes",
+        height=200,
+        chart_id=f"chart-{p.key.pid}",
+    )
+
+
+def sparkline(values: Sequence[float], width: int = 60) -> str:
+    """``▁▂▄▆█``: the shape of a series in text, resampled to at most ``width`` characters."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = (len(values) - 1) / (width - 1)
+        values = [values[round(i * step)] for i in range(width)]
+    lo, hi = min(values), max(values)
+    if hi <= lo:
+        return SPARK[0] * len(values)
+    return "".join(SPARK[min(int((v - lo) / (hi - lo) * len(SPARK)), len(SPARK) - 1)] for v in values)
+
+
+def _summary(scan: ScanResult, rows: Sequence[ProcessView]) -> str:
+    suspects = [r for r in rows if r.suspect]
+    took = views.human_duration(scan.duration_s)
+    if not suspects:
+        return f"No process grew steadily enough to be a suspect in {took} ({len(rows)} processes judged)."
+    names = ", ".join(f"{r.p.name} (pid {r.p.key.pid})" for r in suspects[:3])
+    more = f" and {len(suspects) - 3} more" if len(suspects) > 3 else ""
+    return f"{len(suspects)} suspect(s) in {took}, of {len(rows)} processes judged: {names}{more}."
+
+
+def _context(scan: ScanResult) -> dict[str, object]:
+    rows = process_views(scan)
+    counts = {v: sum(1 for r in rows if r.p.verdict == v) for v in VERDICT_RANK}
+    return {
+        "scan": scan,
+        "rows": rows,
+        "charted": charted(rows),
+        "suspects": [r for r in rows if r.suspect],
+        "summary": _summary(scan, rows),
+        "counts": counts,
+        "verdict_rank": VERDICT_RANK,
+        "escalations": escalations(scan),
+        "human_bytes": views.human_bytes,
+        "human_rate": views.human_rate,
+        "human_duration": views.human_duration,
+        "top_frame": views.top_frame,
+        "frames": lambda f: "\n".join(fr.display() for fr in f.stack.frames) or "[no stack]",
+        "sparkline": lambda p: sparkline([float(m.anon) for m in p.samples]),
+        "reproduce": reproduce_command(scan),
+    }
+
+
+def reproduce_command(scan: ScanResult) -> str:
+    return f"leakhunt scan --duration {scan.duration_s:.0f} --interval {scan.interval_s:g}"
+
+
+def render_html(scan: ScanResult, stream: IO[str]) -> None:
+    """Write the self-contained HTML report of ``scan`` to ``stream``."""
+    # The same page frame, CSS, script and CSP as the other reports (report.html).
+    ctx = html_report._common(f"leakhunt scan: {scan.host or 'host'}")
+    ctx.update(_context(scan))
+    ctx["chart"] = trend_chart
+    stream.write(html_env().get_template("report/scan.html.j2").render(ctx))
+
+
+def render_md(scan: ScanResult, stream: IO[str]) -> None:
+    """Write the Markdown report of ``scan`` to ``stream``."""
+    stream.write(md_report._env().get_template("report/scan.md.j2").render(_context(scan)))
