@@ -5,7 +5,8 @@
  *                leak in log_request() (256 B per tick)
  *   -DVERSION=3  everything fixed: only a bounded cache (fill_cache) and transient buffers remain
  *
- * Usage: fixleak [SECONDS]  (default 30). Ticks every 10 ms. Functions are noinline so that each
+ * Usage: fixleak [SECONDS [CACHE_TICKS]]  (defaults 30 and 10). Ticks every 10 ms; the cache takes
+ * one more slot every CACHE_TICKS ticks (1 = full within 0.64 s, before a probe can attach). Functions are noinline so that each
  * leak keeps its own frame in every build.
  */
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #define CACHE_SLOTS 64
 static void *cache[CACHE_SLOTS];
 static volatile unsigned long sink;
+static int cache_ticks = 10;
 
 __attribute__((noinline)) static char *parse_request(int i) {
     char *req = malloc(1024);
@@ -46,8 +48,8 @@ __attribute__((noinline)) static void log_request(const char *req) {
 }
 
 __attribute__((noinline)) static void fill_cache(int i) {
-    /* Bounded: one slot every 10 ticks, so it grows for ~6 s, then plateaus at 128 KiB. */
-    int slot = (i / 10) % CACHE_SLOTS;
+    /* Bounded: one slot every cache_ticks ticks (~6 s to fill by default), then 128 KiB flat. */
+    int slot = (i / cache_ticks) % CACHE_SLOTS;
     if (cache[slot] == NULL) cache[slot] = malloc(2048);
 }
 
@@ -69,6 +71,7 @@ __attribute__((noinline)) static void handle(int i) {
 
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 30.0;
+    if (argc > 2 && atoi(argv[2]) > 0) cache_ticks = atoi(argv[2]);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (int i = 0;; i++) {
