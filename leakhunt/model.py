@@ -95,6 +95,8 @@ class Snapshot:
     # True when the tool printed only its top N stacks, so a stack missing here may still exist
     truncated: bool = False
     top_n: int | None = None
+    # (address, size) pairs of BCC memleak -a: printed per snapshot, not tied to a stack
+    addresses: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

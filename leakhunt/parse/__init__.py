@@ -1,0 +1,72 @@
+"""Pure parsers: tool output lines -> model objects. No files, no processes, never raise on input.
+
+One module per tool output:
+
+- ``memleak``: BCC memleak's periodic stack blocks (0.2x-0.3x, ``-a``, ``--combined-only``) and
+  libbpf-tools memleak blocks -> ``Snapshot``;
+- ``bpftrace``: bpftrace ``-f json`` events and plain text maps of leakhunt's probe protocol ->
+  ``Snapshot``;
+- ``trace``: per-call events (memleak ``-t`` tuples, leakhunt's bpftrace trace script) -> ``TraceEvent``;
+- ``frames``: one stack frame of any of these tools -> ``Frame``;
+- ``detect``: which of the above a captured log is.
+
+Every parser takes an optional ``ParseStats`` that counts what could not be parsed; the counts end
+up in the report's data-quality section (``ParseStats.quality()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from leakhunt.model import DataQuality
+
+MAX_EXAMPLES = 5
+_MAX_EXAMPLE_CHARS = 300
+_MAX_NOTES = 50
+
+
+@dataclass
+class ParseStats:
+    """A mutable accumulator shared by the parsers of one run (not frozen on purpose)."""
+
+    lines: int = 0
+    unparsed: int = 0
+    unparsed_examples: list[str] = field(default_factory=list)
+    lost_events: int = 0
+    notes: list[str] = field(default_factory=list)
+    unknown_frames: int = 0
+
+    def bad_line(self, line: str) -> None:
+        """Count a line no parser understood; keep the first few verbatim for the report."""
+        self.unparsed += 1
+        if len(self.unparsed_examples) < MAX_EXAMPLES:
+            self.unparsed_examples.append(line[:_MAX_EXAMPLE_CHARS])
+
+    def note(self, text: str) -> None:
+        """Record a remark once (duplicates are dropped, and the list is bounded)."""
+        if text not in self.notes and len(self.notes) < _MAX_NOTES:
+            self.notes.append(text)
+
+    def quality(self, **extra: object) -> DataQuality:
+        """The counts as a ``model.DataQuality``; ``extra`` sets or overrides its other fields.
+
+        ``notes`` given in ``extra`` are appended to the parser's own notes.
+        """
+        quality = DataQuality(
+            lost_events=self.lost_events,
+            unparsed_lines=self.unparsed,
+            unparsed_examples=tuple(self.unparsed_examples),
+            unknown_frames=self.unknown_frames,
+            notes=tuple(self.notes),
+        )
+        if "notes" in extra:
+            more = extra.pop("notes")
+            if isinstance(more, str):
+                more = (more,)
+            if not isinstance(more, tuple | list):
+                raise TypeError("notes must be a sequence of strings")
+            extra["notes"] = quality.notes + tuple(str(n) for n in more)
+        return replace(quality, **extra)  # type: ignore[arg-type]
+
+
+__all__ = ["MAX_EXAMPLES", "ParseStats"]

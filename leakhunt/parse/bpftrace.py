@@ -1,0 +1,363 @@
+"""bpftrace output of leakhunt's probe protocol -> ``model.Snapshot``, one per interval.
+
+The protocol (leakhunt's scripts print it; see contract 1): every interval prints
+``time("%H:%M:%S\\n")``, then ``print(@bytes)`` (outstanding bytes per user stack) and
+``print(@count)`` (outstanding allocations per the same stack). A ``time`` event starts a new
+snapshot. Both of bpftrace's output forms are read, line by line, even mixed:
+
+``-f json`` (one object per line; since 0.24 map keys lose their spaces and big integers may be
+strings)::
+
+    {"type": "time", "data": "08:51:02\\n"}
+    {"type": "map", "data": {"@bytes": {"\\n    leaky_alloc+15\\n    main+24\\n": 595968}}}
+    {"type": "lost_events", "data": {"events": 3}}
+    {"type": "printf", "data": "leakhunt: attached\\n"}
+
+text::
+
+    08:51:02
+    @bytes[
+        leaky_alloc+15
+        main+24
+    ]: 595968
+
+Stack keys come in the default form (``leaky_alloc+15``, decimal offsets) or ``ustack(perf)``
+(``7f52eed60930 leaky_alloc+15 (/tmp/leak)``). ``printf`` lines starting with ``leakhunt:`` are
+status lines: they go to ``ParseStats.notes``. Other maps are ignored (noted once per name).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from leakhunt.model import Frame, Snapshot, Stack, StackSample
+from leakhunt.parse import ParseStats
+from leakhunt.parse.frames import parse_bpftrace_frame
+
+MAX_LINE = 1 << 20  # a JSON map line holds a whole map; beyond this it is not ours
+MAX_KEY_LINES = 512  # frames of one text-mode key; bpftrace's stacks stop at 127
+DAY = 86400
+BYTES_MAP = "@bytes"
+COUNT_MAP = "@count"
+STATUS_PREFIX = "leakhunt:"
+MAX_STATUS_NOTES = 200
+
+_TIME = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})")
+_KEY_START = re.compile(r"(?P<name>@[\w.]*)\[")
+_KEY_END = re.compile(r"\]: (?P<value>-?\d{1,25})")
+_ONE_LINE_ENTRY = re.compile(r"(?P<name>@[\w.]*)(?:\[(?P<key>.*)\])?: ?(?P<value>.*)")
+_LOST = re.compile(r"Lost (?P<n>\d{1,20}) events")
+_ATTACHING = re.compile(r"Attach(?:ing|ed) \d+ probes?\.*")
+
+
+def _to_int(value: object) -> int | None:
+    """A map value: JSON number, or a string when bpftrace could not fit it in a double."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and 0 < len(value) <= 25:
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class _Pending:
+    clock: str | None
+    t: float
+    maps: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class BpftraceParser:
+    """Streaming parser of bpftrace output (JSON or text). Memory: one interval's maps."""
+
+    def __init__(self, stats: ParseStats | None = None) -> None:
+        self.stats = stats if stats is not None else ParseStats()
+        self._pending: _Pending | None = None
+        self._first_clock: int | None = None
+        self._last_clock: int | None = None
+        self._day_offset = 0
+        self._last_t: float | None = None
+        self._step: float = 1.0
+        self._stacks: dict[str, Stack] = {}  # key text -> parsed stack (keys repeat every interval)
+        # text mode: a multi-line key being collected
+        self._key_map: str | None = None
+        self._key_lines: list[str] = []
+        self._skip_values = False  # text mode: indented value lines of an ignored map entry
+
+    # --- public API -------------------------------------------------------------------------
+
+    def feed(self, line: str) -> Snapshot | None:
+        """Consume one line; return the previous interval's Snapshot when this line starts a new one."""
+        self.stats.lines += 1
+        line = line.rstrip("\r\n")
+        if len(line) > MAX_LINE:
+            self.stats.bad_line(line)
+            return None
+        if line.startswith("{"):
+            return self._json_line(line)
+        return self._text_line(line)
+
+    def finish(self) -> Snapshot | None:
+        """End of input: the last interval, if any."""
+        if self._key_map is not None:
+            self.stats.bad_line(f"{self._key_map}[ (output ended inside this key)")
+            self._key_map = None
+        return self._flush()
+
+    # --- JSON -------------------------------------------------------------------------------
+
+    def _json_line(self, line: str) -> Snapshot | None:
+        try:
+            event = json.loads(line, object_pairs_hook=self._json_object)
+        except (ValueError, RecursionError):
+            self.stats.bad_line(line)
+            return None
+        if not isinstance(event, dict):
+            self.stats.bad_line(line)
+            return None
+        kind, data = event.get("type"), event.get("data")
+        if kind == "time" and isinstance(data, str):
+            return self._time(data.strip())
+        if kind == "map" and isinstance(data, dict):
+            done: Snapshot | None = None
+            for name, value in data.items():
+                if not isinstance(value, dict):
+                    self._ignored_map(str(name))
+                    continue
+                entries: dict[str, int] = {}
+                for raw_key, raw in value.items():
+                    number = _to_int(raw)
+                    if number is None:
+                        continue
+                    key = str(raw_key)
+                    if not key.strip():
+                        self._empty_key(str(name))
+                        key = ""
+                    entries[key] = entries.get(key, 0) + number
+                done = self._map(str(name), entries) or done
+            return done
+        if kind == "printf" and isinstance(data, str):
+            for text in data.splitlines():
+                self._printf(text)
+            return None
+        if kind == "lost_events":
+            lost = _to_int(data.get("events")) if isinstance(data, dict) else None
+            if lost is None:
+                lost = _to_int(event.get("count"))
+            self.stats.lost_events += max(lost or 0, 0)
+            return None
+        if kind == "attached_probes":
+            probes = _to_int(data.get("probes")) if isinstance(data, dict) else None
+            self.stats.note(f"bpftrace attached {probes} probes")
+            return None
+        if kind in ("errorf", "warnf", "helper_error", "runtime_error", "error", "warning"):
+            self.stats.note(f"bpftrace {kind}: {json.dumps(data)[:200]}")
+            return None
+        if isinstance(kind, str):
+            self.stats.note(f"ignored bpftrace output of type {kind!r}")
+            return None
+        self.stats.bad_line(line)
+        return None
+
+    def _json_object(self, pairs: list[tuple[str, object]]) -> dict[str, object]:
+        """A JSON object; repeated keys (empty stack keys, see ``_empty_key``) are summed."""
+        out: dict[str, object] = {}
+        for key, value in pairs:
+            if key in out:
+                old, new = _to_int(out[key]), _to_int(value)
+                if not key.strip() and old is not None and new is not None:
+                    out[key] = old + new
+                    continue
+            out[key] = value
+        return out
+
+    # --- text -------------------------------------------------------------------------------
+
+    def _text_line(self, line: str) -> Snapshot | None:
+        if self._key_map is not None:
+            end = _KEY_END.fullmatch(line)
+            if end is not None:
+                name, key = self._key_map, "\n".join(self._key_lines) + "\n"
+                self._key_map, self._key_lines = None, []
+                return self._text_entry(name, key, int(end.group("value")))
+            if len(self._key_lines) < MAX_KEY_LINES and line.startswith((" ", "\t")):
+                self._key_lines.append(line)
+                return None
+            # not a key line: the key was cut off (interrupted output); drop it, read this line
+            self.stats.bad_line(f"{self._key_map}[ (key not closed)")
+            self._key_map, self._key_lines = None, []
+        text = line.strip()
+        if not text:
+            self._skip_values = False
+            return None
+        if self._skip_values and line.startswith((" ", "\t")):
+            return None
+        self._skip_values = False
+        if _TIME.fullmatch(text):
+            return self._time(text)
+        if text.startswith(STATUS_PREFIX):
+            self._printf(text)
+            return None
+        start = _KEY_START.fullmatch(text)
+        if start is not None:
+            self._key_map, self._key_lines = start.group("name"), []
+            return None
+        entry = _ONE_LINE_ENTRY.fullmatch(text)
+        if entry is not None:
+            name = entry.group("name")
+            if name in (BYTES_MAP, COUNT_MAP) and entry.group("key") is not None:
+                try:
+                    value = int(entry.group("value"))
+                except ValueError:
+                    value = None
+                if value is not None and len(entry.group("value")) <= 25:
+                    return self._text_entry(name, entry.group("key"), value)
+            self._ignored_map(name)
+            # a value printed over the next lines (a stack stored as a map value)
+            self._skip_values = not entry.group("value")
+            return None
+        lost = _LOST.fullmatch(text)
+        if lost is not None:
+            self.stats.lost_events += int(lost.group("n"))
+            return None
+        if _ATTACHING.fullmatch(text):
+            self.stats.note(text)
+            return None
+        if text.startswith(("ERROR:", "WARNING:")):
+            self.stats.note(text[:300])
+            return None
+        self.stats.bad_line(line)
+        return None
+
+    def _text_entry(self, name: str, key: str, value: int) -> Snapshot | None:
+        """One ``@map[key]: value`` of text output. Entries of one map arrive line by line."""
+        done = None
+        pending = self._pending
+        if not key.strip():
+            # bpftrace failed to look a stack id up and printed an empty key: sum all of them
+            # under one "[no stack]" entry instead of mistaking them for a repeated print
+            self._empty_key(name)
+            entries = self._open().maps.setdefault(name, {})
+            entries[""] = entries.get("", 0) + value
+            return None
+        if pending is not None and name in pending.maps and key in pending.maps[name]:
+            # the same key twice within one interval: the map was printed again (bpftrace
+            # prints every map at exit) without a time event in between
+            done = self._flush()
+        self._open().maps.setdefault(name, {})[key] = value
+        return done
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def _empty_key(self, name: str) -> None:
+        if name in (BYTES_MAP, COUNT_MAP):
+            self.stats.note(
+                "bpftrace printed empty stack keys (its stack id lookups failed): those "
+                "allocations are counted under [no stack]"
+            )
+
+    def _printf(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        if text.startswith(STATUS_PREFIX):
+            if len(self.stats.notes) < MAX_STATUS_NOTES:
+                self.stats.notes.append(text[:300])
+        else:
+            self.stats.note("ignored printf output that is not leakhunt's")
+
+    def _ignored_map(self, name: str) -> None:
+        if name not in (BYTES_MAP, COUNT_MAP):
+            self.stats.note(f"ignored bpftrace map {name}")
+
+    def _map(self, name: str, entries: dict[str, int]) -> Snapshot | None:
+        if name not in (BYTES_MAP, COUNT_MAP):
+            self._ignored_map(name)
+            return None
+        done = None
+        if self._pending is not None and name in self._pending.maps:
+            done = self._flush()  # printed again without a time event (e.g. bpftrace's exit print)
+        self._open().maps[name] = entries
+        return done
+
+    def _open(self) -> _Pending:
+        """The snapshot being filled; one without a time event is placed one step after the last."""
+        if self._pending is None:
+            if self._last_t is None:
+                t = 0.0
+            else:
+                t = self._last_t + self._step
+                self.stats.note("maps printed without a time event: their time is estimated")
+            self._pending = _Pending(None, t)
+        return self._pending
+
+    def _time(self, text: str) -> Snapshot | None:
+        m = _TIME.fullmatch(text)
+        if m is None:
+            self.stats.bad_line(text)
+            return None
+        done = self._flush()
+        seconds = int(m.group("h")) * 3600 + int(m.group("m")) * 60 + int(m.group("s"))
+        if self._first_clock is None:
+            self._first_clock = seconds
+        elif self._last_clock is not None and seconds + self._day_offset < self._last_clock:
+            self._day_offset += DAY  # past midnight: bpftrace's time() prints the time of day
+        absolute = seconds + self._day_offset
+        self._last_clock = absolute
+        t = float(absolute - self._first_clock)
+        if self._last_t is not None and t > self._last_t:
+            self._step = t - self._last_t
+        self._pending = _Pending(text, t)
+        return done
+
+    def _flush(self) -> Snapshot | None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        self._last_t = pending.t
+        sizes = pending.maps.get(BYTES_MAP, {})
+        counts = pending.maps.get(COUNT_MAP, {})
+        samples: list[StackSample] = []
+        for key, size in sizes.items():
+            count = counts.get(key)
+            if size <= 0 and not count:
+                continue  # everything from this stack was freed again
+            samples.append(
+                StackSample(self._stack(key), max(size, 0), None if count is None else max(count, 0))
+            )
+        return Snapshot(t=pending.t, stacks=tuple(samples), clock=pending.clock)
+
+    def _stack(self, key: str) -> Stack:
+        stack = self._stacks.get(key)
+        if stack is None:
+            frames: list[Frame] = []
+            for part in key.split("\n"):
+                frame = parse_bpftrace_frame(part)
+                if frame is not None:
+                    frames.append(frame)
+            stack = Stack(tuple(frames))
+            self.stats.unknown_frames += sum(1 for f in frames if f.is_unknown)
+            if len(self._stacks) < 100_000:
+                self._stacks[key] = stack
+        return stack
+
+
+def parse_bpftrace(lines: Iterable[str], stats: ParseStats | None = None) -> Iterator[Snapshot]:
+    """Snapshots from bpftrace output (JSON or text), streamed interval by interval."""
+    parser = BpftraceParser(stats)
+    for line in lines:
+        snapshot = parser.feed(line)
+        if snapshot is not None:
+            yield snapshot
+    last = parser.finish()
+    if last is not None:
+        yield last

@@ -1,0 +1,162 @@
+"""One stack frame as each tool prints it -> ``model.Frame``.
+
+BCC memleak (offsets hex, module base name; the address column exists from 0.25 on)::
+
+    0x0000563cc6a8f18b\tleaky_alloc+0x12 [leak]
+    operator new(unsigned long)+0x1c [libstdc++.so.6.0.30]
+    [unknown] [libc.so.6]
+    [unknown]
+    kmem_cache_alloc+0x15c [kernel]
+
+libbpf-tools memleak (the leading number is the frame index)::
+
+    0 [<00007f939ce4224a>] __libc_start_call_main+0x7a [/usr/lib/x86_64-linux-gnu/libc.so.6]
+    3 [<ffffffff8160d5b1>] __vmalloc_node_noprof+0x41
+    2 [<00007f939ce4224a>] <null sym>
+
+bpftrace ``ustack`` (offsets DECIMAL), default and ``perf`` forms::
+
+    leaky_alloc+15
+    7f52eed60930 leaky_alloc+15 (/tmp/leak)
+    7f52eed60930 ([unknown])
+
+The functions here return None when a line is not a frame; they never raise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from leakhunt.model import Frame
+
+UNKNOWN = "[unknown]"
+
+# Digits are bounded everywhere: int() of a huge digit string is slow and, past 4300 digits, raises.
+# greedy: a C++ name may hold "+0x" itself (operator+), the offset is the last one
+_SYM_HEX_OFF = re.compile(r"(?P<sym>.+)\+0x(?P<off>[0-9a-fA-F]{1,16})(?: \[(?P<mod>[^\]]*)\])?")
+_SYM_MOD = re.compile(r"(?P<sym>.+?) \[(?P<mod>[^\]]*)\]")
+_BCC_ADDR = re.compile(r"0x(?P<addr>[0-9a-fA-F]{1,16})\s+(?P<rest>.*)")
+_LIBBPF = re.compile(r"\d{1,5} \[<(?P<addr>[0-9a-fA-F]{1,16})>\](?: (?P<rest>.*))?")
+_BLAZE_LOC = re.compile(r"(?P<head>.+\+0x[0-9a-fA-F]{1,16}) (?P<loc>\S+):\d+")
+_BT_SYM_DEC = re.compile(r"(?P<sym>.+)\+(?P<off>\d{1,12})")
+_BT_PERF = re.compile(r"(?P<addr>[0-9a-fA-F]{1,16}) (?P<rest>.*?) ?\((?P<mod>[^()]*)\)")
+_HEX = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
+
+
+def module_name(text: str | None) -> str | None:
+    """The base name of a module path (``/usr/lib/.../libc.so.6`` -> ``libc.so.6``)."""
+    if not text or text == UNKNOWN:
+        return None
+    return os.path.basename(text.rstrip("/")) or text
+
+
+def _symbol_hex_offset(text: str, address: int | None) -> Frame | None:
+    """``name+0xOFF [module]``, ``name [module]``, ``[unknown] [module]``, ``[unknown]``."""
+    text = text.strip()
+    if not text:
+        return None
+    if text in (UNKNOWN, "<null sym>"):
+        return Frame(UNKNOWN, None, None, address)
+    m = _SYM_HEX_OFF.fullmatch(text)
+    if m is not None:
+        sym = m.group("sym")
+        return Frame(sym, int(m.group("off"), 16), module_name(m.group("mod")), address)
+    m = _SYM_MOD.fullmatch(text)
+    if m is not None:
+        sym = m.group("sym").strip()
+        return Frame(sym or UNKNOWN, None, module_name(m.group("mod")), address)
+    return Frame(text, None, None, address)
+
+
+def parse_bcc_frame(line: str) -> Frame | None:
+    """A BCC memleak frame line (leading whitespace allowed), or None for an empty line."""
+    text = line.strip()
+    if not text:
+        return None
+    m = _BCC_ADDR.fullmatch(text)
+    if m is not None:
+        return _symbol_hex_offset(m.group("rest"), int(m.group("addr"), 16))
+    return _symbol_hex_offset(text, None)
+
+
+def parse_libbpf_frame(line: str) -> Frame | None:
+    """A libbpf-tools memleak frame line (``\\t0 [<addr>] sym+0xoff [module]``), or None."""
+    m = _LIBBPF.fullmatch(line.strip())
+    if m is None:
+        return None
+    address = int(m.group("addr"), 16)
+    rest = (m.group("rest") or "").strip()
+    if not rest or rest == "<null sym>":
+        return Frame(UNKNOWN, None, None, address)
+    if rest.startswith("[") and rest.endswith("]") and rest != UNKNOWN:
+        # a module but no symbol: "[/usr/lib/libfoo.so]"
+        return Frame(UNKNOWN, None, module_name(rest[1:-1]), address)
+    blaze = _BLAZE_LOC.fullmatch(rest)
+    if blaze is not None:
+        frame = _symbol_hex_offset(blaze.group("head"), address)
+        if frame is not None:
+            return Frame(frame.symbol, frame.offset, module_name(blaze.group("loc")), address)
+    return _symbol_hex_offset(rest, address)
+
+
+def _bt_symbol(text: str, address: int | None, module: str | None) -> Frame:
+    text = text.strip()
+    if not text or text == UNKNOWN:
+        return Frame(UNKNOWN, None, module, address)
+    m = _BT_SYM_DEC.fullmatch(text)
+    if m is not None:
+        return Frame(m.group("sym"), int(m.group("off")), module, address)
+    if _HEX.fullmatch(text):
+        # bpftrace prints an address it could not name as bare hex
+        value = int(text, 16)
+        return Frame(f"0x{value:x}", None, module, address if address is not None else value)
+    return Frame(text, None, module, address)
+
+
+def parse_bpftrace_frame(line: str) -> Frame | None:
+    """One line of a bpftrace ``ustack``/``kstack`` key, default or ``perf`` form, or None if empty.
+
+    Also reads the space-less keys of bpftrace >= 0.24's JSON output
+    (``7f52eed60930leaky_alloc+15(/tmp/leak)``); see ``_split_spaceless_perf``.
+    """
+    text = line.strip()
+    if not text:
+        return None
+    if text.endswith(")"):
+        m = _BT_PERF.fullmatch(text)
+        if m is not None:
+            address = int(m.group("addr"), 16)
+            return _bt_symbol(m.group("rest"), address, module_name(m.group("mod")))
+        split = _split_spaceless_perf(text)
+        if split is not None:
+            address, rest, mod = split
+            return _bt_symbol(rest, address, module_name(mod))
+    return _bt_symbol(text, None, None)
+
+
+def _split_spaceless_perf(text: str) -> tuple[int, str, str] | None:
+    """Split ``7f52eed60930leaky_alloc+15(/tmp/leak)`` (bpftrace >= 0.24 JSON keys lost their spaces).
+
+    The address and the symbol are glued together, so where the address ends is a guess: x86-64
+    user addresses print as 12 hex digits (0x55.., 0x7f..), kernel ones as 16 (ffff..), and
+    non-PIE executables' text as 6 (0x40....).
+    """
+    open_paren = text.rfind("(")
+    if open_paren <= 0:
+        return None
+    head, mod = text[:open_paren], text[open_paren + 1 : -1]
+    run = 0
+    while run < len(head) and run < 16 and head[run] in "0123456789abcdefABCDEF":
+        run += 1
+    if run == 0:
+        return None
+    if run >= 16 and head.lower().startswith("ffff"):
+        cut = 16
+    elif run >= 12 and head[0] in "1234567":
+        cut = 12
+    elif run >= 6 and head[0] == "4":
+        cut = 6
+    else:
+        cut = run
+    return int(head[:cut], 16), head[cut:], mod

@@ -1,0 +1,138 @@
+"""bpftrace output of leakhunt's probe protocol -> Snapshots: JSON and text, 0.17 and 0.24+ keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leakhunt.model import Frame
+from leakhunt.parse import ParseStats
+from leakhunt.parse.bpftrace import BpftraceParser, parse_bpftrace
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def lines(name: str) -> list[str]:
+    return (FIXTURES / name).read_text().splitlines()
+
+
+LIBSTDCXX_NEW = ("operator new(unsigned long)", 28, "libstdc++.so.6.0.30")
+
+
+def test_json_017_perf_stacks_with_demangled_frames_and_decimal_offsets() -> None:
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(lines("bpftrace-0.17-protocol.json"), stats))
+    assert stats.unparsed == 0
+    assert "leakhunt: attached" in stats.notes and "bpftrace attached 6 probes" in stats.notes
+    first = snaps[0]
+    assert first.clock == "09:14:31" and first.t == 0.0
+    biggest = max(first.stacks, key=lambda s: s.outstanding_bytes)
+    assert biggest.outstanding_bytes == 819200
+    top = biggest.stack.frames[0]
+    assert (top.symbol, top.offset, top.module) == LIBSTDCXX_NEW
+    assert top.address is not None and top.address > 0x7F0000000000
+    assert [(f.symbol, f.offset, f.module) for f in biggest.stack.frames[1:]] == [
+        ("main", 631, "cpp_leaker"),
+        ("__libc_start_call_main", 122, "libc.so.6"),
+    ]
+
+
+def test_text_017_perf_stacks_pair_bytes_with_counts() -> None:
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(lines("bpftrace-0.17-protocol.txt"), stats))
+    assert stats.unparsed == 0
+    assert [s.clock for s in snaps] == ["09:14:39", "09:14:41"]
+    assert [s.t for s in snaps] == [0.0, 2.0]
+    by_top = {s.stack.frames[1].symbol if len(s.stack.frames) > 1 else "": s for s in snaps[0].stacks}
+    assert (by_top["main"].outstanding_bytes, by_top["main"].count) == (921600, 1100)
+    assert (by_top[""].outstanding_bytes, by_top[""].count) == (1809, 11)
+    # the capture ends inside the second interval (no @count printed yet): bytes without counts
+    assert all(s.count is None for s in snaps[1].stacks)
+    assert max(s.outstanding_bytes for s in snaps[1].stacks) == 1126400
+
+
+def test_default_stack_form_and_bpftrace_017_empty_keys() -> None:
+    """Captured here: after its first print, bpftrace 0.17 failed to look the stack ids up and
+    printed empty keys ``@bytes[]: N``. They are summed into one stack without frames."""
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(lines("bpftrace-0.17-protocol-default-stack.txt"), stats))
+    assert stats.unparsed == 0 and len(snaps) == 5
+    first = {s.stack.key: s.outstanding_bytes for s in snaps[0].stacks}
+    assert first["operator new(unsigned long)+0x1c;main+0x277;__libc_start_call_main+0x7a"] == 921600
+    assert snaps[1].stacks[0].stack.frames == ()
+    assert snaps[1].stacks[0].outstanding_bytes == 1584 + 4422 + 32768 + 2252800
+    assert snaps[1].stacks[0].count == 1 + 22 + 22 + 2200
+    assert any("empty stack keys" in n for n in stats.notes)
+
+
+def test_json_024_keys_without_spaces_big_integers_lost_events_and_midnight() -> None:
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(lines("handmade/bpftrace-0.24-protocol.json"), stats))
+    assert stats.unparsed == 0 and stats.lost_events == 7
+    assert [s.t for s in snaps] == [0.0, 1.0, 2.0]  # 23:59:58, 23:59:59, 00:00:00
+    leak = snaps[1].stacks[0]
+    assert leak.stack.frames == (
+        Frame("leaky_alloc", 15, "leak", 0x7F52EED60930),
+        Frame("main", 24, "leak", 0x7F52EED60990),
+    )
+    assert (leak.outstanding_bytes, leak.count) == (8192, 8)
+    cxx = snaps[0].stacks[1].stack.frames
+    assert cxx[0] == Frame("operatornew(unsignedlong)", 28, "libstdc++.so.6.0.30", 0x7F24EB0A958C)
+    assert cxx[1] == Frame("add_item", 40, "app", 0x401136)  # non-PIE address glued to the name
+    assert snaps[2].stacks[0].outstanding_bytes == 18014398509481985  # a JSON string in the input
+    assert snaps[2].stacks[1].stack.frames[0].is_unknown
+    assert "ignored bpftrace map @other" in stats.notes
+
+
+def test_time_event_completes_the_previous_snapshot() -> None:
+    parser = BpftraceParser()
+    assert parser.feed('{"type": "time", "data": "10:00:00\\n"}') is None
+    assert parser.feed('{"type": "map", "data": {"@bytes": {"\\n    f+1\\n": 10}}}') is None
+    assert parser.feed('{"type": "map", "data": {"@count": {"\\n    f+1\\n": 2}}}') is None
+    done = parser.feed('{"type": "time", "data": "10:00:05\\n"}')
+    assert done is not None and done.t == 0.0
+    assert [(s.stack.frames, s.outstanding_bytes, s.count) for s in done.stacks] == [
+        ((Frame("f", 1),), 10, 2)
+    ]
+    last = parser.finish()
+    assert last is not None and last.t == 5.0 and last.stacks == ()
+
+
+def test_maps_printed_again_at_exit_make_a_new_snapshot() -> None:
+    stats = ParseStats()
+    text = [
+        "10:00:00",
+        "@bytes[",
+        "    f+1",
+        "]: 10",
+        "@bytes[",
+        "    f+1",
+        "]: 30",
+        "@stk[12345]: ",
+        "    f+1",
+        "",
+    ]
+    snaps = list(parse_bpftrace(text, stats))
+    assert [(s.t, s.stacks[0].outstanding_bytes) for s in snaps] == [(0.0, 10), (1.0, 30)]
+    assert stats.unparsed == 0 and "ignored bpftrace map @stk" in stats.notes
+
+
+def test_stacks_freed_back_to_zero_are_dropped_and_garbage_counted() -> None:
+    stats = ParseStats()
+    text = [
+        "Attaching 3 probes...",
+        "10:00:00",
+        "@bytes[",
+        "    f+1",
+        "]: 0",
+        "@bytes[",
+        "    g+2",
+        "]: 5",
+        "Lost 3 events",
+        "what is this",
+        '{"type": "printf", "data": "hello from someone else\\n"}',
+        "{not json",
+    ]
+    snaps = list(parse_bpftrace(text, stats))
+    assert [s.stack.frames[0].symbol for s in snaps[0].stacks] == ["g"]
+    assert stats.lost_events == 3 and stats.unparsed == 2
+    assert stats.unparsed_examples == ["what is this", "{not json"]

@@ -1,0 +1,141 @@
+"""memleak periodic blocks -> Snapshots, checked against output captured on this machine
+(tests/fixtures/*.txt, see tests/fixtures/README.md) and hand-made blocks of other versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leakhunt.model import Frame
+from leakhunt.parse import ParseStats
+from leakhunt.parse.memleak import MemleakParser, parse_memleak
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def lines(name: str) -> list[str]:
+    return (FIXTURES / name).read_text().splitlines()
+
+
+def test_bcc_026_cpp_blocks_give_one_snapshot_per_interval_with_demangled_frames() -> None:
+    stats = ParseStats()
+    snaps = list(parse_memleak(lines("bcc-0.26-periodic-cpp.txt"), stats))
+    assert [s.t for s in snaps] == [0.0, 1.0, 2.0, 3.0]
+    assert [s.clock for s in snaps] == ["09:07:39", "09:07:40", "09:07:41", "09:07:42"]
+    assert stats.unparsed == 0
+    assert stats.notes == ["Attaching to pid 8399, Ctrl+C to quit."]
+    first = snaps[0]
+    assert first.top_n == 5 and not first.truncated  # 4 stacks of at most 5
+    biggest = first.stacks[-1]  # memleak prints the largest stack last
+    assert (biggest.outstanding_bytes, biggest.count) == (512000, 500)
+    assert biggest.stack.frames[0] == Frame(
+        "operator new(unsigned long)", 0x1C, "libstdc++.so.6.0.30", 0x00007FDDAAAA958C
+    )
+    assert [f.display() for f in biggest.stack.frames[1:]] == [
+        "main+0x277 [cpp_leaker]",
+        "__libc_start_call_main+0x7a [libc.so.6]",
+    ]
+    registry = first.stacks[2]
+    assert registry.stack.frames[1].symbol == "app::Registry<app::Blob>::add(unsigned long)"
+    # the leak grows from block to block
+    growth = [s.stacks[-1].outstanding_bytes for s in snaps]
+    assert growth == sorted(growth) and growth[-1] > growth[0]
+
+
+def test_bcc_026_dash_a_address_lines_are_kept_per_snapshot() -> None:
+    stats = ParseStats()
+    snaps = list(parse_memleak(lines("bcc-0.26-periodic-a.txt"), stats))
+    assert len(snaps) == 4 and stats.unparsed == 0
+    text = (FIXTURES / "bcc-0.26-periodic-a.txt").read_text()
+    last_block = text.split("Top 4 stacks")[-1]
+    n_addr = sum(1 for line in last_block.splitlines() if line.startswith("\taddr = "))
+    assert len(snaps[-1].addresses) == n_addr > 0
+    # memleak prints one addr line per outstanding allocation of the stacks it walked
+    assert sum(size for _, size in snaps[-1].addresses) >= sum(
+        s.outstanding_bytes for s in snaps[-1].stacks[:-1]
+    )
+    assert all(isinstance(a, int) and a > 0 for a, _ in snaps[-1].addresses)
+    assert snaps[-1].truncated  # 4 stacks shown of "Top 4"
+
+
+def test_kernel_frames() -> None:
+    snaps = list(parse_memleak(lines("bcc-0.26-kernel.txt")))
+    frame = snaps[0].stacks[0].stack.frames[0]
+    assert frame.module == "kernel" and frame.symbol == "__alloc_frozen_pages_noprof"
+    assert frame.offset == 0x26B and frame.address == 0xFFFFFFFF8162184B
+
+
+def test_combined_only_crash_of_bcc_026_becomes_a_note_not_garbage() -> None:
+    stats = ParseStats()
+    assert list(parse_memleak(lines("bcc-0.26-combined-only-crash.txt"), stats)) == []
+    assert stats.unparsed == 0
+    assert any("crashed" in n and "decode" in n for n in stats.notes)
+    assert any("--combined-only" in n for n in stats.notes)
+
+
+def test_combined_only_without_address_column_and_lost_stack() -> None:
+    stats = ParseStats()
+    snaps = list(parse_memleak(lines("handmade/bcc-0.24-combined-only-no-address.txt"), stats))
+    assert len(snaps) == 2 and stats.unparsed == 0
+    vec = snaps[1].stacks[0].stack.frames[1]
+    assert vec.symbol.startswith("std::vector<int, std::allocator<int> >::_M_realloc_insert<int const&>(")
+    assert vec.offset == 0x5E and vec.module == "leak" and vec.address is None
+    lost = snaps[1].stacks[1]
+    assert lost.stack.frames == () and lost.outstanding_bytes == 4096
+    assert any("lost" in n for n in stats.notes)
+
+
+def test_old_format_with_spaces_blank_lines_and_unknown_frames() -> None:
+    stats = ParseStats()
+    snaps = list(parse_memleak(lines("handmade/bcc-old-spaces-blank-lines.txt"), stats))
+    assert stats.unparsed == 0
+    assert [len(s.stacks) for s in snaps] == [1, 2]
+    assert snaps[0].addresses == ((0x948CD0, 16), (0x948D10, 16))
+    unknown = snaps[1].stacks[0].stack.frames
+    assert unknown == (Frame("[unknown]", None, "libfoo.so"), Frame("[unknown]"))
+    assert stats.unknown_frames == 2
+    assert snaps[1].stacks[1].stack.frames[1] == Frame("__libc_start_main", 0xF0, "libc-2.21.so")
+
+
+def test_libbpf_tools_blocks_addresses_belong_to_their_stack_and_midnight_wraps() -> None:
+    stats = ParseStats()
+    snaps = list(parse_memleak(lines("handmade/libbpf-tools-memleak.txt"), stats))
+    assert stats.unparsed == 0
+    assert [s.clock for s in snaps] == ["9:5:3", "9:5:4", "23:59:59", "0:0:1"]
+    day = 86400.0
+    assert [s.t for s in snaps] == [0.0, 1.0, 14.0 * 3600 + 54 * 60 + 56, day - (9 * 3600 + 5 * 60 + 3) + 1]
+    first = snaps[0].stacks[0]
+    assert first.addresses == ((0x563CD58DEBC0, 1024), (0x563CD58DF000, 15360))
+    assert first.stack.frames[0] == Frame("leaky_alloc", 0x12, "leak", 0x563CC6A8F18B)
+    assert first.stack.frames[2].module == "libc.so.6"  # full path -> base name
+    assert first.stack.frames[3] == Frame("[unknown]", None, "libc.so.6", 0x7F939CE42305)
+    assert first.stack.frames[4] == Frame("[unknown]", None, None, 1)
+    assert snaps[0].stacks[1].stack.frames[0].symbol == "_Znwm"
+    kernel = snaps[2].stacks[0].stack.frames[0]
+    assert kernel == Frame("__kmalloc_cache_noprof", 0x237, None, 0xFFFFFFFF816360C7)
+    blaze = snaps[3].stacks[0].stack.frames[0]
+    assert (blaze.symbol, blaze.offset, blaze.module) == ("malloc", 0x7A, "malloc.c")
+
+
+def test_feed_returns_a_block_when_the_next_header_arrives() -> None:
+    parser = MemleakParser()
+    block = [
+        "[10:00:00] Top 2 stacks with outstanding allocations:",
+        "\t100 bytes in 1 allocations from stack",
+        "\t\t0x0000000000401000\tf+0x1 [a.out]",
+    ]
+    assert [parser.feed(line) for line in block] == [None, None, None]
+    done = parser.feed("[10:00:05] Top 2 stacks with outstanding allocations:")
+    assert done is not None and done.t == 0.0 and done.stacks[0].outstanding_bytes == 100
+    last = parser.finish()
+    assert last is not None and last.t == 5.0 and last.stacks == ()
+    assert parser.finish() is None
+
+
+def test_garbage_is_counted_with_examples() -> None:
+    stats = ParseStats()
+    noise = [f"noise {i}" for i in range(8)]
+    snaps = list(parse_memleak(["[10:00:00] Top 1 stacks with outstanding allocations:", *noise], stats))
+    assert len(snaps) == 1
+    assert stats.unparsed == 8 and stats.unparsed_examples == noise[:5]
+    quality = stats.quality(notes=("target exited",))
+    assert quality.unparsed_lines == 8 and quality.notes[-1] == "target exited"
