@@ -219,6 +219,11 @@ The summary goes to stdout (stderr when -o - writes the report there). Examples:
   leakhunt diff before.json after.json                 # summary + exit status
   leakhunt diff before.json after.json --format html,md --output-dir reports/
   leakhunt diff before.json after.json -o diff.md --fail-on new
+
+\b
+A differential profile of the two runs, per function, with pprof:
+  leakhunt report before.json -o before.pb.gz; leakhunt report after.json -o after.pb.gz
+  go tool pprof -top -sample_index=growth_space -diff_base before.pb.gz after.pb.gz
 """
 
 
@@ -239,7 +244,8 @@ The summary goes to stdout (stderr when -o - writes the report there). Examples:
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write the diff reports here (created if missing), named leakhunt-diff-<comm>-<time>.<ext>.",
+    help="Write the diff reports here (created if missing), named after AFTER: "
+    "leakhunt-diff-<comm>-<pid>-<time>.<ext>.",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write one format to FILE (`-` = stdout).")
 @click.option(

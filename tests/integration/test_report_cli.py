@@ -250,3 +250,19 @@ def test_diff_of_real_leaky_and_fixed_builds(probe_env: None, tmp_path: Path) ->
     worse = leakhunt("diff", str(paths[3]), str(paths[1]))
     assert worse.returncode == 1
     assert "parse_request" in worse.stdout
+
+
+def test_pprof_diff_base_of_the_two_builds(tmp_path: Path) -> None:
+    """The differential view that diff's --help suggests: go tool pprof -diff_base per function."""
+    for v in (1, 2):
+        proc = leakhunt(
+            "report", str(DIFF / f"investigation-v{v}.json"), "-o", str(tmp_path / f"v{v}.pb.gz")
+        )
+        assert proc.returncode == 0, proc.stderr
+    top = go_pprof(
+        tmp_path / "v2.pb.gz", "-top", "-sample_index=growth_space", f"-diff_base={tmp_path / 'v1.pb.gz'}"
+    )
+    wanted = ("parse_request", "log_request")
+    flat = {line.split()[-1]: line.split()[0] for line in top.splitlines() if line.strip().endswith(wanted)}
+    assert flat["parse_request"].startswith("-")  # fixed: its growth is gone
+    assert not flat["log_request"].startswith("-")  # new: growth appeared
