@@ -16,6 +16,7 @@ the investigation report's escaping filters (``report.markdown``). The JSON is::
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from typing import IO
 
@@ -33,6 +34,14 @@ STATUS_WORDS: dict[str, str] = {
     "fixed": "stopped leaking",
     "other": "not leaking in either run",
 }
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def term(text: str) -> str:
+    """Text safe for a terminal: control characters (escape sequences) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def side_text(side: Side | None) -> str:
@@ -77,7 +86,7 @@ def render_text(result: DiffResult, fail_on: FailOn = "any") -> str:
     b, a = result.before, result.after
     for name, run in (("BEFORE", b), ("AFTER ", a)):
         lines.append(
-            f"  {name} {run.source}: {run.comm} (pid {run.pid}), "
+            f"  {name} {term(run.source)}: {term(run.comm)} (pid {run.pid}), "
             f"{views.human_duration(run.duration_s)}, {run.leaks} leak(s)"
         )
     for status in ("new", "still", "fixed"):
@@ -86,11 +95,11 @@ def render_text(result: DiffResult, fail_on: FailOn = "any") -> str:
             continue
         lines.append(f"{STATUS_WORDS[status]} ({len(entries)}):")
         for e in entries:
-            chain = " <- ".join(e.key[:4]) + (" <- ..." if len(e.key) > 4 else "")
+            chain = term(" <- ".join(e.key[:4]) + (" <- ..." if len(e.key) > 4 else ""))
             lines.append(f"  {chain}")
             lines.append(f"      before: {side_text(e.before)}; after: {side_text(e.after)}")
     for w in result.warnings:
-        lines.append(f"warning: {w}")
+        lines.append(f"warning: {term(w)}")
     code = result.exit_code(fail_on)
     lines.append(f"exit status {code} (--fail-on {fail_on})")
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ A trace becomes the synthetic process / block-size stacks of ``report.export``.
 from __future__ import annotations
 
 import gzip
+import math
 from datetime import datetime
 from functools import cache
 from typing import IO, Any
@@ -202,6 +203,11 @@ class _Builder:
         return lid
 
 
+def _int(value: float) -> int:
+    """A float as an int64 sample value; NaN and infinities (no estimate) become 0."""
+    return round(value) if math.isfinite(value) else 0
+
+
 def _time_nanos(started_at: str) -> int:
     try:
         return int(datetime.fromisoformat(started_at).timestamp() * 1e9)
@@ -221,7 +227,7 @@ def build_profile(doc: Document) -> Message:
     if isinstance(doc, Investigation | TraceResult):
         p.period = max(doc.quality.sample_rate, 1)
         p.time_nanos = _time_nanos(doc.started_at)
-        p.duration_nanos = max(int(doc.duration_s * 1e9), 0)
+        p.duration_nanos = max(_int(doc.duration_s * 1e9), 0)
         kind = "trace" if isinstance(doc, TraceResult) else "investigation"
         version = f" {doc.leakhunt_version}" if doc.leakhunt_version else ""
         comments = [
@@ -241,7 +247,7 @@ def build_profile(doc: Document) -> Message:
             sample.label.add(key=key_verdict, str=b.string(stack.verdict))
         if stack.rank is not None:
             sample.label.add(key=key_rank, num=stack.rank)
-        sample.label.add(key=key_rate, num=round(stack.growth_bytes_per_sec), num_unit=unit_rate)
+        sample.label.add(key=key_rate, num=_int(stack.growth_bytes_per_sec), num_unit=unit_rate)
     message: Message = p
     return message
 

@@ -179,6 +179,17 @@ def test_hostile_names_are_escaped() -> None:
     assert 'http-equiv="Content-Security-Policy"' in html.getvalue()
 
 
+def test_terminal_summary_shows_control_characters_escaped() -> None:
+    before = load(1)
+    leak = before.findings[0]
+    bad = replace(leak, stack=Stack((Frame("x\x1b[2J\x1b]0;pwned\x07", 1, "m"), *leak.stack.frames[1:])))
+    after = replace(load(2), findings=(bad,), target=replace(load(2).target, comm="a\x1bb"))
+    out = io.StringIO()
+    render_diff(diff_investigations(before, after), "text", out)
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "x\\x1b[2J" in out.getvalue()
+
+
 def test_empty_runs() -> None:
     empty = replace(load(3), findings=(), snapshots=(Snapshot(0.0, ()),))
     result = diff_investigations(empty, empty)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,16 @@ def test_trace_profile(tmp_path: Path) -> None:
     assert [(tuple(raw.functions[i] for i in s.location_ids), s.values) for s in raw.samples] == [
         (("64-byte blocks", "trace_leaker (pid 42)"), (128, 2, 128))
     ]
+
+
+def test_unknown_rates_and_durations_do_not_break_the_profile() -> None:
+    base = load_investigation("investigation-v1.json")
+    odd = replace(base.findings[0], growth_bytes_per_sec=float("nan"))
+    inv = replace(base, findings=(odd,), duration_s=float("inf"))
+    profile: Any = read_profile(pprof_bytes(inv))
+    strings = list(profile.string_table)
+    rate = next(label for label in profile.sample[0].label if strings[label.key] == "growth_rate")
+    assert rate.num == 0 and profile.duration_nanos == 0
 
 
 names = st.text(min_size=1, max_size=40)
