@@ -124,9 +124,11 @@ def _render_text(doc: Document, fmt: str) -> str:
         return html.render_html(doc)
     if fmt == "md":
         return markdown.render_md(doc)
-    if fmt == "folded":
+    if fmt == "folded" and not isinstance(doc, ScanResult):
+        from leakhunt.report import folded  # noqa: PLC0415 - exports load only when asked for
+
         buf = io.StringIO()
-        _delegate("folded", "render_folded")(doc, buf)
+        folded.render_folded(doc, buf)
         return buf.getvalue()
     raise UsageError(f"format {fmt!r} is not a text format")
 
@@ -134,9 +136,11 @@ def _render_text(doc: Document, fmt: str) -> str:
 def render_bytes(doc: Document, fmt: str) -> bytes:
     """The document in one format, as the bytes a file of that format holds (text is UTF-8)."""
     _check_applies(doc, fmt)
-    if fmt in BINARY_FORMATS:
+    if fmt == "pprof" and not isinstance(doc, ScanResult):
+        from leakhunt.report import pprof  # noqa: PLC0415 - protobuf loads only when pprof is asked for
+
         buf = io.BytesIO()
-        _delegate("pprof", "render_pprof")(doc, buf)
+        pprof.render_pprof(doc, buf)
         return buf.getvalue()
     return _render_text(doc, fmt).encode("utf-8")
 

@@ -65,7 +65,11 @@ def memory_charts(inv: Investigation) -> list[Markup]:
     anon = Series("anonymous + swap", [(m.t, float(m.anon)) for m in inv.memory], dashed=True)
     charts = [
         line_chart(
-            [rss, anon], title="Target resident memory (RSS, anonymous)", unit="bytes", chart_id="chart-rss"
+            [rss, anon],
+            title="Target resident memory (RSS, anonymous)",
+            unit="bytes",
+            chart_id="chart-rss",
+            width=600,
         )
     ]
     vsz = Series("VSZ", [(m.t, float(m.vms)) for m in inv.memory], color="#6a3d9a")
@@ -73,6 +77,7 @@ def memory_charts(inv: Investigation) -> list[Markup]:
         line_chart(
             [vsz],
             title="Target virtual memory (VSZ)",
+            width=600,
             unit="bytes",
             height=170,
             chart_id="chart-vsz",
@@ -98,6 +103,8 @@ def stacks_chart(inv: Investigation) -> Markup:
         title=f"Outstanding bytes of the top {len(top)} stacks per snapshot",
         unit="bytes",
         chart_id="chart-stacks",
+        width=1180,
+        height=300,
     )
 
 

@@ -177,6 +177,7 @@ def _investigation(inv: Investigation) -> dict[str, object]:
             "clock": s.clock,
             "truncated": s.truncated,
             "top_n": s.top_n,
+            "addresses": [[_hex(a), size] for a, size in s.addresses],
             "stacks": [
                 {
                     "stack_id": table.id(ss.stack),
@@ -527,6 +528,9 @@ def _read_investigation(o: _Obj) -> Investigation:
             clock=s.opt_str("clock"),
             truncated=s.get_bool("truncated", False),
             top_n=s.opt_int("top_n"),
+            addresses=tuple(
+                addresses(a, f"{s.sub('addresses')}[{i}]") for i, a in enumerate(s.get_list("addresses", []))
+            ),
             stacks=tuple(
                 StackSample(
                     stack=stack_of(ss),
@@ -698,8 +702,8 @@ def from_dict(data: JSONValue, *, source: str = "document") -> Document:
             f"{source}: schema_version {version} is newer than this leakhunt understands ({SCHEMA_VERSION})",
             hint="upgrade leakhunt to read this report",
         )
-    kind = root.literal("kind", tuple(_READERS))
     try:
+        kind = root.literal("kind", tuple(_READERS))
         return _READERS[kind](root)
     except ReportError as err:
         raise ReportError(f"{source}: {err.message}", hint=err.hint) from None

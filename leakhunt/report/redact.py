@@ -64,7 +64,11 @@ _SECRET_WORDS = frozenset(
 _WORD_SPLIT = re.compile(r"[-_.]+|(?<=[a-z])(?=[A-Z])")
 # NAME=VALUE inside an argument: NAME starts after a separator or at the start; VALUE runs to the next
 # separator used by DSNs, query strings and shell-ish lists.
-_ASSIGN = re.compile(r"(?P<name>(?:^|(?<=[\s?&;,]))-{0,2}[A-Za-z][\w.-]*)(?P<sep>[=:])(?P<value>[^\s&;,]+)")
+_ASSIGN = re.compile(
+    r"(?P<name>(?:^|(?<=[\s?&;,]))-{0,2}[A-Za-z][\w.-]*)(?P<sep>=|:(?!//))(?P<value>[^\s&;,]+)"
+)
+# "--flag VALUE" inside one argument (a shell command string given to -c, a note quoting a command).
+_FLAG_VALUE = re.compile(r"(?P<flag>(?:^|(?<=\s))--?[A-Za-z][\w.-]*)(?P<ws>\s+)(?P<value>[^\s-]\S*)")
 _URL_CRED = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*)(?::(?P<pw>[^/\s@]*))?@")
 _BEARER = re.compile(r"(?i)\b(?P<kind>bearer|basic|token)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{20,}")
@@ -97,8 +101,14 @@ def redact_text(text: str) -> str:
             return f"{name}{m.group('sep')}{MASK}"
         return m.group(0)
 
+    def flag(m: re.Match[str]) -> str:
+        if len(m.group("flag")) > 2 and is_secret_name(m.group("flag")):
+            return f"{m.group('flag')}{m.group('ws')}{MASK}"
+        return m.group(0)
+
     text = _URL_CRED.sub(url, text)
     text = _ASSIGN.sub(assign, text)
+    text = _FLAG_VALUE.sub(flag, text)
     return _BEARER.sub(lambda m: f"{m.group('kind')} {MASK}", text)
 
 

@@ -69,34 +69,43 @@ def format_value(value: float, unit: str = "bytes") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def _nice_step(span: float, target_ticks: int, binary: bool) -> float:
+_BYTE_UNITS = (("GiB", float(1 << 30)), ("MiB", float(1 << 20)), ("KiB", 1024.0))
+
+
+def _axis_scale(lo: float, hi: float, unit: str) -> tuple[float, str]:
+    """(divisor, unit name) for axis labels: one unit for the whole axis, chosen by its largest value."""
+    if unit not in ("bytes", "bytes/s"):
+        return 1.0, unit
+    suffix = "/s" if unit == "bytes/s" else ""
+    top = max(abs(lo), abs(hi))
+    for name, scale in _BYTE_UNITS:
+        if top >= scale:
+            return scale, name + suffix
+    return 1.0, "B" + suffix
+
+
+def _nice_step(span: float, target_ticks: int) -> float:
     if span <= 0 or not math.isfinite(span):
         return 1.0
     raw = span / max(target_ticks, 1)
-    if binary and raw >= 1024:
-        # Byte axes get ticks at round KiB/MiB/GiB multiples (1, 2, 5, 10, 20, ... of the unit).
-        base = 1024 ** int(math.log(raw, 1024))
-        scaled = raw / base
-        for m in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
-            if m >= scaled:
-                return float(m * base)
-        return float(1024 * base)
     exp = 10.0 ** math.floor(math.log10(raw))
     for mult in (1.0, 2.0, 2.5, 5.0, 10.0):
         if mult * exp >= raw:
             return mult * exp
-    return float(10 * exp)
+    return 10 * exp
 
 
-def _ticks(lo: float, hi: float, target_ticks: int, binary: bool) -> list[float]:
-    step = _nice_step(hi - lo, target_ticks, binary)
-    start = math.floor(lo / step) * step
+def _ticks(lo: float, hi: float, target_ticks: int) -> list[float]:
+    """Round tick values covering [lo, hi] (in the axis' display unit)."""
+    step = _nice_step(hi - lo, target_ticks)
+    k = math.floor(lo / step + 1e-9)
     out: list[float] = []
-    v = start
-    while v <= hi + step * 1e-9 and len(out) < 50:
-        if v >= lo - step * 1e-9:
-            out.append(v)
-        v += step
+    while len(out) < 50:
+        v = round(k * step, 10)
+        out.append(v)
+        if v >= hi - step * 1e-9:
+            break
+        k += 1
     return out
 
 
@@ -148,11 +157,10 @@ def line_chart(
         x_hi = x_lo + 1.0
     if y_hi == y_lo:
         y_hi = y_lo + (abs(y_lo) * 0.1 or 1.0)
-    binary = unit in ("bytes", "bytes/s")
-    y_ticks = _ticks(y_lo, y_hi, 5, binary)
-    y_hi = max(y_hi, y_ticks[-1]) if y_ticks else y_hi
-    y_lo = min(y_lo, y_ticks[0]) if y_ticks else y_lo
-    x_ticks = _ticks(x_lo, x_hi, 8, False)
+    scale, axis_unit = _axis_scale(y_lo, y_hi, unit)
+    y_ticks = [v * scale for v in _ticks(y_lo / scale, y_hi / scale, 5)]
+    y_lo, y_hi = min(y_lo, y_ticks[0]), max(y_hi, y_ticks[-1])
+    x_ticks = [x for x in _ticks(x_lo, x_hi, 8) if x_lo - 1e-9 <= x <= x_hi + 1e-9]
     pw, ph = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -175,7 +183,7 @@ def line_chart(
     for yt in y_ticks:
         parts.append(
             f'<text x="{left - 6}" y="{_f(sy(yt) + 4)}" text-anchor="end">'
-            f"{escape(format_value(yt, unit))}</text>"
+            f"{escape(f'{yt / scale:g} {axis_unit}'.strip())}</text>"
         )
     for xt in x_ticks:
         label = f"{xt:g}"

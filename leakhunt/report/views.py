@@ -108,7 +108,8 @@ def reproduce_command(inv: Investigation | TraceResult, command: str) -> str:
     t = inv.target
     if not t.launched:
         opts.append(str(t.pid))
-    opts += ["--duration", f"{inv.duration_s:g}"]
+    # The planned duration is not recorded; the measured one, rounded up, repeats the run.
+    opts += ["--duration", str(max(1, math.ceil(inv.duration_s - 0.5)))]
     if isinstance(inv, Investigation):
         opts += ["--interval", f"{inv.interval_s:g}"]
         for name, value in inv.options:

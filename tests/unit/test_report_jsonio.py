@@ -1,0 +1,166 @@
+"""JSON reports: load(dump(x)) == x for every document, the documented shape, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leakhunt.errors import ReportError
+from leakhunt.model import SCHEMA_VERSION, Investigation, ScanResult, TraceResult
+from leakhunt.report import jsonio
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
+REAL = sorted(FIXTURES.glob("investigation-*.json"))
+
+_text = st.text(max_size=12)
+_int = st.integers(min_value=-(2**62), max_value=2**62)
+_float = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+def _strategy(tp: Any, field_name: str = "") -> st.SearchStrategy[Any]:
+    """A strategy for any type used in leakhunt.model, filling every dataclass field (defaults too),
+    so a field added to the model but forgotten by jsonio fails the round trip."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        return st.builds(tp, **{f.name: _strategy(hints[f.name], f.name) for f in dataclasses.fields(tp)})
+    if origin is Literal:
+        return st.sampled_from(get_args(tp))
+    if origin in (Union, types.UnionType):
+        return st.one_of([_strategy(a, field_name) for a in get_args(tp)])
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return st.lists(_strategy(args[0], field_name), max_size=3).map(tuple)
+        return st.tuples(*[_strategy(a, field_name) for a in args])
+    if tp is type(None):
+        return st.none()
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        # addresses are unsigned 64-bit in the tools' output
+        return st.integers(0, 2**64 - 1) if "address" in field_name else _int
+    if tp is float:
+        return _float
+    if tp is str:
+        return _text
+    raise TypeError(f"no strategy for {tp!r}")
+
+
+documents = st.one_of(_strategy(Investigation), _strategy(TraceResult), _strategy(ScanResult))
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(documents)
+def test_round_trip_of_any_document(doc: jsonio.Document) -> None:
+    text = jsonio.dumps(doc)
+    json.loads(text)  # strict JSON (no NaN)
+    assert jsonio.loads(text) == doc
+
+
+@pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
+def test_real_fixture_round_trips_and_has_the_documented_shape(path: Path) -> None:
+    assert REAL, "no report fixtures"
+    doc = jsonio.load(path)
+    assert isinstance(doc, Investigation)
+    assert jsonio.loads(jsonio.dumps(doc)) == doc
+    data = jsonio.to_dict(doc)
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["kind"] == "investigation"
+    for key in ("target", "backend", "snapshots", "findings", "stacks", "quality", "memory"):
+        assert key in data
+    findings = typing.cast(list[dict[str, object]], data["findings"])
+    top = findings[0]
+    assert top["rank"] == 1 and top["verdict"] == "leak"
+    frames = typing.cast(list[str], top["frames"])
+    # frames are text, innermost first, as function+0xoff [module]
+    assert frames[0].startswith("leak_request+0x") and frames[0].endswith("[report_leaker]")
+    assert isinstance(top["outstanding_bytes"], int) and isinstance(top["growth_bytes_per_sec"], float)
+
+
+def test_fixture_file_is_exactly_what_dump_writes() -> None:
+    """The saved fixtures are byte-identical to a fresh dump: the writer is deterministic."""
+    for path in REAL:
+        assert jsonio.dumps(jsonio.load(path)) == path.read_text(encoding="utf-8")
+
+
+def test_non_finite_numbers_become_null_and_read_back_as_nan() -> None:
+    doc = jsonio.load(REAL[0])
+    assert isinstance(doc, Investigation)
+    f0 = dataclasses.replace(doc.findings[0], growth_bytes_per_sec=math.inf)
+    doc = dataclasses.replace(doc, findings=(f0, *doc.findings[1:]))
+    text = jsonio.dumps(doc)
+    assert json.loads(text)["findings"][0]["growth_bytes_per_sec"] is None
+    back = jsonio.loads(text)
+    assert isinstance(back, Investigation)
+    assert math.isnan(back.findings[0].growth_bytes_per_sec)
+
+
+def _mutated(mutate: Any) -> str:
+    data = jsonio.to_dict(jsonio.load(REAL[0]))
+    mutate(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("target"), "$.target: missing"),
+        (lambda d: d["target"].update(pid="x"), "$.target.pid: expected an integer"),
+        (lambda d: d["findings"][0].update(verdict="maybe"), "$.findings[0].verdict: expected one of"),
+        (lambda d: d["findings"][0].update(stack_id=999), "no stack with id 999"),
+        (lambda d: d.update(kind="banana"), "$.kind: expected one of"),
+        (lambda d: d.update(schema_version=SCHEMA_VERSION + 1), "newer than this leakhunt understands"),
+        (lambda d: d.pop("schema_version"), "not a leakhunt JSON report"),
+        (lambda d: d["stacks"][0]["frame_fields"][0].update(address="zz"), "expected a hex address"),
+        (lambda d: d["snapshots"].append(3), "$.snapshots[12]: expected an object"),
+    ],
+)
+def test_bad_documents_raise_report_error_naming_the_field(mutate: Any, message: str) -> None:
+    with pytest.raises(ReportError) as err:
+        jsonio.loads(_mutated(mutate), source="x.json")
+    assert message in str(err.value)
+    assert str(err.value).startswith("x.json: ")
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", "null", '"x"', "{}", "[" * 100000])
+def test_garbage_raises_report_error_never_a_traceback(text: str) -> None:
+    with pytest.raises(ReportError):
+        jsonio.loads(text)
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no such file"):
+        jsonio.load(tmp_path / "missing.json")
+    with pytest.raises(ReportError, match="is a directory"):
+        jsonio.load(tmp_path)
+    bad = tmp_path / "bin.json"
+    bad.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ReportError, match="not UTF-8"):
+        jsonio.load(bad)
+
+
+def test_load_dash_reads_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = REAL[0].read_text(encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    assert jsonio.load("-") == jsonio.load(REAL[0])
+
+
+def test_stacks_are_stored_once_and_ids_follow_the_ranking() -> None:
+    data = jsonio.to_dict(jsonio.load(REAL[0]))
+    stacks = typing.cast(list[dict[str, object]], data["stacks"])
+    findings = typing.cast(list[dict[str, object]], data["findings"])
+    keys = [tuple(typing.cast(list[str], s["frames"])) for s in stacks]
+    assert len(keys) == len(set(keys))
+    assert [f["stack_id"] for f in findings] == list(range(len(findings)))

@@ -1,0 +1,206 @@
+"""Every format rendered from real investigation JSON; report files written safely."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import os
+import re
+import stat
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from leakhunt.errors import UsageError
+from leakhunt.model import Investigation, ScanResult, TraceProcess, TraceResult, Unfreed
+from leakhunt.report import FORMATS, default_stem, jsonio, parse_formats, render, render_bytes, write_reports
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
+REAL = sorted(FIXTURES.glob("investigation-*.json"))
+
+
+@pytest.fixture(params=REAL, ids=[p.name for p in REAL])
+def inv(request: pytest.FixtureRequest) -> Investigation:
+    doc = jsonio.load(request.param)
+    assert isinstance(doc, Investigation)
+    return doc
+
+
+def _trace(inv: Investigation) -> TraceResult:
+    return TraceResult(
+        target=inv.target,
+        backend=inv.backend,
+        started_at=inv.started_at,
+        duration_s=5.0,
+        processes=(
+            TraceProcess(
+                inv.target.pid,
+                inv.target.comm,
+                100,
+                90,
+                2,
+                (Unfreed(0x55550000, 512, inv.target.pid, 1.5), Unfreed(0x55560000, 4096, 7, 2.0)),
+            ),
+        ),
+        end_time=5.0,
+        rate=((0.0, 10, 5120), (1.0, 12, 6144), (2.0, 9, 4608)),
+    )
+
+
+def test_html_has_summary_charts_flame_table_and_quality(inv: Investigation) -> None:
+    html = render_bytes(inv, "html").decode()
+    top = inv.findings[0]
+    assert top.verdict == "leak" and top.stack.frames[0].symbol == "leak_request"
+    summary = html[: html.index('id="charts"')]
+    # summary first: the verdict sentence names the leaking function, rate and bytes
+    assert re.search(r"Leak found: the stack allocating in leak_request grew at [\d.]+ KiB/s", summary)
+    assert "leak_request+0x" in summary and "Reproduce" in summary
+    assert f"leakhunt investigate {inv.target.pid}" in summary
+    # charts: memory over time and outstanding bytes per stack, as inline SVG
+    assert 'id="chart-rss"' in html and 'id="chart-vsz"' in html and 'id="chart-stacks"' in html
+    # flame graphs of outstanding bytes and of growth, with a box per function
+    for graph in ("flame-outstanding", "flame-growth"):
+        svg = html[html.index(f'id="{graph}"') :]
+        svg = svg[: svg.index("</svg>")]
+        assert 'data-name="leak_request [report_leaker]"' in svg
+    outstanding = html[html.index('id="flame-outstanding"') :]
+    assert 'data-name="warm_cache [report_leaker]"' in outstanding[: outstanding.index("</svg>")]
+    # every stack in the sortable table, the plateau too
+    table = html[html.index('id="stack-table"') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == len(inv.findings) + 1
+    assert "plateau" in table and "data-sort" in table
+    # data quality lists every field
+    for label in (
+        "Lost events",
+        "Dropped stacks",
+        "Map full",
+        "Unparsed lines",
+        "Truncated stacks",
+        "[unknown] frames",
+        "Sampling",
+    ):
+        assert f"<td>{label}</td>" in html
+    assert inv.backend.version in html and inv.kernel in html
+    # nothing loads from the network: no external URL in any src/href, a CSP forbids it anyway
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    assert csp is not None and "default-src 'none'" in unescape(csp.group(1))
+
+
+def test_markdown_has_summary_top_stack_in_code_block_and_collapsed_details(inv: Investigation) -> None:
+    md = render_bytes(inv, "md").decode()
+    first = md.splitlines()[0]
+    assert first.startswith("# Memory leak report: `report_leaker`")
+    assert "**Leak found: the stack allocating in leak\\_request grew at" in md
+    block = re.search(r"```\n(leak_request\+0x[0-9a-f]+ \[report_leaker\]\n.*?)```", md, re.S)
+    assert block is not None and "main+0x" in block.group(1)
+    assert md.count("<details>") == md.count("</details>") >= 3
+    assert md.index("## Top findings") < md.index("<details>")
+    assert "warm\\_cache" in md or "`warm_cache`" in md  # the plateau is listed in the details
+
+
+def test_json_render_equals_dump(inv: Investigation) -> None:
+    buf = io.StringIO()
+    render(inv, "json", buf)
+    assert buf.getvalue() == jsonio.dumps(inv)
+
+
+def test_exports_render_from_real_json(inv: Investigation) -> None:
+    folded = render_bytes(inv, "folded").decode()
+    assert any("leak_request" in line for line in folded.splitlines())
+    pprof = render_bytes(inv, "pprof")
+    assert gzip.decompress(pprof)  # a gzipped protobuf
+
+
+def test_render_to_binary_stream_and_text_stream(inv: Investigation) -> None:
+    raw = io.BytesIO()
+    render(inv, "md", raw)
+    assert raw.getvalue().decode() == render_bytes(inv, "md").decode()
+    with pytest.raises(UsageError, match="binary"):
+        render(inv, "pprof", io.StringIO())
+
+
+def test_trace_renders_in_every_format(inv: Investigation) -> None:
+    tr = _trace(inv)
+    for fmt in FORMATS:
+        assert render_bytes(tr, fmt)
+    html = render_bytes(tr, "html").decode()
+    assert "2 allocation(s) totalling 4.50 KiB were still not freed" in html
+    assert "0x55560000" in html
+    md = render_bytes(tr, "md").decode()
+    assert "| 4.00 KiB |" in md
+
+
+def test_scan_refuses_stack_formats() -> None:
+    scan = ScanResult(
+        started_at="2026-11-25T09:00:00+00:00",
+        duration_s=1.0,
+        interval_s=1.0,
+        processes=(),
+        sampled=0,
+        unreadable=0,
+    )
+    for fmt in ("folded", "pprof"):
+        with pytest.raises(UsageError, match="does not apply to a scan"):
+            render(scan, fmt, io.BytesIO())
+    assert jsonio.loads(render_bytes(scan, "json").decode()) == scan
+
+
+def test_parse_formats() -> None:
+    assert parse_formats("html, MD,json,html") == ("html", "md", "json")
+    assert parse_formats(["html", "pprof"]) == ("html", "pprof")
+    with pytest.raises(UsageError, match="unknown report format 'pdf'"):
+        parse_formats("html,pdf")
+    with pytest.raises(UsageError, match="no report format"):
+        parse_formats(" , ")
+
+
+def test_write_reports_names_modes_and_atomicity(inv: Investigation, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "reports"
+    old_umask = os.umask(0o022)
+    try:
+        paths = write_reports(inv, out, ["html", "md", "json", "folded", "pprof"])
+    finally:
+        os.umask(old_umask)
+    stem = default_stem(inv)
+    assert re.fullmatch(rf"leakhunt-investigation-report_leaker-{inv.target.pid}-\d{{8}}-\d{{6}}", stem)
+    assert [p.name for p in paths] == [
+        f"{stem}{ext}" for ext in (".html", ".md", ".json", ".folded", ".pb.gz")
+    ]
+    for p in paths:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert sorted(os.listdir(out)) == sorted(p.name for p in paths)  # no temporary file left behind
+    assert jsonio.load(paths[2]) == inv
+    # rewriting replaces the files in place
+    again = write_reports(inv, out, ["json"])
+    assert again == [paths[2]] and len(os.listdir(out)) == 5
+
+
+def test_write_reports_redacts_unless_told_not_to(inv: Investigation, tmp_path: Path) -> None:
+    secret = dataclasses.replace(
+        inv, target=dataclasses.replace(inv.target, cmdline=("app", "password=hunter2"))
+    )
+    (red,) = write_reports(secret, tmp_path / "a", ["html"])
+    assert "hunter2" not in red.read_text() and "password=***" in red.read_text()
+    (kept,) = write_reports(secret, tmp_path / "b", ["html"], redact=False)
+    assert "password=hunter2" in kept.read_text()
+
+
+def test_write_reports_sanitises_hostile_comm(inv: Investigation, tmp_path: Path) -> None:
+    hostile = dataclasses.replace(inv, target=dataclasses.replace(inv.target, comm="../../<img src=x>"))
+    (p,) = write_reports(hostile, tmp_path, ["md"])
+    assert p.parent == tmp_path
+    assert re.fullmatch(r"leakhunt-investigation-img_src_x-\d+-\d{8}-\d{6}\.md", p.name)
+
+
+def test_write_reports_errors_are_usage_errors(inv: Investigation, tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(UsageError, match="not a directory"):
+        write_reports(inv, afile, ["json"])
+    with pytest.raises(UsageError, match="unknown report format"):
+        write_reports(inv, tmp_path, ["json", "docx"])
+    assert not list(tmp_path.glob("leakhunt-*"))  # nothing written when a format is bad
