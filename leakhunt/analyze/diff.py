@@ -254,11 +254,15 @@ def _warnings(before: Investigation, after: Investigation, entries: Sequence[Dif
             f"The runs sampled differently (1/{before.quality.sample_rate} vs "
             f"1/{after.quality.sample_rate}): compare rates, not absolute bytes."
         )
-    unresolved = sum(1 for e in entries if e.key and e.key[0].startswith("[unresolved"))
+    # Only unresolved stacks that leak matter: they cannot be matched, so one leak would show up as
+    # both fixed and new.
+    unresolved = sum(
+        1 for e in entries if e.status != "other" and e.key and e.key[0].startswith("[unresolved")
+    )
     if unresolved:
         out.append(
-            f"{_n(unresolved, 'stack')} had no function names and could not be matched across runs "
-            "(symbols resolve while the target lives)."
+            f"{_n(unresolved, 'leaking stack')} had no function names and could not be matched across "
+            "runs (symbols resolve while the target lives)."
         )
     return out
 

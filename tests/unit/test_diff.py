@@ -131,6 +131,18 @@ def test_warnings_when_after_cannot_show_a_leak() -> None:
     assert "top 1 stacks" in warnings
 
 
+def test_unresolved_leaks_are_flagged_but_unresolved_noise_is_not() -> None:
+    before = load(1)
+    leak = before.findings[0]
+    hexed = replace(leak, stack=Stack((Frame("0x55b4678f9e89"), Frame("0x55b4678f9f00"))))
+    small = replace(hexed, verdict="stable", stack=Stack((Frame("0x55b4678f0000"),)))
+    noisy = diff_investigations(replace(before, findings=(*before.findings, small)), before)
+    assert not any("no function names" in w for w in noisy.warnings)
+    flagged = diff_investigations(before, replace(before, findings=(*before.findings, hexed)))
+    assert any("1 leaking stack had no function names" in w for w in flagged.warnings)
+    assert "[unresolved 0x55b4678f9e89]" in {e.title for e in flagged.new}
+
+
 def test_a_scan_cannot_be_diffed() -> None:
     scan = ScanResult(
         started_at="2026-11-25T09:00:00+00:00",
