@@ -19,9 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from leakhunt.errors import UsageError
-from leakhunt.model import Finding, Frame, Investigation, ScanResult, TraceResult
-
-Document = Investigation | ScanResult | TraceResult
+from leakhunt.model import Finding, Frame, Investigation, TraceResult
+from leakhunt.report.jsonio import Document
 
 
 @dataclass(frozen=True)
