@@ -25,7 +25,8 @@ from typing import IO
 
 from leakhunt.errors import UsageError
 from leakhunt.model import Frame
-from leakhunt.report.export import Document, ExportStack, export_stacks
+from leakhunt.report.export import ExportStack, export_stacks
+from leakhunt.report.jsonio import Document
 
 VALUES: tuple[str, ...] = ("bytes", "growth", "count")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")

@@ -32,7 +32,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from leakhunt.model import Frame, Investigation, TraceResult
-from leakhunt.report.export import Document, export_stacks
+from leakhunt.report.export import export_stacks
+from leakhunt.report.jsonio import Document
 
 PACKAGE = "perftools.profiles"
 SAMPLE_TYPES: tuple[tuple[str, str], ...] = (
