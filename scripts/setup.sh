@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 or 13 machine to run leakhunt and its tests. Idempotent: run it again any time.
-#   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the test targets
+#   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the test targets,
+#     chromium (headless, for the browser test of the HTML reports)
 #   - kernel headers: the exact linux-headers-$(uname -r) when Debian has them, else the nearest
 #     cloud/generic headers linked where BCC looks (/lib/modules/$(uname -r)/{build,source})
 #   - tracefs and debugfs mounted (uprobe_events and BCC's trace_pipe live there)
@@ -17,7 +18,7 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
     exit 2
   fi
   export DEBIAN_FRONTEND=noninteractive
-  pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps)
+  pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps chromium)
   # Readers of the exports, used by the tests: `go tool pprof` (golang-go, ~80 MB download, ~10 s)
   # and speedscope (npm, below) in headless chromium; node/npm install speedscope.
   pkgs+=(golang-go chromium)
