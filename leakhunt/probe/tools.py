@@ -330,10 +330,10 @@ def elf_functions(path: str) -> dict[str, int]:
     endian = "<" if data[5] == 1 else ">"
     try:
         if is64:
-            shoff, = struct.unpack_from(endian + "Q", data, 0x28)
+            (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
             shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x3A)
         else:
-            shoff, = struct.unpack_from(endian + "I", data, 0x20)
+            (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
             shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x2E)
         sections = []
         for i in range(shnum):

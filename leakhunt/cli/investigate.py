@@ -1,0 +1,323 @@
+"""``leakhunt investigate PID`` and ``leakhunt run -- CMD``: which call stacks keep growing?
+
+Both attach a probe (bpftrace or BCC's memleak), snapshot outstanding allocations per call stack
+every interval, rank the stacks leak-first and write the reports. ``run`` starts the command held
+at a gate and lets it exec only once the probes are attached, so no allocation is missed.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leakhunt.cli.common import output_options, write_and_announce
+from leakhunt.errors import UsageError
+from leakhunt.model import Investigation
+from leakhunt.probe import session, tools
+
+_SIZE = re.compile(r"(?P<n>\d{1,15})\s*(?P<unit>[kKmMgG]?)(?:i?[bB])?")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """A byte count from ``4096``, ``4k``, ``16KiB`` or ``2M``; UsageError otherwise."""
+    if isinstance(value, int):
+        return value
+    m = _SIZE.fullmatch(str(value).strip())
+    if m is None:
+        raise UsageError(f"{value!r} is not a size", hint="examples: 4096, 4k, 16KiB, 2M")
+    return int(m.group("n")) * _UNITS[m.group("unit").lower()]
+
+
+def _size_option(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except UsageError as err:
+        raise click.BadParameter(f"{err.message} ({err.hint})", ctx, param) from None
+
+
+def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The probing options shared by ``investigate`` and ``run``."""
+    options = [
+        click.option(
+            "--duration",
+            type=click.FloatRange(min=0.5),
+            default=60.0,
+            show_default=True,
+            help="Seconds to probe (the run also ends when the target exits).",
+        ),
+        click.option(
+            "--interval",
+            type=click.FloatRange(min=0.1),
+            default=5.0,
+            show_default=True,
+            help="Seconds between snapshots of outstanding allocations (BCC rounds to whole seconds).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["auto", "bpftrace", "bcc"]),
+            default="auto",
+            show_default=True,
+            help="Probe tool. auto picks bpftrace when installed (no compiler needed), else BCC's memleak.",
+        ),
+        click.option(
+            "--min-size",
+            callback=_size_option,
+            metavar="SIZE",
+            help="Ignore allocations smaller than SIZE bytes (4096, 4k, 2M) (memleak -z).",
+        ),
+        click.option(
+            "--max-size",
+            callback=_size_option,
+            metavar="SIZE",
+            help="Ignore allocations larger than SIZE bytes (memleak -Z).",
+        ),
+        click.option(
+            "--sample-rate",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Record about 1 in N allocations: cheaper on allocation-heavy targets (memleak -s).",
+        ),
+        click.option(
+            "--older-than",
+            "older_than_ms",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="MS",
+            help="Count only allocations older than MS milliseconds (memleak -o; its default is 500).",
+        ),
+        click.option(
+            "--top",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Stacks shown in the terminal summary (reports keep all; memleak is asked for more).",
+        ),
+        click.option(
+            "--obj",
+            default=None,
+            metavar="LIB|PATH",
+            help="Probe the allocator in this object instead of the target's libc: a library name the "
+            "target maps (jemalloc) or a path (a static binary) (memleak -O).",
+        ),
+        click.option(
+            "--map-keys",
+            type=click.IntRange(min=1024),
+            default=131072,
+            show_default=True,
+            help="bpftrace backend: live allocations tracked at once; a full map is reported.",
+        ),
+        click.option(
+            "--min-growth",
+            callback=_size_option,
+            metavar="SIZE",
+            default="4096",
+            show_default=True,
+            help="A stack must grow by at least this much to be called a leak.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _options(kw: dict[str, Any]) -> session.ProbeOptions:
+    return session.ProbeOptions(
+        duration=kw["duration"],
+        interval=kw["interval"],
+        backend=kw["backend"],
+        min_size=kw["min_size"],
+        max_size=kw["max_size"],
+        sample_rate=kw["sample_rate"],
+        older_than_ms=kw["older_than_ms"],
+        top=kw["top"],
+        obj=kw["obj"],
+        map_keys=kw["map_keys"],
+        min_growth_bytes=kw["min_growth"],
+    )
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pid", type=int)
+@probe_options
+@output_options
+def investigate(pid: int, output_dir: Path, formats: tuple[str, ...], no_redact: bool, **kw: Any) -> None:
+    """Find the call stacks that leak in the running process PID.
+
+    Attaches to PID (needs root), takes a snapshot of outstanding allocations per call stack every
+    --interval seconds for --duration seconds, ranks the stacks whose outstanding bytes keep growing
+    first (a big cache that stopped growing is not a leak), prints a summary and writes reports.
+
+    \b
+    Examples:
+      sudo leakhunt investigate 1234
+      sudo leakhunt investigate 1234 --duration 120 --interval 10 --format html
+      sudo leakhunt investigate 1234 --backend bcc --min-size 1k
+
+    Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
+    3 when the probe failed, 130 when interrupted (a partial report is still written).
+    """
+    opts = _options(kw)
+    inv = _probe(opts, pid=pid)
+    _finish(inv, opts, output_dir, formats, no_redact)
+    if inv.stop_reason == "interrupted":
+        raise SystemExit(130)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
+@probe_options
+@output_options
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    command: tuple[str, ...], output_dir: Path, formats: tuple[str, ...], no_redact: bool, **kw: Any
+) -> None:
+    """Start COMMAND under the probe and find the call stacks that leak.
+
+    The command is held before it executes until the probes are attached, so no allocation is
+    missed. Probing ends when the command exits or after --duration seconds (then the command is
+    stopped with SIGTERM). Put the command after `--`.
+
+    \b
+    Examples:
+      sudo leakhunt run -- ./myserver --port 8080
+      sudo leakhunt run --duration 30 --backend bcc -- python3 app.py
+
+    Exit status: the command's own (128+N when killed by signal N), 2/3 for leakhunt's errors,
+    130 when interrupted (a partial report is still written).
+    """
+    opts = _options(kw)
+    inv = _probe(opts, command=command)
+    _finish(inv, opts, output_dir, formats, no_redact)
+    if inv.stop_reason == "interrupted":
+        raise SystemExit(130)
+    code = inv.target.exit_code
+    if code is None:
+        return
+    raise SystemExit(128 - code if code < 0 else code)
+
+
+# --- running with a progress display -------------------------------------------------------------
+
+
+def _probe(
+    opts: session.ProbeOptions, *, pid: int | None = None, command: tuple[str, ...] | None = None
+) -> Investigation:
+    err = Console(stderr=True, highlight=False)
+    if command is not None and not command:
+        raise UsageError("no command given", hint="put the command after `--`")
+    choice_note: list[str] = []
+    state = {"attached": False}
+    bar: Progress | None = None
+    task = None
+    if err.is_terminal:
+        bar = Progress(
+            TextColumn("[bold]{task.fields[status]}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+            TextColumn("snapshots: {task.fields[snaps]}"),
+            TextColumn("{task.fields[top]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        task = bar.add_task("probe", total=opts.duration, status="starting", snaps=0, top="")
+
+    def on_progress(p: session.Progress) -> None:
+        if p.status == "probing" and not state["attached"]:
+            state["attached"] = True
+        if p.status in ("probing", "stopping") and not choice_note:
+            choice_note.append("shown")
+            target = f"pid {pid}" if pid is not None else " ".join(command or ())
+            err.print(f"leakhunt: probes attached to {target}; probing for up to {opts.duration:g} s")
+        if bar is not None and task is not None:
+            top = f"top: {p.top.stack.top} ({p.top.verdict})" if p.top is not None else ""
+            bar.update(
+                task, completed=min(p.elapsed, opts.duration), status=p.status, snaps=p.snapshots, top=top
+            )
+
+    tools.require_root()
+    choice = session.choose_backend(opts.backend)
+    err.print(f"leakhunt: backend {choice.name} ({choice.tool.path} {choice.tool.version}): {choice.reason}")
+    if bar is not None:
+        bar.start()
+    try:
+        return session.run_investigation(
+            pid, command=command, options=opts, progress=on_progress, backend=choice
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _finish(
+    inv: Investigation,
+    opts: session.ProbeOptions,
+    output_dir: Path,
+    formats: tuple[str, ...],
+    no_redact: bool,
+) -> None:
+    out = Console(highlight=False)
+    _summary(out, inv, opts.top)
+    # Reports are written even for an interrupted run: Ctrl-C during writing must not lose them.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        write_and_announce(inv, output_dir, formats, redact=not no_redact, echo=out.print)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _summary(out: Console, inv: Investigation, top: int) -> None:
+    t = inv.target
+    out.print(
+        f"[bold]{t.comm}[/bold] (pid {t.pid}): {inv.backend.name} {inv.backend.version}, "
+        f"{inv.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.stop_reason}"
+    )
+    leaks = [f for f in inv.findings if f.verdict == "leak"]
+    if leaks:
+        rate = sum(f.growth_bytes_per_sec for f in leaks)
+        out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {_size(rate)}/s")
+    else:
+        out.print("[green]no stack kept growing[/green]")
+    if inv.findings:
+        table = Table(show_header=True, header_style="bold", expand=False)
+        table.add_column("#", justify="right")
+        table.add_column("verdict")
+        table.add_column("growth/s", justify="right")
+        table.add_column("outstanding", justify="right")
+        table.add_column("conf", justify="right")
+        table.add_column("stack (innermost first)", overflow="fold")
+        for f in inv.findings[:top]:
+            frames = " <- ".join(fr.display() for fr in f.stack.frames[:4]) or "[no stack]"
+            style = "red" if f.verdict == "leak" else None
+            table.add_row(
+                str(f.rank),
+                f.verdict,
+                f"{_size(f.growth_bytes_per_sec)}",
+                _size(f.outstanding_bytes),
+                f"{f.confidence:.2f}",
+                frames,
+                style=style,
+            )
+        out.print(table)
+    for note in inv.quality.notes:
+        out.print(f"note: {note}", markup=False)
+
+
+def _size(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

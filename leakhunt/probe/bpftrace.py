@@ -1,0 +1,87 @@
+"""The bpftrace backend: render templates/probe/investigate.bt.j2 and the command that runs it.
+
+    bpftrace -f json -p PID /tmp/leakhunt-XXXX/investigate.bt
+
+``-p`` makes the kernel fire the uprobes for that process only (other processes calling malloc
+pay nothing); the script's ``pid == N`` predicates keep other processes out as well. The script
+is written to a private temporary directory by the session. bpftrace reports "probes attached"
+after attaching only when ``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` is set (stderr in <= 0.20,
+stdout since); its own ``attached_probes`` event and BEGIN come *before* the uprobes are in.
+"""
+
+from __future__ import annotations
+
+import os
+
+from leakhunt.errors import TargetError
+from leakhunt.model import BackendInfo
+from leakhunt.parse import ParseStats
+from leakhunt.parse.bpftrace import BpftraceParser
+from leakhunt.probe import scriptgen, tools
+from leakhunt.probe.backend import LineParser, ProbeCommand, ProbeOptions
+
+ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+STACK_DEPTH = 64  # frames kept per stack: the allocation site is innermost, outer frames matter less
+
+
+def render_script(pid: int, lib: str, options: ProbeOptions, armer: int | None = None) -> str:
+    """The bpftrace program for ``pid`` probing the allocator in ``lib``.
+
+    Accounting starts when process ``armer`` (default: this one) calls ``arm(pid)``.
+    """
+    funcs = tools.allocator_functions(lib)
+    if "malloc" not in funcs and "free" not in funcs:
+        raise TargetError(
+            f"{lib} defines no malloc or free",
+            hint="pass --obj naming the library that holds the allocator (or the static binary)",
+        )
+    interval_ms = scriptgen.positive_int(round(options.interval * 1000), "--interval (ms)")
+    return scriptgen.render_probe(
+        "investigate",
+        pid=scriptgen.positive_int(pid, "pid"),
+        armer=scriptgen.positive_int(armer if armer is not None else os.getpid(), "armer pid"),
+        lib=scriptgen.safe_path(lib, "allocator library"),
+        funcs=tuple(scriptgen.identifier(f) for f in funcs),
+        interval_ms=interval_ms,
+        min_size=scriptgen.positive_int(options.min_size or 0, "--min-size", allow_zero=True),
+        max_size=scriptgen.positive_int(options.max_size or 0, "--max-size", allow_zero=True),
+        sample_rate=scriptgen.positive_int(options.sample_rate, "--sample-rate"),
+        older_than_ns=scriptgen.positive_int(
+            (options.older_than_ms or 0) * 1_000_000, "--older-than", allow_zero=True
+        ),
+        stack_depth=STACK_DEPTH,
+    )
+
+
+def command(
+    tool: tools.Tool, pid: int, lib: str, options: ProbeOptions, *, script_path: str, reason: str
+) -> ProbeCommand:
+    """The bpftrace command for a script already written at ``script_path``."""
+    script = render_script(pid, lib, options)
+    argv = (tool.path, "-f", "json", "-p", str(pid), script_path)
+    env = dict(tools.bpftrace_map_env(options.map_keys))
+    env[ATTACHED_MARKER] = "1"
+    return ProbeCommand(
+        info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
+        argv=argv,
+        env=tuple(env.items()),
+        new_parser=_parser,
+        attached=_attached,
+        is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
+        arm=arm,
+        script=script,
+        max_tracked=options.map_keys,
+    )
+
+
+def arm(pid: int) -> None:
+    """Start the script's accounting: a kill(pid, 0) from this process, seen by its tracepoint."""
+    os.kill(pid, 0)
+
+
+def _parser(stats: ParseStats) -> LineParser:
+    return BpftraceParser(stats)
+
+
+def _attached(line: str | None, stderr: str, pid: int) -> bool:
+    return (line is not None and line.strip() == ATTACHED_MARKER) or ATTACHED_MARKER in stderr

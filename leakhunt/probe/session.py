@@ -1,0 +1,514 @@
+"""The live investigation loop shared by ``investigate``, ``run`` and ``scan --investigate-top``.
+
+    from leakhunt.probe.session import ProbeOptions, run_investigation
+    inv = run_investigation(pid=1234, options=ProbeOptions(duration=30, interval=5))
+    inv.findings[0]  # rank 1: the stack most likely leaking
+
+Order of events: check privileges and the target -> choose the backend -> start the probe (and,
+for ``run``, the command held at a gate before exec) -> wait until the probes are attached ->
+release the command -> read snapshots and sample the target's memory every interval -> stop at the
+duration, when the target exits, or on Ctrl-C / SIGTERM -> stop the probe with SIGINT (it prints a
+last snapshot) -> analyse. Whatever stops the run, the probe process is gone when this returns, and
+an ``Investigation`` is returned with what was gathered (``stop_reason`` says why it ended).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from leakhunt import __version__, sample
+from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.errors import ProbeFailed, TargetError, ToolMissing, UsageError
+from leakhunt.model import (
+    BackendInfo,
+    Finding,
+    Investigation,
+    MemSample,
+    Snapshot,
+    Target,
+)
+from leakhunt.parse import ParseStats
+from leakhunt.probe import bpftrace as bpftrace_backend
+from leakhunt.probe import memleak as memleak_backend
+from leakhunt.probe import runner, tools
+from leakhunt.probe.backend import LineParser, ProbeCommand, ProbeOptions
+
+__all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
+
+ATTACH_TIMEOUT_BPFTRACE = 60.0
+ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
+POLL = 0.2
+_LIVE_RE = re.compile(r"leakhunt: live (-?\d{1,19})")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the terminal shows while probing."""
+
+    status: str  # "starting", "attaching", "probing", "stopping"
+    elapsed: float
+    duration: float
+    snapshots: int
+    top: Finding | None  # the current rank 1
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    name: str  # "bpftrace" | "bcc"
+    tool: tools.Tool
+    reason: str
+
+
+def choose_backend(requested: str) -> BackendChoice:
+    """The backend to use for ``--backend auto|bpftrace|bcc``, with the reason for the choice.
+
+    auto prefers bpftrace (no compiler at run time, in-kernel aggregation per stack); BCC's
+    memleak needs kernel headers to compile its program.
+    """
+    if requested not in ("auto", "bpftrace", "bcc"):
+        raise UsageError(f"unknown backend {requested!r}", hint="choose auto, bpftrace or bcc")
+    bpftrace = tools.find_bpftrace() if requested in ("auto", "bpftrace") else None
+    if requested == "bpftrace":
+        if bpftrace is None:
+            raise ToolMissing("bpftrace is not installed", hint=tools.SETUP_HINT)
+        return BackendChoice("bpftrace", bpftrace, "requested with --backend bpftrace")
+    memleak = tools.find_memleak() if requested in ("auto", "bcc") else None
+    if requested == "bcc":
+        if memleak is None:
+            raise ToolMissing("BCC's memleak is not installed (memleak-bpfcc)", hint=tools.SETUP_HINT)
+        if memleak.flavor == "bcc" and tools.kernel_headers_dir() is None:
+            raise ToolMissing(
+                f"{memleak.path} needs kernel headers for {os.uname().release} and none were found",
+                hint=tools.SETUP_HINT,
+            )
+        return BackendChoice("bcc", memleak, "requested with --backend bcc")
+    if bpftrace is not None:
+        return BackendChoice(
+            "bpftrace", bpftrace, f"auto: bpftrace {bpftrace.version} found at {bpftrace.path} (preferred)"
+        )
+    if memleak is not None:
+        if memleak.flavor == "libbpf" or tools.kernel_headers_dir() is not None:
+            return BackendChoice("bcc", memleak, f"auto: bpftrace not found; using {memleak.path}")
+        raise ToolMissing(
+            "bpftrace is not installed and BCC's memleak has no kernel headers to compile with",
+            hint=tools.SETUP_HINT,
+        )
+    raise ToolMissing("neither bpftrace nor BCC's memleak is installed", hint=tools.SETUP_HINT)
+
+
+def run_investigation(
+    pid: int | None = None,
+    *,
+    command: Sequence[str] | None = None,
+    options: ProbeOptions | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    backend: BackendChoice | None = None,
+) -> Investigation:
+    """Probe a running process (``pid``) or a command leakhunt starts (``command``) and analyse it.
+
+    Exactly one of ``pid`` and ``command`` is given. Raises LeakhuntError subclasses for problems
+    found before probing starts (not root, no such pid, tools missing, the probe failing to
+    attach). Once probing has started, every stop (duration, target exit, Ctrl-C, SIGTERM) returns
+    an Investigation with what was gathered; ``stop_reason`` and ``quality.notes`` say why.
+
+    ``progress`` is called from this thread with a ``Progress`` at every state change and snapshot.
+    ``backend`` is a ``choose_backend()`` result when the caller already chose (it announced it).
+    """
+    opts = options or ProbeOptions()
+    _check_options(opts)
+    if (pid is None) == (command is None):
+        raise UsageError("give either a pid or a command")
+    tools.require_root()
+    choice = backend or choose_backend(opts.backend)
+    session = _Session(choice, opts, progress)
+    with runner.sigterm_as_interrupt():
+        return session.run(pid, tuple(command) if command is not None else None)
+
+
+def _check_options(opts: ProbeOptions) -> None:
+    if opts.duration <= 0:
+        raise UsageError("--duration must be > 0")
+    if opts.interval < 0.1 or opts.interval > opts.duration * 10:
+        raise UsageError("--interval must be at least 0.1 s")
+    if opts.sample_rate < 1:
+        raise UsageError("--sample-rate must be >= 1")
+    if opts.min_size is not None and opts.min_size < 0:
+        raise UsageError("--min-size must be >= 0")
+    if opts.max_size is not None and opts.max_size < 1:
+        raise UsageError("--max-size must be > 0")
+    if opts.min_size is not None and opts.max_size is not None and opts.min_size > opts.max_size:
+        raise UsageError("--min-size is larger than --max-size")
+    if opts.older_than_ms is not None and opts.older_than_ms < 0:
+        raise UsageError("--older-than must be >= 0")
+    if opts.map_keys < 1024:
+        raise UsageError("--map-keys must be at least 1024")
+
+
+class _Session:
+    def __init__(
+        self, choice: BackendChoice, opts: ProbeOptions, progress: Callable[[Progress], None] | None
+    ) -> None:
+        self.choice = choice
+        self.opts = opts
+        self.progress = progress or (lambda p: None)
+        self.stats = ParseStats()
+        self.snapshots: list[Snapshot] = []
+        self.memory: list[MemSample] = []
+        self.notes: list[str] = []
+        self.t0 = time.monotonic()
+        self.snap_offset: float | None = None  # session time of the parser's t=0
+        self.target_gone_at: float | None = None
+        self.dropped_after_exit = 0
+        self.max_live = 0
+
+    # --- the whole run ----------------------------------------------------------------------
+
+    def run(self, pid: int | None, command: tuple[str, ...] | None) -> Investigation:
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        gate: runner.GatedCommand | None = None
+        probe: runner.Child | None = None
+        workdir = tempfile.mkdtemp(prefix="leakhunt-")
+        stop_reason = "duration"
+        exit_code: int | None = None
+        self.progress(Progress("starting", 0.0, self.opts.duration, 0, None))
+        try:
+            if command is not None:
+                gate = _start_gated(command)
+                pid = gate.pid
+            assert pid is not None
+            info = tools.check_pid(pid)
+            create_time = info.create_time
+            cmd = self._probe_command(pid, workdir)
+            probe = runner.Child(cmd.argv, env={**os.environ, **dict(cmd.env)}, name=cmd.info.name)
+            parser = cmd.new_parser(self.stats)
+            try:
+                self._wait_attached(probe, cmd, parser, pid, gate)
+                if cmd.arm is not None:
+                    cmd.arm(pid)
+                if gate is not None:
+                    gate.release()
+                self.t0 = time.monotonic()
+                stop_reason = self._probe_loop(probe, parser, pid, create_time, gate)
+            except KeyboardInterrupt:
+                stop_reason = "interrupted"
+                self.notes.append(
+                    "interrupted (Ctrl-C or SIGTERM): the report holds what was gathered so far"
+                )
+            duration = time.monotonic() - self.t0
+            self.progress(Progress("stopping", duration, self.opts.duration, len(self.snapshots), None))
+            target_alive = self._alive(pid, create_time, gate)
+            if not target_alive and self.target_gone_at is None:
+                self.target_gone_at = duration
+            probe_exit = self._stop_probe(probe, parser, cmd)
+            if gate is not None:
+                exit_code, stop_reason = self._finish_command(gate, stop_reason)
+                info = _describe_after(pid, info)
+            if probe_exit.returncode not in (0, -2, 130) and not self.snapshots and stop_reason == "duration":
+                raise ProbeFailed(
+                    f"{cmd.info.name} ended with {probe_exit.describe()} before printing anything",
+                    hint=_probe_hint(probe.stderr_text),
+                    stderr=probe.stderr_text,
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                if probe is not None and probe.alive():
+                    probe.stop(grace=3.0)
+            with contextlib.suppress(Exception):
+                if gate is not None:
+                    gate.stop(grace=2.0)
+            shutil.rmtree(workdir, ignore_errors=True)
+        target = Target(
+            pid=pid,
+            comm=info.comm,
+            cmdline=info.cmdline or command or (),
+            exe=info.exe,
+            launched=command is not None,
+            exit_code=exit_code,
+            exited_early=stop_reason == "target-exited",
+        )
+        return self._build(target, cmd.info, started_at, duration, stop_reason)
+
+    # --- stages -----------------------------------------------------------------------------
+
+    def _probe_command(self, pid: int, workdir: str) -> ProbeCommand:
+        if self.choice.name == "bpftrace":
+            lib = _object_path(pid, self.opts.obj) if self.opts.obj else tools.target_libc(pid)
+            script_path = os.path.join(workdir, "investigate.bt")
+            cmd = bpftrace_backend.command(
+                self.choice.tool, pid, lib, self.opts, script_path=script_path, reason=self.choice.reason
+            )
+            assert cmd.script is not None
+            fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(cmd.script)
+            return cmd
+        if self.opts.obj:
+            _object_path(pid, self.opts.obj)  # validate early; memleak takes the name as given
+        return memleak_backend.command(self.choice.tool, pid, self.opts, reason=self.choice.reason)
+
+    def _wait_attached(
+        self,
+        probe: runner.Child,
+        cmd: ProbeCommand,
+        parser: LineParser,
+        pid: int,
+        gate: runner.GatedCommand | None,
+    ) -> None:
+        timeout = ATTACH_TIMEOUT_BPFTRACE if cmd.info.name == "bpftrace" else ATTACH_TIMEOUT_BCC
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - started
+            self.progress(Progress("attaching", elapsed, self.opts.duration, 0, None))
+            line = probe.get_line(POLL)
+            if line is not None:
+                if cmd.attached(line, probe.stderr_text, probe.pid):
+                    self._feed(parser, cmd, line)
+                    return
+                self._feed(parser, cmd, line)
+            elif cmd.attached(None, probe.stderr_text, probe.pid):
+                return
+            if not probe.alive() or probe.eof:
+                probe.wait(2.0)
+                code = probe.poll()
+                raise ProbeFailed(
+                    f"{cmd.info.name} exited while attaching"
+                    + (f" (status {code})" if code is not None else ""),
+                    hint=_probe_hint(probe.stderr_text),
+                    stderr=probe.stderr_text,
+                )
+            if gate is None and not _pid_alive(pid):
+                raise TargetError(f"pid {pid} exited before the probes were attached")
+            if time.monotonic() > deadline:
+                raise ProbeFailed(
+                    f"{cmd.info.name} did not attach within {timeout:.0f} s",
+                    hint=_probe_hint(probe.stderr_text),
+                    stderr=probe.stderr_text,
+                )
+
+    def _probe_loop(
+        self,
+        probe: runner.Child,
+        parser: LineParser,
+        pid: int,
+        create_time: float,
+        gate: runner.GatedCommand | None,
+    ) -> str:
+        cmd_parser = parser
+        next_mem = 0.0
+        expected = int(self.opts.duration / self.opts.interval + 1e-9)
+        while True:
+            now = time.monotonic() - self.t0
+            if now >= next_mem:
+                mem = sample.read_mem(pid, round(now, 3))
+                if mem is not None:
+                    self.memory.append(mem)
+                next_mem = now + self.opts.interval
+            if now >= self.opts.duration and (
+                len(self.snapshots) >= expected or now >= self.opts.duration + self.opts.interval + 2.0
+            ):
+                # the interval due at the end has been printed (or is not coming)
+                return "duration"
+            if not self._alive(pid, create_time, gate):
+                self.target_gone_at = now
+                self.notes.append(
+                    f"the target exited after {now:.1f} s, before the planned {self.opts.duration:g} s"
+                )
+                return "target-exited"
+            line = probe.get_line(POLL)
+            if line is not None:
+                self._feed(cmd_parser, None, line)
+            elif probe.eof or not probe.alive():
+                self.notes.append(f"the probe ended on its own after {now:.1f} s")
+                return "error" if _pid_alive(pid) else "target-exited"
+
+    def _feed(self, parser: LineParser, cmd: ProbeCommand | None, line: str) -> None:
+        if cmd is not None and cmd.is_chatter(line):
+            return
+        if line.strip() == bpftrace_backend.ATTACHED_MARKER:
+            return
+        live = _LIVE_RE.search(line)
+        if live is not None:
+            # the script's map-fill gauge: kept here, not in the report's notes
+            self.max_live = max(self.max_live, int(live.group(1)))
+            return
+        snap = parser.feed(line)
+        if isinstance(snap, Snapshot):
+            self._add(snap)
+
+    def _add(self, snap: Snapshot) -> None:
+        now = time.monotonic() - self.t0
+        if self.target_gone_at is not None and _mostly_unresolved(snap):
+            # Printed after the target exited: its stacks can no longer be symbolised.
+            self.dropped_after_exit += 1
+            return
+        if self.snap_offset is None:
+            self.snap_offset = max(now - snap.t, 0.0)
+        self.snapshots.append(replace(snap, t=round(snap.t + self.snap_offset, 3)))
+        top = None
+        if len(self.snapshots) >= 2:
+            findings = analyze_snapshots(self.snapshots, min_growth_bytes=self.opts.min_growth_bytes)
+            top = findings[0] if findings else None
+        self.progress(Progress("probing", now, self.opts.duration, len(self.snapshots), top))
+
+    def _stop_probe(self, probe: runner.Child, parser: LineParser, cmd: ProbeCommand) -> runner.Exit:
+        # SIGINT: both tools print a last snapshot (bpftrace's END block, memleak... only when
+        # interrupted outside its sleep; its blocks so far are kept in any case).
+        exit_ = probe.stop(grace=8.0)
+        for line in probe.drain(0.5):
+            self._feed(parser, cmd, line)
+        last = parser.finish()
+        if isinstance(last, Snapshot):
+            self._add(last)
+        if exit_.killed:
+            self.notes.append(f"{cmd.info.name} did not stop on SIGINT and was killed")
+        return exit_
+
+    def _finish_command(self, gate: runner.GatedCommand, stop_reason: str) -> tuple[int | None, str]:
+        code = gate.child.poll()
+        if code is None:
+            gate_exit = gate.stop(grace=3.0)
+            self.notes.append(
+                f"the command was still running at the end and was stopped ({gate_exit.describe()})"
+            )
+            return gate_exit.returncode, stop_reason
+        desc = runner.Exit(code, False).describe()
+        self.notes.append(f"the command {desc}")
+        return code, "target-exited" if stop_reason == "target-exited" else stop_reason
+
+    def _alive(self, pid: int, create_time: float, gate: runner.GatedCommand | None) -> bool:
+        if gate is not None:
+            return gate.child.poll() is None
+        info = sample.describe(pid)
+        return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+
+    # --- result -----------------------------------------------------------------------------
+
+    def _build(
+        self, target: Target, backend: BackendInfo, started_at: str, duration: float, stop_reason: str
+    ) -> Investigation:
+        findings = analyze_snapshots(self.snapshots, min_growth_bytes=self.opts.min_growth_bytes)
+        notes = list(self.notes)
+        if self.dropped_after_exit:
+            notes.append(
+                f"{self.dropped_after_exit} snapshot(s) printed after the target exited were dropped: "
+                "their stacks could not be symbolised"
+            )
+        map_full = False
+        if backend.name == "bpftrace" and self.max_live >= 0.95 * self.opts.map_keys:
+            map_full = True
+            notes.append(
+                f"bpftrace tracked up to {self.max_live} live allocations against a map size of "
+                f"{self.opts.map_keys}: later allocations may be missing (raise --map-keys)"
+            )
+        if not self.snapshots:
+            notes.append("no snapshot was taken: the run ended before the first interval")
+        quality = self.stats.quality(
+            notes=tuple(n for n in notes if n not in self.stats.notes),
+            map_full=map_full,
+            sample_rate=self.opts.sample_rate,
+        )
+        return Investigation(
+            target=target,
+            backend=backend,
+            started_at=started_at,
+            duration_s=round(duration, 3),
+            interval_s=self.opts.interval,
+            snapshots=tuple(self.snapshots),
+            findings=findings,
+            memory=tuple(self.memory),
+            quality=quality,
+            stop_reason=stop_reason,
+            kernel=platform.release(),
+            host=socket.gethostname(),
+            leakhunt_version=__version__,
+            options=self.opts.as_pairs(),
+        )
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _start_gated(command: tuple[str, ...]) -> runner.GatedCommand:
+    exe = command[0]
+    if os.sep not in exe and shutil.which(exe) is None:
+        raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
+    if os.sep in exe and not os.access(exe, os.X_OK):
+        raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
+    return runner.GatedCommand(command)
+
+
+def _describe_after(pid: int, before: sample.ProcessInfo) -> sample.ProcessInfo:
+    """The launched command's identity (after exec), falling back to what was known before."""
+    info = sample.describe(pid)
+    if info is None or info.comm == "sh":
+        return before
+    return info
+
+
+def _object_path(pid: int, obj: str) -> str:
+    """--obj as a file path: an absolute path, a library name the target maps, or a file here."""
+    if os.path.isabs(obj):
+        path = tools.path_in_target(pid, obj)
+        if not os.path.isfile(path):
+            raise UsageError(f"--obj {obj}: no such file")
+        return path
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6:
+                    mapped = parts[5].strip()
+                    base = os.path.basename(mapped)
+                    if base == obj or base.startswith(f"lib{obj}.so") or base.startswith(f"{obj}.so"):
+                        return tools.path_in_target(pid, mapped)
+    except OSError as err:
+        raise TargetError(f"cannot read /proc/{pid}/maps") from err
+    raise UsageError(
+        f"--obj {obj}: pid {pid} maps no such library", hint="give the library's path or its name (jemalloc)"
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return Path(f"/proc/{pid}").exists()
+
+
+def _mostly_unresolved(snap: Snapshot) -> bool:
+    frames = [f for s in snap.stacks for f in s.stack.frames]
+    if not frames:
+        return False
+    return sum(1 for f in frames if f.is_unknown) * 2 >= len(frames)
+
+
+def _probe_hint(stderr: str) -> str:
+    text = stderr.lower()
+    if "kernel headers" in text or "failed to compile bpf module" in text:
+        return tools.SETUP_HINT + "; `leakhunt doctor` checks the headers"
+    if "tracefs" in text or "debugfs" in text:
+        return "mount tracefs: mount -t tracefs nodev /sys/kernel/tracing"
+    if "error attaching probe" in text or "invalid argument" in text:
+        return (
+            "another eBPF tool may hold a uprobe on the same allocator function (the kernel refuses "
+            "a second one with different settings, see dmesg 'ref_ctr_offset mismatch'): stop it, "
+            "or try the other --backend"
+        )
+    if "operation not permitted" in text or "permission" in text:
+        return "run as root; in a container, it needs CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)"
+    return "run `leakhunt doctor` to check this host"
