@@ -153,6 +153,7 @@ def report(
     value: str,
     no_redact: bool,
 ) -> None:
+    """Load FILE, redact it unless asked not to, render every format, then write the files."""
     doc = jsonio.load(file)
     formats = _resolve_formats(ctx, formats, output, tuple(EXTENSIONS), "html")
     if not no_redact:
@@ -266,6 +267,7 @@ def diff(
     output: str | None,
     fail_on: str,
 ) -> None:
+    """Compare BEFORE and AFTER, print the summary, write the reports asked for, exit 0 or 1."""
     if output is not None and output_dir is not None:
         raise UsageError("-o and --output-dir exclude each other", hint="give one of them")
     fail = cast(FailOn, fail_on)
