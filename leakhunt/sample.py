@@ -15,6 +15,7 @@ import time
 from array import array
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Literal
 
 import psutil
 
@@ -104,20 +105,18 @@ def _is_kernel_thread(pid: int, cmdline: tuple[str, ...]) -> bool:
 
 # --- sweeps: many processes, many times ------------------------------------------------------
 #
-# One sweep reads a single file per process, /proc/PID/status, which carries every number the scan
-# needs (VmSize, VmRSS, RssFile, RssShmem, VmSwap), instead of psutil's statm + status (two opens):
-# ~9 us of kernel time per process here. Each tracked process keeps an O_DIRECTORY descriptor of
-# its /proc/PID: files opened through it belong to that very process, so when the process exits
-# and its PID is reused the reads fail (ENOENT/ESRCH) instead of silently reading the newcomer.
+# One sweep reads a single file per process: /proc/PID/status, which carries every number the scan
+# needs (VmSize, VmRSS, RssFile, RssShmem, VmSwap), instead of psutil's statm + status (two opens);
+# on a host without swap (SwapTotal 0, checked every sweep) the cheaper /proc/PID/statm, whose
+# size/resident/shared are the same counters (~4 us of kernel time against ~9 us here).
+# Each tracked process keeps an O_DIRECTORY descriptor of its /proc/PID: files opened through it
+# belong to that very process, so when the process exits and its PID is reused the reads fail
+# (ENOENT/ESRCH) instead of silently reading the newcomer.
 # That keeps series keyed by (pid, create_time) without re-reading /proc/PID/stat every sweep.
 
-_STATUS_FIELDS: dict[bytes, int] = {
-    b"VmSize": 0,
-    b"VmRSS": 1,
-    b"RssFile": 2,
-    b"RssShmem": 3,
-    b"VmSwap": 4,
-}
+# The lines wanted, each with the newline before it, so "VmSize" never matches inside another name.
+_STATUS_KEYS = (b"\nVmSize:", b"\nVmRSS:", b"\nRssFile:", b"\nRssShmem:", b"\nVmSwap:")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -135,27 +134,51 @@ def parse_status_memory(data: bytes) -> StatusMemory | None:
     """Memory numbers from the text of /proc/PID/status (pure; never raises).
 
     ``VmRSS:\\t    1736 kB`` lines; a zombie or kernel thread has no Vm lines at all -> None.
+    One ``find`` per wanted line: splitting all ~55 lines costs more than reading the file.
     """
-    values = [-1, -1, 0, 0, 0]
-    seen = 0
-    for line in data.split(b"\n"):
-        colon = line.find(b":")
-        if colon <= 0:
+    values = [0, 0, 0, 0, 0]
+    for slot, key in enumerate(_STATUS_KEYS):
+        at = data.find(key)
+        if at < 0:
+            if slot < 2:  # no VmSize / VmRSS: no address space
+                return None
             continue
-        slot = _STATUS_FIELDS.get(line[:colon])
-        if slot is None:
-            continue
-        parts = line[colon + 1 :].split()
+        end = data.find(b"\n", at + 1)
+        field = data[at + len(key) : end if end > 0 else len(data)].split()
         try:
-            values[slot] = int(parts[0]) * 1024
+            values[slot] = int(field[0]) * 1024
         except (ValueError, IndexError):
-            continue
-        seen += 1
-        if seen == len(_STATUS_FIELDS):
-            break
-    if values[0] < 0 or values[1] < 0:
-        return None
+            if slot < 2:
+                return None
     return StatusMemory(vms=values[0], rss=values[1], shared=values[2] + values[3], swap=values[4])
+
+
+def parse_statm(data: bytes, page_size: int = _PAGE) -> StatusMemory | None:
+    """Memory numbers from /proc/PID/statm (``size resident shared text lib data dt``, in pages).
+
+    statm has no swap figure: ``swap`` is 0, which is exact on a host without swap (the only case the
+    sweep reads statm). All zeros (a zombie, a kernel thread) -> None. Pure; never raises.
+    """
+    fields = data.split()
+    try:
+        size, resident, shared = int(fields[0]), int(fields[1]), int(fields[2])
+    except (ValueError, IndexError):
+        return None
+    if size <= 0:
+        return None
+    return StatusMemory(vms=size * page_size, rss=resident * page_size, shared=shared * page_size, swap=0)
+
+
+def parse_swap_total(meminfo: bytes) -> int | None:
+    """SwapTotal of /proc/meminfo in bytes, or None when absent (pure; never raises)."""
+    at = meminfo.find(b"SwapTotal:")
+    if at < 0:
+        return None
+    field = meminfo[at + 10 : at + 40].split()
+    try:
+        return int(field[0]) * 1024
+    except (ValueError, IndexError):
+        return None
 
 
 def parse_status_identity(data: bytes) -> tuple[str, int | None, str]:
@@ -208,6 +231,7 @@ class SweepStats:
     unreadable: tuple[tuple[str, int], ...]
     cpu_s: float
     wall_s: float
+    source: str = "status"  # the /proc file read per process: status, or statm on a host without swap
 
 
 @dataclass
@@ -219,15 +243,31 @@ class _Tracked:
     series: SeriesBuffer
 
 
+# Samples kept per process: a 1-hour scan at 1 s keeps one in 16-32 (enough to judge, which uses at
+# most 120, and to chart), and 1,000 processes hold ~9 MiB of samples while scanning.
+DEFAULT_CAPACITY = 256
+
+
 class SeriesBuffer:
     """A bounded memory series of one process: columns in ``array`` (8 bytes a value, no object per
     sample), at most ``capacity`` points. When full, every second point is dropped and the sampling
     stride doubles, so an hour-long scan keeps an evenly spaced, real-sample view of the whole
-    window in fixed memory. The newest sample is always kept apart as ``latest``."""
+    window in fixed memory. The newest sample is always kept apart (``latest()``)."""
 
-    __slots__ = ("_rss", "_shared", "_since_kept", "_swap", "_t", "_vms", "capacity", "latest", "stride")
+    __slots__ = (
+        "_latest",
+        "_latest_t",
+        "_rss",
+        "_shared",
+        "_since_kept",
+        "_swap",
+        "_t",
+        "_vms",
+        "capacity",
+        "stride",
+    )
 
-    def __init__(self, capacity: int = 512) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = max(capacity, 8)
         self.stride = 1  # keep one sweep in ``stride``
         self._t = array("d")
@@ -235,7 +275,9 @@ class SeriesBuffer:
         self._vms = array("q")
         self._shared = array("q")
         self._swap = array("q")
-        self.latest: MemSample | None = None
+        # The newest sample, kept as given: building a MemSample per sweep would cost more than reading.
+        self._latest: StatusMemory | None = None
+        self._latest_t = 0.0
         self._since_kept = 0
 
     def __len__(self) -> int:
@@ -243,7 +285,8 @@ class SeriesBuffer:
 
     def add(self, t: float, mem: StatusMemory) -> None:
         """Record one sample taken ``t`` seconds into the scan."""
-        self.latest = MemSample(t=t, rss=mem.rss, vms=mem.vms, shared=mem.shared, swap=mem.swap)
+        self._latest = mem
+        self._latest_t = t
         self._since_kept += 1
         if self._t and self._since_kept < self.stride:
             return
@@ -258,14 +301,22 @@ class SeriesBuffer:
         self._shared.append(mem.shared)
         self._swap.append(mem.swap)
 
+    def latest(self) -> MemSample | None:
+        """The newest sample taken (kept or not)."""
+        mem = self._latest
+        if mem is None:
+            return None
+        return MemSample(t=self._latest_t, rss=mem.rss, vms=mem.vms, shared=mem.shared, swap=mem.swap)
+
     def samples(self) -> tuple[MemSample, ...]:
         """The kept samples, oldest first, ending with the newest sample taken."""
         out = [
             MemSample(t=t, rss=r, vms=v, shared=s, swap=w)
             for t, r, v, s, w in zip(self._t, self._rss, self._vms, self._shared, self._swap, strict=True)
         ]
-        if self.latest is not None and (not out or out[-1].t != self.latest.t):
-            out.append(self.latest)
+        latest = self.latest()
+        if latest is not None and (not out or out[-1].t != latest.t):
+            out.append(latest)
         return tuple(out)
 
     def nbytes(self) -> int:
@@ -302,14 +353,16 @@ class Sweeper:
         *,
         accept: Callable[[Candidate], bool] | None = None,
         exclude: Collection[int] = (),
-        capacity: int = 512,
+        capacity: int = DEFAULT_CAPACITY,
         proc_root: str = "/proc",
+        source: Literal["status", "statm"] | None = None,
     ) -> None:
         self.pids = None if pids is None else tuple(sorted(set(pids)))
         self.accept = accept
         self.exclude = frozenset(exclude)
         self.capacity = capacity
         self.proc_root = proc_root
+        self.source = source  # None: statm on a host without swap, else status
         self._tracked: dict[int, _Tracked] = {}
         self._finished: list[tuple[_Tracked, Candidate]] = []
         self._info: dict[tuple[int, float], Candidate] = {}
@@ -327,6 +380,8 @@ class Sweeper:
         """Read every wanted process once; returns what this sweep met."""
         wall0, cpu0 = time.perf_counter(), time.process_time()
         t = time.monotonic() - self._start
+        # Without swap on the host, statm (7 numbers, half the kernel time of status) says it all.
+        source = self.source or ("statm" if self._swap_total() == 0 else "status")
         listed = self._list()
         listed_set = set(listed)
         self._rejected &= listed_set
@@ -353,7 +408,7 @@ class Sweeper:
                 tracked = outcome
             else:
                 tracked = tracked_or_none
-            data, err = self._read(tracked.pid, tracked.dir_fd, "status")
+            data, err = self._read(tracked.pid, tracked.dir_fd, source)
             if data is None:
                 if err == "permission denied":
                     unreadable[err] = unreadable.get(err, 0) + 1
@@ -367,7 +422,7 @@ class Sweeper:
                 self._retire(tracked)
                 gone += 1
                 continue
-            mem = parse_status_memory(data)
+            mem = parse_statm(data) if source == "statm" else parse_status_memory(data)
             if mem is None:  # turned zombie: its memory is gone, its series ends here
                 self._retire(tracked)
                 no_memory += 1
@@ -383,7 +438,15 @@ class Sweeper:
             unreadable=tuple(sorted(unreadable.items())),
             cpu_s=time.process_time() - cpu0,
             wall_s=time.perf_counter() - wall0,
+            source=source,
         )
+
+    def _swap_total(self) -> int | None:
+        try:
+            with open(f"{self.proc_root}/meminfo", "rb") as fh:
+                return parse_swap_total(fh.read())
+        except OSError:
+            return None
 
     def _list(self) -> list[int]:
         if self.pids is not None:
@@ -445,9 +508,7 @@ class Sweeper:
             return "no memory"
         raw_cmdline, _ = self._read(pid, dir_fd, "cmdline")
         cmdline = (
-            tuple(raw_cmdline.rstrip(b"\0").decode("utf-8", "replace").split("\0"))
-            if raw_cmdline
-            else ()
+            tuple(raw_cmdline.rstrip(b"\0").decode("utf-8", "replace").split("\0")) if raw_cmdline else ()
         )
         create_time = starttime / self._ticks + self._boot_time
         candidate = Candidate(pid=pid, create_time=create_time, name=name, cmdline=cmdline, uid=uid)

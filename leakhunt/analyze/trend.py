@@ -35,6 +35,8 @@ MIN_FIT = 0.5
 MIN_POINTS = 8
 # Theil-Sen and Mann-Kendall are O(n^2): judge at most this many evenly spaced samples.
 MAX_POINTS = 120
+# Points judged for a series whose every signal moved less than min_growth / 8.
+QUIET_POINTS = 40
 # The tail (last third) grew less than this fraction of min_growth and this fraction of the overall
 # slope: the series has flattened.
 FLAT_TAIL_GROWTH = 0.25
@@ -115,6 +117,10 @@ def lower_envelope(
 def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BYTES) -> Judgement:
     """The verdict on one process's series (sorted by time) and the numbers behind it."""
     pts = thin(samples)
+    if len(pts) > QUIET_POINTS and _quiet(pts, min_growth_bytes / 8):
+        # Most processes barely move: their numbers are as well measured on fewer points, and a
+        # whole-host scan judges thousands of them.
+        pts = thin(samples, QUIET_POINTS)
     n = len(pts)
     ts = [s.t for s in pts]
     anon = [float(s.anon) for s in pts]
@@ -179,7 +185,12 @@ def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BY
             f"{len(drop_idx)} drops; lower envelope ({len(troughs)} troughs) {_signed(floor_growth)}, "
             f"{_rate(floor_slope)}; peaks {_size(max(anon))}"
         )
-        if floor_growth >= min_growth and floor_slope * span >= min_growth and rising:
+        # A trough is only known to within one sample's rise: sampled at a drifting phase of the
+        # tooth, a flat floor seems to climb by up to one step. Growth must clear that too.
+        drop_set = set(drop_idx)
+        step_rise = max((anon[i] - anon[i - 1] for i in range(1, n) if i not in drop_set), default=0.0)
+        needed = min_growth + max(step_rise, 0.0)
+        if floor_growth >= needed and floor_slope * span >= needed and rising:
             return done(
                 "leak-suspect",
                 "sawtooth whose floor keeps rising: " + note,
@@ -271,6 +282,13 @@ def _teeth_rise(ys: Sequence[float], drops: Sequence[int]) -> bool:
     if max(ys[i - 1] - ys[i] for i in others) > smallest_drop / 2:
         return False
     return sum(ys[i] >= ys[i - 1] for i in others) >= 0.8 * len(others)
+
+
+def _quiet(pts: Sequence[MemSample], limit: float) -> bool:
+    for values in ([s.anon for s in pts], [s.rss for s in pts], [s.vms for s in pts]):
+        if max(values) - min(values) >= limit:
+            return False
+    return True
 
 
 def _late_slope_ratio(ts: Sequence[float], ys: Sequence[float], span: float) -> float:
