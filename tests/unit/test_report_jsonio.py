@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -164,3 +165,20 @@ def test_stacks_are_stored_once_and_ids_follow_the_ranking() -> None:
     keys = [tuple(typing.cast(list[str], s["frames"])) for s in stacks]
     assert len(keys) == len(set(keys))
     assert [f["stack_id"] for f in findings] == list(range(len(findings)))
+
+
+def _keys(value: object) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(documents)
+def test_schema_md_documents_every_key_written(doc: jsonio.Document) -> None:
+    schema = (Path(jsonio.__file__).parent / "SCHEMA.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`([a-z_][a-z0-9_]*)`", schema))
+    missing = _keys(jsonio.to_dict(doc)) - documented
+    assert not missing, f"keys written but not documented in SCHEMA.md: {sorted(missing)}"
