@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -247,6 +248,8 @@ def _probe(
             )
 
     tools.require_root()
+    if pid is not None:
+        tools.check_pid(pid)
     choice = session.choose_backend(opts.backend)
     err.print(f"leakhunt: backend {choice.name} ({choice.tool.path} {choice.tool.version}): {choice.reason}")
     if bar is not None:
@@ -280,7 +283,7 @@ def _finish(
 def _summary(out: Console, inv: Investigation, top: int) -> None:
     t = inv.target
     out.print(
-        f"[bold]{t.comm}[/bold] (pid {t.pid}): {inv.backend.name} {inv.backend.version}, "
+        f"[bold]{escape(t.comm)}[/bold] (pid {t.pid}): {inv.backend.name} {inv.backend.version}, "
         f"{inv.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.stop_reason}"
     )
     leaks = [f for f in inv.findings if f.verdict == "leak"]
@@ -298,7 +301,7 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
         table.add_column("conf", justify="right")
         table.add_column("stack (innermost first)", overflow="fold")
         for f in inv.findings[:top]:
-            frames = " <- ".join(fr.display() for fr in f.stack.frames[:4]) or "[no stack]"
+            frames = escape(" <- ".join(fr.display() for fr in f.stack.frames[:4]) or "[no stack]")
             style = "red" if f.verdict == "leak" else None
             table.add_row(
                 str(f.rank),

@@ -186,6 +186,7 @@ class _Session:
             if command is not None:
                 gate = _start_gated(command)
                 pid = gate.pid
+                _wait_gate_ready(gate)
             assert pid is not None
             info = tools.check_pid(pid)
             create_time = info.create_time
@@ -198,6 +199,8 @@ class _Session:
                     cmd.arm(pid)
                 if gate is not None:
                     gate.release()
+                    info = _describe_after_exec(gate, info)
+                    create_time = info.create_time
                 self.t0 = time.monotonic()
                 stop_reason = self._probe_loop(probe, parser, pid, create_time, gate)
             except KeyboardInterrupt:
@@ -213,7 +216,6 @@ class _Session:
             probe_exit = self._stop_probe(probe, parser, cmd)
             if gate is not None:
                 exit_code, stop_reason = self._finish_command(gate, stop_reason)
-                info = _describe_after(pid, info)
             if probe_exit.returncode not in (0, -2, 130) and not self.snapshots and stop_reason == "duration":
                 raise ProbeFailed(
                     f"{cmd.info.name} ended with {probe_exit.describe()} before printing anything",
@@ -449,12 +451,37 @@ def _start_gated(command: tuple[str, ...]) -> runner.GatedCommand:
     return runner.GatedCommand(command)
 
 
-def _describe_after(pid: int, before: sample.ProcessInfo) -> sample.ProcessInfo:
-    """The launched command's identity (after exec), falling back to what was known before."""
-    info = sample.describe(pid)
-    if info is None or info.comm == "sh":
-        return before
-    return info
+def _wait_gate_ready(gate: runner.GatedCommand) -> None:
+    """Wait until the gate's shell blocks reading its pipe: its libc is mapped by then."""
+    read_nr = {"x86_64": 0, "aarch64": 63}.get(platform.machine())
+
+    def blocked() -> bool:
+        try:
+            with open(f"/proc/{gate.pid}/syscall", encoding="ascii") as fh:
+                first = fh.read().split(maxsplit=1)
+        except OSError:
+            return False
+        return bool(first) and first[0].isdigit() and int(first[0]) == read_nr
+
+    if not runner.wait_until(blocked, timeout=5.0, step=0.01) and gate.child.poll() is not None:
+        raise TargetError(f"could not start {gate.argv[0]}")
+
+
+def _describe_after_exec(gate: runner.GatedCommand, before: sample.ProcessInfo) -> sample.ProcessInfo:
+    """The launched command's identity once the gate's shell has exec'd it."""
+    found: list[sample.ProcessInfo] = []
+
+    def execd() -> bool:
+        info = sample.describe(gate.pid)
+        if info is not None and info.cmdline[:1] != ("/bin/sh",):
+            found.append(info)
+            return True
+        return gate.child.poll() is not None
+
+    runner.wait_until(execd, timeout=3.0, step=0.005)
+    if found:
+        return found[-1]
+    return replace(before, cmdline=gate.argv, comm=os.path.basename(gate.argv[0])[:15])
 
 
 def _object_path(pid: int, obj: str) -> str:

@@ -57,9 +57,15 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def find_bpftrace() -> Tool | None:
-    """bpftrace on PATH (or in /usr/sbin, /usr/bin, /usr/local/bin), with its version."""
-    path = _which("bpftrace")
+    """bpftrace on PATH (or in /usr/sbin, /usr/bin, /usr/local/bin), with its version.
+
+    ``LEAKHUNT_BPFTRACE=/path/to/bpftrace`` picks a specific build (and when it names no
+    executable file, bpftrace counts as not installed).
+    """
+    path = _override("LEAKHUNT_BPFTRACE")
     if path is None:
+        path = _which("bpftrace")
+    if not path:
         return None
     version = "unknown"
     try:
@@ -91,8 +97,15 @@ _MEMLEAK_CANDIDATES = (
 
 
 def find_memleak() -> Tool | None:
-    """The first memleak found: memleak-bpfcc, /usr/share/bcc/tools/memleak, then memleak on PATH."""
-    for name in _MEMLEAK_CANDIDATES:
+    """The first memleak found: memleak-bpfcc, /usr/share/bcc/tools/memleak, then memleak on PATH.
+
+    ``LEAKHUNT_MEMLEAK=/path/to/memleak`` picks a specific one, as LEAKHUNT_BPFTRACE does.
+    """
+    override = _override("LEAKHUNT_MEMLEAK")
+    candidates: tuple[str, ...] = _MEMLEAK_CANDIDATES if override is None else (override,)
+    for name in candidates:
+        if not name:
+            continue
         path = name if os.path.isabs(name) else _which(name)
         if path is None or not os.access(path, os.X_OK):
             continue
@@ -149,6 +162,15 @@ def _libbpf_memleak_version(path: str) -> str:
         return "unknown"
     found = parse_version(done.stdout + done.stderr)
     return ".".join(str(p) for p in found) if found else "unknown"
+
+
+def _override(variable: str) -> str | None:
+    """The tool path from an environment override: None = no override, "" = not installed."""
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    value = os.path.abspath(value) if value else ""
+    return value if value and os.path.isfile(value) and os.access(value, os.X_OK) else ""
 
 
 def _which(name: str) -> str | None:
@@ -274,13 +296,17 @@ def effective_caps() -> int:
 
 
 def missing_privileges() -> list[str]:
-    """What this process lacks to probe: [] when it may load BPF programs and attach uprobes."""
-    if os.geteuid() == 0:
-        return []
+    """What this process lacks to probe: [] when it may load BPF programs and attach uprobes.
+
+    Root is not enough by itself (a container may drop capabilities), and not required either:
+    CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, is what the kernel checks.
+    """
     caps = effective_caps()
     if caps & (1 << _CAP_SYS_ADMIN):
         return []
-    missing = ["root"]
+    if caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON):
+        return []
+    missing = [] if os.geteuid() == 0 else ["root"]
     wanted = ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON"), (_CAP_SYS_ADMIN, "CAP_SYS_ADMIN"))
     for bit, name in wanted:
         if not caps & (1 << bit):
@@ -289,12 +315,11 @@ def missing_privileges() -> list[str]:
 
 
 def require_root() -> None:
-    """PermissionProblem unless this process is root (or holds CAP_SYS_ADMIN)."""
+    """PermissionProblem unless this process may probe (root with CAP_SYS_ADMIN, or CAP_BPF+CAP_PERFMON)."""
     missing = missing_privileges()
     if missing:
-        caps = ", ".join(missing[1:])
         raise PermissionProblem(
-            f"probing needs root: running as uid {os.geteuid()} without {caps}",
+            f"probing needs root: running as uid {os.geteuid()} without {', '.join(missing)}",
             hint="run it with sudo (bpftrace and memleak load eBPF programs and attach uprobes)",
         )
 

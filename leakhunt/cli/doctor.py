@@ -1,0 +1,183 @@
+"""``leakhunt doctor``: can this host probe? Each failed check prints the command that fixes it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from leakhunt.errors import LeakhuntError
+from leakhunt.probe import runner, tools
+
+SETUP = "sudo bash scripts/setup.sh"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""  # the exact command (or step) that fixes a failed check
+    needed_by: str = "all"  # "all", "bpftrace" or "bcc": what cannot work without it
+
+
+def _tracefs_dir() -> Path | None:
+    for candidate in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
+        if (candidate / "uprobe_events").exists():
+            return candidate
+    return None
+
+
+def run_checks() -> list[Check]:
+    """Every check, in the order a user should fix them."""
+    checks: list[Check] = []
+    missing = tools.missing_privileges()
+    if missing:
+        checks.append(
+            Check(
+                "privileges",
+                False,
+                f"uid {os.geteuid()} without {', '.join(missing)}",
+                "sudo leakhunt doctor  (run leakhunt as root, or grant CAP_BPF and CAP_PERFMON)",
+            )
+        )
+    else:
+        checks.append(Check("privileges", True, "root" if os.geteuid() == 0 else "CAP_SYS_ADMIN"))
+
+    btf = Path("/sys/kernel/btf/vmlinux")
+    checks.append(
+        Check(
+            "kernel BTF",
+            btf.exists(),
+            str(btf) if btf.exists() else f"{btf} missing",
+            "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian's stock kernels are)",
+            needed_by="bpftrace",
+        )
+    )
+
+    tracefs = _tracefs_dir()
+    checks.append(
+        Check(
+            "tracefs",
+            tracefs is not None,
+            f"mounted at {tracefs}" if tracefs else "uprobe_events not found",
+            "sudo mount -t tracefs nodev /sys/kernel/tracing",
+        )
+    )
+    debugfs = Path("/sys/kernel/debug/tracing")
+    debug_ok = debugfs.is_dir() and any(debugfs.iterdir()) if debugfs.exists() else False
+    checks.append(
+        Check(
+            "debugfs",
+            debug_ok,
+            "mounted at /sys/kernel/debug" if debug_ok else "/sys/kernel/debug/tracing is empty or missing",
+            "sudo mount -t debugfs nodev /sys/kernel/debug",
+            needed_by="bcc",
+        )
+    )
+    lockdown = _lockdown()
+    checks.append(
+        Check(
+            "kernel lockdown",
+            lockdown != "confidentiality",
+            f"lockdown={lockdown}",
+            "boot with lockdown=none (or disable Secure Boot's lockdown): it forbids reading process memory",
+        )
+    )
+
+    bpftrace = tools.find_bpftrace()
+    if bpftrace is None:
+        checks.append(Check("bpftrace", False, "not found", "sudo apt-get install -y bpftrace", "bpftrace"))
+    else:
+        checks.append(Check("bpftrace", True, f"{bpftrace.path} {bpftrace.version}", needed_by="bpftrace"))
+        if not missing:
+            checks.append(_bpftrace_smoke(bpftrace))
+
+    memleak = tools.find_memleak()
+    if memleak is None:
+        checks.append(
+            Check("memleak (BCC)", False, "not found", "sudo apt-get install -y bpfcc-tools", "bcc")
+        )
+    else:
+        checks.append(
+            Check(
+                "memleak (BCC)", True, f"{memleak.path} {memleak.version} ({memleak.flavor})", needed_by="bcc"
+            )
+        )
+    if memleak is None or memleak.flavor == "bcc":
+        headers = tools.kernel_headers_dir()
+        release = os.uname().release
+        checks.append(
+            Check(
+                "kernel headers",
+                headers is not None,
+                f"{headers}" if headers else f"none for {release} in /lib/modules/{release}/build",
+                f"sudo apt-get install -y linux-headers-{release}  (for a custom kernel: {SETUP}, "
+                "which links the nearest headers)",
+                needed_by="bcc",
+            )
+        )
+    return checks
+
+
+def _bpftrace_smoke(tool: tools.Tool) -> Check:
+    try:
+        done = runner.run_capture([tool.path, "-e", 'BEGIN { printf("ok\\n"); exit(); }'], timeout=60)
+    except LeakhuntError as err:
+        return Check(
+            "bpftrace loads a program", False, err.message, "leakhunt doctor again, or see dmesg", "bpftrace"
+        )
+    ok = done.returncode == 0 and "ok" in done.stdout
+    last = [line for line in done.stderr.splitlines() if "RLIMIT_MEMLOCK" not in line]
+    detail = "BEGIN probe ran" if ok else (last[-1] if last else f"exit status {done.returncode}")
+    return Check(
+        "bpftrace loads a program", ok, detail, "see the message above; dmesg may say more", "bpftrace"
+    )
+
+
+def _lockdown() -> str:
+    try:
+        text = Path("/sys/kernel/security/lockdown").read_text()
+    except OSError:
+        return "none"
+    start, end = text.find("["), text.find("]")
+    return text[start + 1 : end] if 0 <= start < end else "none"
+
+
+def usable_backends(checks: list[Check]) -> list[str]:
+    """Backends whose every needed check passed."""
+    failed = {c.needed_by for c in checks if not c.ok}
+    if "all" in failed:
+        return []
+    return [b for b in ("bpftrace", "bcc") if b not in failed]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def doctor() -> None:
+    """Check that this host can probe, and say how to fix what is missing.
+
+    Checks privileges (root or CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN), kernel BTF, tracefs and
+    debugfs mounts, kernel lockdown, bpftrace and BCC's memleak (with versions; bpftrace runs a
+    tiny program), and the kernel headers BCC compiles against. Every failed check is followed by
+    the exact command that fixes it; `sudo bash scripts/setup.sh` fixes most at once.
+
+    Exit status: 0 when at least one backend (bpftrace or BCC) can probe, 2 otherwise.
+    """
+    out = Console(highlight=False)
+    checks = run_checks()
+    for check in checks:
+        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+        scope = "" if check.needed_by == "all" else f" [dim](for {check.needed_by})[/dim]"
+        out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}{scope}")
+        if not check.ok and check.fix:
+            out.print(f"      fix: {escape(check.fix)}")
+    usable = usable_backends(checks)
+    if usable:
+        out.print(f"ready: leakhunt can probe with {' and '.join(usable)} (auto picks {usable[0]})")
+        return
+    out.print(f"[red]not ready[/red]: no backend can probe on this host; fix the checks above ({SETUP})")
+    raise SystemExit(2)
