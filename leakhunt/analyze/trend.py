@@ -114,6 +114,20 @@ def lower_envelope(
     return out
 
 
+def troughs(
+    samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BYTES
+) -> list[tuple[float, float]]:
+    """The lower envelope judge() looks at for a sawtooth: (t, anon) of each trough after a drop.
+
+    Empty when the series has fewer than two drops (no sawtooth). For charts.
+    """
+    pts = thin(samples)
+    ts = [s.t for s in pts]
+    anon = [float(s.anon) for s in pts]
+    drops = count_drops(ts, anon, theil_sen(ts, anon), max(min_growth_bytes, 1) / 2)
+    return lower_envelope(ts, anon, drops) if len(drops) >= 2 else []
+
+
 def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BYTES) -> Judgement:
     """The verdict on one process's series (sorted by time) and the numbers behind it."""
     pts = thin(samples)

@@ -17,20 +17,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from leakhunt import __version__
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
-from leakhunt.errors import LeakhuntError, TargetError, UsageError
+from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
 from leakhunt.model import Investigation, ProcessTrend, ScanResult
 from leakhunt.probe.runner import sigterm_as_interrupt
+from leakhunt.probe.session import BackendChoice, ProbeOptions, choose_backend, run_investigation
+from leakhunt.probe.session import Progress as SessionProgress
 from leakhunt.probe.tools import require_root
 from leakhunt.report import parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
 from leakhunt.report.jsonio import dump
-from leakhunt.sample import Candidate, Sweeper, SweepStats, lookup_uid
+from leakhunt.sample import Candidate, Sweeper, SweepStats, describe, lookup_uid
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -102,10 +106,13 @@ def print_table(console: Console, scan: ScanResult, top: int) -> None:
     table = Table(
         title=f"leakhunt scan: top {min(top, len(scan.processes))} of {len(scan.processes)} processes",
         caption="growth = Theil-Sen slope of anon+swap; sizes in MiB",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
     )
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("PID", justify="right", no_wrap=True)
-    table.add_column("name", overflow="ellipsis", max_width=20)
+    table.add_column("name", overflow="ellipsis", min_width=6, max_width=20, no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("MB/h", justify="right", no_wrap=True)
     table.add_column("R²", justify="right", no_wrap=True)
@@ -150,7 +157,11 @@ def summary_lines(scan: ScanResult, stop: str) -> list[str]:
     found = suspects(scan)
     if found:
         lines.append(f"{len(found)} suspect(s); next step, as root:")
-        lines += [f"  leakhunt investigate {p.key.pid}    # {p.name}: {p.evidence.note}" for p in found[:5]]
+        lines += [
+            f"  leakhunt investigate {p.key.pid}    # {p.name}: {p.verdict}, "
+            f"{p.evidence.slope_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
+            for p in found[:5]
+        ]
     else:
         lines.append("no process grew steadily enough to be a suspect")
     return lines
@@ -312,8 +323,11 @@ def scan(
             raise TargetError(
                 f"no such process: {', '.join(map(str, missing))}", hint="check the pids with ps"
             )
+    backend = None
     if investigate_top:
-        require_root()  # before a long scan, not after it
+        # Before a long scan, not after it: root, and a probe tool that works here.
+        require_root()
+        backend = choose_backend("auto")
 
     console = Console(stderr=True)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -353,10 +367,12 @@ def scan(
             leakhunt_version=__version__,
         )
 
-    if investigate_top:
+    if backend is not None:
         result = replace(
             result,
-            investigations=investigate_suspects(console, result, investigate_top, investigate_duration),
+            investigations=investigate_suspects(
+                console, result, investigate_top, investigate_duration, backend
+            ),
         )
 
     print_table(console if as_json else Console(), result, top)
@@ -370,27 +386,56 @@ def scan(
         paths = write_reports(result, output_dir or Path("reports"), fmts, redact=not no_redact)
         for path in paths:
             console.print(f"report: {path}", highlight=False, markup=False)
+    if backend is not None and suspects(result) and not result.investigations:
+        # The scan's results are saved; still, what was asked for (stacks) did not happen.
+        raise ProbeFailed(
+            "no suspect could be investigated (see the reasons above)",
+            hint="run `leakhunt doctor`, or investigate one pid with `leakhunt investigate PID`",
+        )
 
 
 def investigate_suspects(
-    console: Console, result: ScanResult, n: int, duration: float
+    console: Console, result: ScanResult, n: int, duration: float, backend: BackendChoice
 ) -> tuple[Investigation, ...]:
-    """Probe the ``n`` top suspects one after another (two probes at once would each slow the other's
-    target and double the overhead). A suspect that exits or cannot be probed is reported and skipped."""
-    # Imported here: the probe session pulls in the whole eBPF stack, which a plain scan never needs.
-    from leakhunt.probe.session import run_investigation  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
-
-    out: list[Investigation] = []
-    for p in suspects(result)[:n]:
-        console.print(
-            f"investigating pid {p.key.pid} ({p.name}, {p.verdict}) for {duration:g} s ...",
-            highlight=False,
-            markup=False,
-        )
-        try:
-            out.append(run_investigation(p.key.pid, duration=duration))
-        except LeakhuntError as err:
-            console.print(f"  skipped pid {p.key.pid}: {err}", highlight=False, markup=False)
-    if not suspects(result):
+    """Probe the ``n`` top suspects one after another: two probes at once would each slow the other's
+    target (and the uprobe on free costs ~14 us a call here). A suspect that exited, whose pid now
+    belongs to another process, or that cannot be probed is reported and skipped."""
+    found = suspects(result)[:n]
+    if not found:
         console.print("no suspect to investigate", highlight=False, markup=False)
+        return ()
+    options = ProbeOptions(duration=duration, interval=min(5.0, max(1.0, duration / 6)))
+    out: list[Investigation] = []
+    for p in found:
+        info = describe(p.key.pid)
+        if info is None or abs(info.create_time - p.key.create_time) > 0.05:
+            console.print(f"skipped pid {p.key.pid} ({p.name}): it has exited", highlight=False, markup=False)
+            continue
+        with Progress(
+            TextColumn(f"[bold]investigating[/] pid {p.key.pid} {escape(p.name)}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("investigate", total=duration, info="starting")
+
+            def show(state: SessionProgress, task: TaskID = task, progress: Progress = progress) -> None:
+                top = f", rank 1: {state.top.stack.top}" if state.top is not None else ""
+                info = f"{state.status}, {state.snapshots} snapshots{top}"
+                progress.update(task, completed=min(state.elapsed, duration), info=info)
+
+            try:
+                inv = run_investigation(p.key.pid, options=options, progress=show, backend=backend)
+            except LeakhuntError as err:
+                console.print(f"skipped pid {p.key.pid} ({p.name}): {err}", highlight=False, markup=False)
+                continue
+        leaks = [f for f in inv.findings if f.verdict == "leak"]
+        head = f"pid {p.key.pid} ({p.name}): {len(leaks)} leaking stack(s)"
+        if leaks:
+            head += (
+                f", rank 1 {leaks[0].stack.top} at {leaks[0].growth_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
+            )
+        console.print(head, highlight=False, markup=False)
+        out.append(inv)
     return tuple(out)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import IO
 
 from markupsafe import Markup
 
-from leakhunt.analyze.trend import SUSPECT_VERDICTS, VERDICT_RANK
+from leakhunt.analyze.trend import SUSPECT_VERDICTS, VERDICT_RANK, troughs
 from leakhunt.model import Finding, Investigation, ProcessTrend, ScanResult
 from leakhunt.report import html as html_report
 from leakhunt.report import markdown as md_report
@@ -119,6 +120,9 @@ def trend_chart(p: ProcessTrend) -> Markup:
         Series("anonymous + swap (judged)", [(m.t, float(m.anon)) for m in p.samples]),
         Series("RSS", [(m.t, float(m.rss)) for m in p.samples], dashed=True),
     ]
+    floor = troughs(p.samples) if p.evidence.drops >= 2 else []
+    if floor:
+        series.append(Series("lower envelope (troughs)", floor, color="#009e73"))
     if p.evidence.address_space_growth:
         series.append(Series("VSZ", [(m.t, float(m.vms)) for m in p.samples], color="#6a3d9a", dashed=True))
     return line_chart(
@@ -172,6 +176,7 @@ def _context(scan: ScanResult) -> dict[str, object]:
         "frames": lambda f: "\n".join(fr.display() for fr in f.stack.frames) or "[no stack]",
         "sparkline": lambda p: sparkline([float(m.anon) for m in p.samples]),
         "reproduce": reproduce_command(scan),
+        "started": lambda p: datetime.fromtimestamp(p.key.create_time, UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -273,3 +273,35 @@ def test_processes_that_come_and_go_never_break_the_scan() -> None:
     assert len(keys) == len(set(keys))
     assert doc["sampled"] >= len(procs)
     assert zombie not in [p["pid"] for p in procs], "a zombie has no memory to sample"
+
+
+@pytest.mark.probe
+def test_investigate_top_links_scan_evidence_to_the_growing_stack(
+    probe_env: None, build_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    """--investigate-top probes only the suspects (here: the one leaker, not the steady process) and
+    writes one report where the scan's growth leads to the stack that makes it."""
+    leaker = start(build_target("scan_leak"), "1024")
+    steady = start(build_target("scan_steady"))
+    try:
+        argv = [sys.executable, "-m", "leakhunt", "scan", "--pid", str(leaker.pid), "--pid", str(steady.pid)]
+        argv += ["--duration", "8", "--investigate-top", "2", "--investigate-duration", "6"]
+        argv += ["--output-dir", str(tmp_path), "--format", "html,md,json"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    finally:
+        stop([leaker, steady])
+    assert done.returncode == 0, done.stderr
+    [saved] = tmp_path.glob("leakhunt-scan-*.json")
+    doc = json.loads(saved.read_text())
+    assert len(doc["investigations"]) == 1, done.stderr
+    [inv] = doc["investigations"]  # the steady process is no suspect: not probed
+    assert inv["target"]["pid"] == leaker.pid
+    top = inv["findings"][0]
+    assert top["verdict"] == "leak" and top["frames"][0].startswith("leak_block")
+    assert top["growth_bytes_per_sec"] == pytest.approx(1024 * 1024, rel=0.2)
+    page = next(tmp_path.glob("leakhunt-scan-*.html")).read_text()
+    article = page[page.index(f'<article class="investigation" id="inv-{leaker.pid}">') :]
+    assert "leak_block" in article[: article.index("</article>")]
+    assert f'href="#inv-{leaker.pid}"' in page  # from the scan's trend section down to the stacks
+    text = next(tmp_path.glob("leakhunt-scan-*.md")).read_text()
+    assert f"### Investigation pid {leaker.pid}" in text and "of the growth the scan measured" in text
