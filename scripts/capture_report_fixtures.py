@@ -120,8 +120,12 @@ def via_memleak(duration: float, interval: int) -> tuple[Investigation, str, str
     return inv, " ".join(argv), text
 
 
-def via_leakhunt(backend: str, duration: float, interval: int) -> tuple[Path, str]:
-    """`leakhunt run` on report_leaker with one backend; returns the JSON report it wrote."""
+def via_leakhunt(backend: str, duration: float, interval: int, target_seconds: float) -> tuple[Path, str]:
+    """`leakhunt run` on report_leaker with one backend; returns the JSON report it wrote.
+
+    A target that outlives the run is stopped with SIGTERM and `leakhunt run` exits 143 (128+15, the
+    command's own status); one that ends first gives a report marked "target exited".
+    """
     target = build_target()
     out = Path(tempfile.mkdtemp(prefix="lh-fixture-"))
     cmd = [
@@ -139,9 +143,11 @@ def via_leakhunt(backend: str, duration: float, interval: int) -> tuple[Path, st
         str(out),
         "--",
         str(target),
-        f"{duration + 30:g}",
+        f"{target_seconds:g}",
     ]
-    subprocess.run(cmd, check=True, env=dict(os.environ, LEAKHUNT_CACHE_AT="2"))
+    done = subprocess.run(cmd, check=False, env=dict(os.environ, LEAKHUNT_CACHE_AT="2"))
+    if done.returncode not in (0, 128 + signal.SIGTERM):
+        raise SystemExit(f"leakhunt run failed with status {done.returncode}")
     (report,) = out.glob("*.json")
     return report, " ".join(cmd[1:])
 
@@ -151,6 +157,9 @@ def main() -> None:
     ap.add_argument("--via", choices=("leakhunt", "memleak"), default="leakhunt")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--interval", type=int, default=1)
+    ap.add_argument(
+        "--backend", choices=("bpftrace", "bcc"), action="append", help="only these (--via leakhunt)"
+    )
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, str]] = []
@@ -162,8 +171,11 @@ def main() -> None:
         (OUT / name).write_text(jsonio.dumps(inv), encoding="utf-8")
         made.append((name, f"scripts/capture_report_fixtures.py --via memleak (probe: {cmd})"))
     else:
-        for backend in ("bpftrace", "bcc"):
-            report, cmd = via_leakhunt(backend, args.duration, args.interval)
+        # bpftrace: the target outlives the run; bcc: the target exits before the planned end.
+        for backend, target_seconds in (("bpftrace", args.duration + 30), ("bcc", args.duration - 2)):
+            if args.backend and backend not in args.backend:
+                continue
+            report, cmd = via_leakhunt(backend, args.duration, args.interval, target_seconds)
             name = f"investigation-{backend}.json"
             shutil.copyfile(report, OUT / name)
             made.append((name, f"leakhunt {cmd}"))

@@ -129,9 +129,15 @@ def outstanding_graph(findings: Sequence[Finding], graph_id: str = "flame-outsta
 
 
 def growth_graph(findings: Sequence[Finding], graph_id: str = "flame-growth") -> Markup:
-    """Icicle of each stack's growth rate (bytes/s; shrinking stacks count as zero)."""
+    """Icicle of the leak rate (bytes/s) of the stacks judged leaks.
+
+    Only leaks: a plateau's whole-run slope (a cache that filled in one interval) says nothing about
+    where memory keeps going, and would outweigh a slow real leak.
+    """
     # NaN and negative slopes both count as zero (``x > 0`` is False for NaN).
     root = build_tree(
-        (f.stack.frames, f.growth_bytes_per_sec if f.growth_bytes_per_sec > 0 else 0.0) for f in findings
+        (f.stack.frames, f.growth_bytes_per_sec if f.growth_bytes_per_sec > 0 else 0.0)
+        for f in findings
+        if f.verdict == "leak"
     )
-    return icicle(root, title="Growth rate by call stack", unit="bytes/s", graph_id=graph_id)
+    return icicle(root, title="Leak rate by call stack", unit="bytes/s", graph_id=graph_id)

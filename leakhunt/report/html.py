@@ -41,7 +41,9 @@ def csp(script: str) -> str:
     )
 
 
-def _common(title: str) -> dict[str, object]:
+def page_context(title: str) -> dict[str, object]:
+    """What ``report/partials/base.html.j2`` needs (CSS, script, CSP, helpers): start every page's
+    template context with it (scan and diff reports do too)."""
     script = _asset("report.js")
     return {
         "title": title,
@@ -55,6 +57,9 @@ def _common(title: str) -> dict[str, object]:
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
     }
+
+
+_common = page_context  # the name the first scan/diff renderers used
 
 
 def memory_charts(inv: Investigation) -> list[Markup]:
@@ -112,7 +117,7 @@ def render_investigation(inv: Investigation) -> str:
     """The HTML report of an investigation, as one string."""
     truncated = sum(1 for s in inv.snapshots if s.truncated)
     found = views.leaks(inv)
-    ctx = _common(f"leakhunt: {inv.target.comm} (pid {inv.target.pid})")
+    ctx = page_context(f"leakhunt: {inv.target.comm} (pid {inv.target.pid})")
     ctx.update(
         inv=inv,
         verdict=views.verdict_sentence(inv),
@@ -148,7 +153,7 @@ def rate_chart(tr: TraceResult) -> Markup:
 
 def render_trace(tr: TraceResult) -> str:
     """The HTML report of a per-call trace, as one string."""
-    ctx = _common(f"leakhunt trace: {tr.target.comm} (pid {tr.target.pid})")
+    ctx = page_context(f"leakhunt trace: {tr.target.comm} (pid {tr.target.pid})")
     unfreed = sorted((u for p in tr.processes for u in p.unfreed), key=lambda u: (-u.size, u.time))
     ctx.update(
         tr=tr,

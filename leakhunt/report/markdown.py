@@ -68,7 +68,9 @@ def html(text: object) -> str:
 
 
 @cache
-def _env() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The Markdown environment: ``text_env`` plus the escaping filters (md, cell, code, code_cell,
+    fence, html). Every Markdown template (scan and diff reports too) renders through it."""
     # An overlay with its own filter table: the shared text environment (probe scripts) is untouched.
     env = text_env().overlay()
     env.filters = {
@@ -81,6 +83,9 @@ def _env() -> jinja2.Environment:
         "html": html,
     }
     return env
+
+
+_env = environment  # the name the first scan/diff renderers used
 
 
 def render_investigation(inv: Investigation) -> str:
@@ -103,7 +108,7 @@ def render_investigation(inv: Investigation) -> str:
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
     }
-    return _env().get_template("report/investigation.md.j2").render(ctx)
+    return environment().get_template("report/investigation.md.j2").render(ctx)
 
 
 def render_trace(tr: TraceResult) -> str:
@@ -120,7 +125,7 @@ def render_trace(tr: TraceResult) -> str:
         "human_bytes": views.human_bytes,
         "human_duration": views.human_duration,
     }
-    return _env().get_template("report/trace.md.j2").render(ctx)
+    return environment().get_template("report/trace.md.j2").render(ctx)
 
 
 def render_md(doc: Investigation | TraceResult | ScanResult) -> str:

@@ -108,10 +108,11 @@ def reproduce_command(inv: Investigation | TraceResult, command: str) -> str:
     t = inv.target
     if not t.launched:
         opts.append(str(t.pid))
-    # The planned duration is not recorded; the measured one, rounded up, repeats the run.
-    opts += ["--duration", str(max(1, math.ceil(inv.duration_s - 0.5)))]
+    given = dict(inv.options) if isinstance(inv, Investigation) else {}
+    # The planned duration when recorded, else the measured one.
+    opts += ["--duration", given.get("duration") or str(max(1, math.ceil(inv.duration_s - 0.5)))]
     if isinstance(inv, Investigation):
-        opts += ["--interval", f"{inv.interval_s:g}"]
+        opts += ["--interval", given.get("interval") or f"{inv.interval_s:g}"]
         for name, value in inv.options:
             if name in ("duration", "interval", "backend"):
                 continue

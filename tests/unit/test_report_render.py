@@ -57,7 +57,10 @@ def test_html_has_summary_charts_flame_table_and_quality(inv: Investigation) -> 
     # summary first: the verdict sentence names the leaking function, rate and bytes
     assert re.search(r"Leak found: the stack allocating in leak_request grew at [\d.]+ KiB/s", summary)
     assert "leak_request+0x" in summary and "Reproduce" in summary
-    assert f"leakhunt investigate {inv.target.pid}" in summary
+    if inv.target.launched:
+        assert re.search(r"leakhunt run --duration \d+ --interval [\d.]+ .*-- \S*report_leaker \d+", summary)
+    else:
+        assert f"leakhunt investigate {inv.target.pid} --duration" in summary
     # charts: memory over time and outstanding bytes per stack, as inline SVG
     assert 'id="chart-rss"' in html and 'id="chart-vsz"' in html and 'id="chart-stacks"' in html
     # flame graphs of outstanding bytes and of growth, with a box per function

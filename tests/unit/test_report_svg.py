@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leakhunt.model import Finding, Frame, SeriesPoint, Stack
+from leakhunt.model import Finding, Frame, SeriesPoint, Stack, Verdict
 from leakhunt.report.flame import build_tree, growth_graph, outstanding_graph
 from leakhunt.report.svg import Series, format_value, line_chart
 
@@ -71,14 +71,14 @@ def test_format_value() -> None:
     assert format_value(math.nan) == "n/a"
 
 
-def _finding(rank: int, frames: list[str], nbytes: int, rate: float) -> Finding:
+def _finding(rank: int, frames: list[str], nbytes: int, rate: float, verdict: Verdict = "leak") -> Finding:
     stack = Stack(tuple(Frame(f, 1, "app") for f in frames))
-    return Finding(rank, stack, "leak", nbytes, 1, rate, 1.0, 0.0, 1.0, (SeriesPoint(0.0, nbytes),))
+    return Finding(rank, stack, verdict, nbytes, 1, rate, 1.0, 0.0, 1.0, (SeriesPoint(0.0, nbytes),))
 
 
 def test_flame_tree_merges_by_function_from_the_outermost_frame() -> None:
     a = _finding(1, ["leak", "handler", "main"], 300, 10.0)
-    b = _finding(2, ["cache", "handler", "main"], 100, 0.0)
+    b = _finding(2, ["cache", "handler", "main"], 100, 50.0, "plateau")
     c = _finding(3, ["other", "main"], 600, -5.0)
     root = build_tree((f.stack.frames, float(f.outstanding_bytes)) for f in (a, b, c))
     assert root.value == 1000
@@ -88,7 +88,7 @@ def test_flame_tree_merges_by_function_from_the_outermost_frame() -> None:
     svg = outstanding_graph([a, b, c])
     boxes = {g.get("data-name"): g for g in _parse(svg).iter(f"{NS}g")}
     assert boxes["other [app]"].get("data-share") == "60.0"
-    # growth: shrinking and flat stacks have no box, the growing one takes the whole width
+    # leak rate: shrinking stacks and plateaus have no box, the leak takes the whole width
     grow = {g.get("data-name"): g for g in _parse(growth_graph([a, b, c])).iter(f"{NS}g")}
     assert "other [app]" not in grow and "cache [app]" not in grow
     assert grow["leak [app]"].get("data-share") == "100.0"
