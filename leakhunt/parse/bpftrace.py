@@ -49,6 +49,7 @@ _TIME = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})")
 _KEY_START = re.compile(r"(?P<name>@[\w.]*)\[")
 _KEY_END = re.compile(r"\]: (?P<value>-?\d{1,25})")
 _ONE_LINE_ENTRY = re.compile(r"(?P<name>@[\w.]*)(?:\[(?P<key>.*)\])?: ?(?P<value>.*)")
+_DIGITS = re.compile(r"\d+")
 _LOST = re.compile(r"Lost (?P<n>\d{1,20}) events")
 _ATTACHING = re.compile(r"Attach(?:ing|ed) \d+ probes?\.*")
 
@@ -270,8 +271,16 @@ class BpftraceParser:
         if not text:
             return
         if text.startswith(STATUS_PREFIX):
+            text = text[:300]
+            # a status line that repeats with new numbers ("leakhunt: live 12") replaces its
+            # previous version: the report wants the latest, not one note per interval
+            shape = _DIGITS.sub("#", text)
+            for i, old in enumerate(self.stats.notes):
+                if old.startswith(STATUS_PREFIX) and _DIGITS.sub("#", old) == shape:
+                    del self.stats.notes[i]
+                    break
             if len(self.stats.notes) < MAX_STATUS_NOTES:
-                self.stats.notes.append(text[:300])
+                self.stats.notes.append(text)
         else:
             self.stats.note("ignored printf output that is not leakhunt's")
 

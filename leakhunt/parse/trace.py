@@ -17,7 +17,9 @@ prints one event per line, timestamps in nanoseconds, with the process id as wel
     F 3393638444000 11748 11748 56140ebc92b0 top        (free:  ns pid tid address comm)
 
 A line ``leakhunt: tid 11750 pid 11748`` (leakhunt writes these into saved raw output, because
-memleak names threads only) tells which process a thread belongs to.
+memleak names threads only) tells which process a thread belongs to; ``leakhunt: target pid 11748
+comm top`` and ``leakhunt: started_at ISO-TIME`` head a saved trace, ``leakhunt: trace end SECONDS``
+(the events' clock when tracing stopped, for ages) ends it: see ``TraceParser.target_pid`` etc.
 
 ``TraceParser.feed_fields`` returns plain tuples for speed (the matcher consumes millions of
 lines); ``feed`` and ``parse_trace`` return ``TraceEvent`` objects.
@@ -35,10 +37,16 @@ from leakhunt.parse import ParseStats
 MAX_LINE = 4096
 STATUS_PREFIX = "leakhunt:"
 
-# (kind, t, pid, tid, comm, address, size); kind is "alloc" or "free"; size None when not printed
-Fields = tuple[str, float, int, int, str, int, int | None]
+# (kind, t, pid, tid, comm, address, size, pid_known): kind is "alloc" or "free"; size is None when
+# not printed; pid_known is False when pid is only memleak's thread id (no "leakhunt: tid" note)
+Fields = tuple[str, float, int, int, str, int, int | None, bool]
 
 _THREAD_NOTE = re.compile(r"leakhunt: tid (?P<tid>\d{1,10}) pid (?P<pid>\d{1,10})")
+_TARGET_NOTE = re.compile(r"leakhunt: target pid (?P<pid>\d{1,10})(?: comm (?P<comm>.*))?")
+_STARTED_NOTE = re.compile(r"leakhunt: started_at (?P<at>\S{1,40})")
+_END_NOTE = re.compile(r"leakhunt: trace end (?P<t>\d{1,12}(?:\.\d{1,9})?)")
+# the bpftrace trace script's own status lines: expected, nothing to report
+_QUIET = re.compile(r"leakhunt: (tracing pid \d+|trace ended)|Attaching \d+ probes?\.*")
 _BT_ALLOC = re.compile(
     r"A (?P<ns>\d{1,20}) (?P<pid>\d{1,10}) (?P<tid>\d{1,10}) (?P<addr>[0-9a-fA-F]{1,16}) "
     r"(?P<size>\d{1,20}) ?(?P<comm>.*)"
@@ -70,6 +78,11 @@ class TraceParser:
         self.foreign = 0  # well-formed trace lines of other tools (other bpf_trace_printk users)
         self.unknown_tuples = 0
         self.failed_allocs = 0
+        self.target_pid: int | None = None  # from a saved trace's header lines
+        self.target_comm: str | None = None
+        self.started_at: str | None = None
+        self.end_time: float | None = None  # when a saved live trace stopped (the events' clock)
+        self.kinds: set[str] = set()  # "memleak" and/or "bpftrace": which trace formats were seen
         self._in_traceback = False
 
     def feed(self, line: str) -> TraceEvent | None:
@@ -77,11 +90,11 @@ class TraceParser:
         fields = self.feed_fields(line)
         if fields is None:
             return None
-        kind, t, pid, tid, comm, address, size = fields
+        kind, t, pid, tid, comm, address, size, _ = fields
         return TraceEvent(t, pid, tid, comm, "alloc" if kind == "alloc" else "free", address, size)
 
     def feed_fields(self, line: str) -> Fields | None:
-        """Like ``feed`` but returns a plain tuple (kind, t, pid, tid, comm, address, size)."""
+        """Like ``feed`` but returns a plain tuple (see ``Fields``)."""
         self.stats.lines += 1
         line = line.rstrip("\r\n")
         if line[:2] in ("(b", "('", '("') and line[-1:] == ")":
@@ -127,7 +140,10 @@ class TraceParser:
         except ValueError:
             return False
         comm = _unquote(task)
-        pid = self.tid_pid.get(tid, tid)
+        self.kinds.add("memleak")
+        mapped = self.tid_pid.get(tid)
+        pid = tid if mapped is None else mapped
+        known = mapped is not None
         # memleak's messages (tools/memleak.py, bpf_trace_printk):
         #   "alloc entered, size = %u", "alloc exited, size = %lu, result = %lx",
         #   "free entered, address = %lx, size = %lu"
@@ -145,7 +161,7 @@ class TraceParser:
             if address == 0:
                 self.failed_allocs += 1  # a failed allocation (NULL): nothing to free later
                 return None
-            return ("alloc", t, pid, tid, comm, address, size)
+            return ("alloc", t, pid, tid, comm, address, size, known)
         if message.startswith("free entered, address = "):
             addr_text, _, size_text = message[24:].partition(", size = ")
             if len(addr_text) > 16 or len(size_text) > _MAX_DIGITS:
@@ -157,7 +173,7 @@ class TraceParser:
             except ValueError:
                 self._foreign(line)
                 return None
-            return ("free", t, pid, tid, comm, address, free_size)
+            return ("free", t, pid, tid, comm, address, free_size, known)
         if message.startswith("alloc entered, size = "):
             return None  # the matching "alloc exited" line carries the size and the address
         self._foreign(line)
@@ -174,11 +190,12 @@ class TraceParser:
         if m is None:
             self._other(line)
             return None
+        self.kinds.add("bpftrace")
         t = int(m.group("ns")) / 1e9
         pid, tid, address = int(m.group("pid")), int(m.group("tid")), int(m.group("addr"), 16)
         if line[0] == "A":
-            return ("alloc", t, pid, tid, m.group("comm"), address, int(m.group("size")))
-        return ("free", t, pid, tid, m.group("comm"), address, None)
+            return ("alloc", t, pid, tid, m.group("comm"), address, int(m.group("size")), True)
+        return ("free", t, pid, tid, m.group("comm"), address, None, True)
 
     # --- everything else ----------------------------------------------------------------------
 
@@ -201,6 +218,21 @@ class TraceParser:
         m = _THREAD_NOTE.fullmatch(text)
         if m is not None:
             self.tid_pid[int(m.group("tid"))] = int(m.group("pid"))
+            return
+        m = _TARGET_NOTE.fullmatch(text)
+        if m is not None:
+            self.target_pid = int(m.group("pid"))
+            self.target_comm = m.group("comm")
+            return
+        m = _STARTED_NOTE.fullmatch(text)
+        if m is not None:
+            self.started_at = m.group("at")
+            return
+        m = _END_NOTE.fullmatch(text)
+        if m is not None:
+            self.end_time = float(m.group("t"))
+            return
+        if _QUIET.fullmatch(text):
             return
         if text.startswith(STATUS_PREFIX):
             self.stats.note(text[:300])

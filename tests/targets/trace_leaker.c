@@ -1,12 +1,13 @@
 /* A target for `leakhunt trace` that knows exactly what it leaks.
  *
- * Usage: trace_leaker [ROUNDS] [START_DELAY_MS]
+ * Usage: trace_leaker [ROUNDS] [START_DELAY_MS] [EXIT]
  *   Starts its worker threads, warms up every thread's malloc arena (so the traced window holds no
  *   allocator bookkeeping), prints "ready PID", then waits for SIGUSR1 (or START_DELAY_MS > 0 ms).
  *   Then each of 3 threads (main + 2 workers) runs ROUNDS rounds of malloc/calloc/realloc/free and
  *   keeps some blocks on purpose. Each kept block is printed as "leak 0xADDR SIZE TID", followed by
  *   "leaked COUNT BYTES" and "done". Output is written with write(2) from stack buffers, so reporting
- *   allocates nothing. Then it sleeps until killed (a traced pid must stay alive to be symbolised).
+ *   allocates nothing. Then it sleeps until killed (a traced pid must stay alive to be symbolised),
+ *   or, when EXIT is 1, exits with status 0.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -92,6 +93,7 @@ static void on_usr1(int sig) {
 int main(int argc, char **argv) {
     if (argc > 1) rounds = atoi(argv[1]);
     long delay_ms = argc > 2 ? atol(argv[2]) : 0;
+    int exit_after = argc > 3 && atoi(argv[3]) == 1;
     sem_init(&go, 0, 0);
     signal(SIGUSR1, on_usr1);
     pthread_t threads[WORKERS];
@@ -119,5 +121,6 @@ int main(int argc, char **argv) {
     }
     snprintf(line, sizeof line, "leaked %d %zu\ndone\n", n_leaks, bytes);
     say(line);
+    if (exit_after) return 0;
     for (;;) pause();
 }

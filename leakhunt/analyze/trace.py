@@ -1,0 +1,327 @@
+"""Per-call trace analysis: match frees to allocations by address, per process.
+
+Rules:
+- addresses are matched within one process (an address space); a block allocated by one thread
+  and freed by another is matched all the same;
+- realloc arrives as a free of the old block and an allocation of the new one (memleak prints it
+  so, and leakhunt's bpftrace trace script too);
+- a free of an address not allocated during the trace (allocated before it started) is counted in
+  ``unknown_frees``, never an error;
+- an allocation at an address that is still outstanding means its free was missed (lost event):
+  the older block is dropped and counted in ``missed_frees``.
+
+memleak ``-t`` names threads only. When nothing says which process a thread belongs to (no
+``leakhunt: tid N pid M`` line), threads that free each other's blocks are merged into one process
+(they share an address space), represented by the smallest thread id (the main thread's id is its
+process id).
+
+Memory: the outstanding allocations, plus one small counter per rate bucket. The input is streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from leakhunt.model import TraceEvent, TraceProcess, Unfreed
+from leakhunt.parse import ParseStats
+from leakhunt.parse.trace import TraceParser
+
+MAX_RATE_BUCKETS = 240
+# How far apart (seconds) an allocation and its free may arrive out of order. bpftrace reads its
+# per-CPU buffers one after the other, so a thread that moved CPU can have its free printed first.
+REORDER_WINDOW_S = 1.0
+_PURGE_EVERY = 4096
+
+
+@dataclass
+class _Process:
+    pid: int
+    comm: str
+    pid_known: bool
+    # address -> (size, tid, time)
+    outstanding: dict[int, tuple[int, int, float]] = field(default_factory=dict)
+    allocs: int = 0
+    frees: int = 0
+    unknown_frees: int = 0
+    missed_frees: int = 0
+    # frees of addresses not (yet) allocated: address -> time. An allocation printed after its own
+    # free (per-CPU buffers reorder events across CPUs) cancels one; the rest become unknown frees
+    pending: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnfreedGroup:
+    """Unfreed blocks sharing a size (``key`` = size) or a thread (``key`` = tid)."""
+
+    key: int
+    count: int
+    bytes: int
+    oldest: float  # earliest allocation time in the group (same clock as the events)
+    newest: float
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """What the matcher found (the parts of ``model.TraceResult`` that come from the events)."""
+
+    processes: tuple[TraceProcess, ...]
+    rate: tuple[tuple[float, int, int], ...]  # (seconds since the first event, allocs, bytes)
+    start_time: float | None  # first event timestamp
+    end_time: float  # last event timestamp (0.0 when there was none)
+    events: int
+    missed_frees: int  # allocations at an address still outstanding: a free was lost
+    merged_threads: int  # thread groups merged because they freed each other's blocks
+
+
+class TraceMatcher:
+    """Streaming alloc/free matcher. Feed events (or parser fields); ask ``summary()`` at the end."""
+
+    def __init__(self, *, bucket_s: float = 1.0, pids: Iterable[int] | None = None) -> None:
+        """``pids``: keep only these processes (the traced target); None keeps every process."""
+        self.bucket_s = bucket_s if bucket_s > 0 else 1.0
+        self.only = frozenset(pids) if pids is not None else None
+        self._procs: dict[int, _Process] = {}
+        self._alias: dict[int, int] = {}  # merged thread group -> its representative
+        self._rate: dict[int, list[int]] = {}
+        self._t0: float | None = None  # first event's time: rate buckets count from it
+        self._t_start = float("inf")  # earliest event time (events may arrive out of order)
+        self._t_end = 0.0
+        self.events = 0
+        self.merged = 0
+
+    # --- input ------------------------------------------------------------------------------
+
+    def add(self, event: TraceEvent) -> None:
+        """One event (pid known when it differs from the thread id)."""
+        if event.kind == "alloc":
+            self.alloc(
+                event.t,
+                event.pid,
+                event.tid,
+                event.comm,
+                event.address,
+                event.size or 0,
+                pid_known=event.pid != event.tid,
+            )
+        else:
+            self.free(
+                event.t, event.pid, event.tid, event.comm, event.address, pid_known=event.pid != event.tid
+            )
+
+    def alloc(  # noqa: PLR0917 - positional on purpose: called once per traced event
+        self, t: float, pid: int, tid: int, comm: str, address: int, size: int, *, pid_known: bool = True
+    ) -> None:
+        """An allocation of ``size`` bytes at ``address`` by thread ``tid`` of ``pid``."""
+        proc = self._process(pid, comm, pid_known)
+        if proc is None:
+            return
+        self._tick(t)
+        proc.allocs += 1
+        t0 = self._t0 if self._t0 is not None else t
+        index = int((t - t0) // self.bucket_s)
+        bucket = self._rate.get(index)
+        if bucket is None:
+            self._rate[index] = [1, size]
+        else:
+            bucket[0] += 1
+            bucket[1] += size
+        if proc.pending:
+            freed_at = proc.pending.get(address)
+            if freed_at is not None and freed_at >= t:
+                del proc.pending[address]  # its free was printed before it: allocated and freed
+                proc.frees += 1
+                return
+        if address in proc.outstanding:
+            proc.missed_frees += 1
+        proc.outstanding[address] = (size, tid, t)
+
+    def free(self, t: float, pid: int, tid: int, comm: str, address: int, *, pid_known: bool = True) -> None:
+        """A free of ``address`` by thread ``tid`` of ``pid``."""
+        proc = self._process(pid, comm, pid_known)
+        if proc is None:
+            return
+        self._tick(t)
+        if proc.outstanding.pop(address, None) is not None:
+            proc.frees += 1
+            return
+        if not proc.pid_known:
+            other = self._owner_elsewhere(proc, address)
+            if other is not None:
+                proc = self._merge(proc, other)
+                del proc.outstanding[address]
+                proc.frees += 1
+                return
+        if address in proc.pending:
+            proc.unknown_frees += 1  # the earlier free of this address was no reordering
+        proc.pending[address] = t
+        if self.events % _PURGE_EVERY == 0:
+            self._purge(t - REORDER_WINDOW_S)
+
+    def _purge(self, before: float) -> None:
+        """Pending frees older than the reorder window are frees of blocks from before the trace."""
+        for proc in self._procs.values():
+            old = [a for a, t in proc.pending.items() if t < before]
+            for address in old:
+                del proc.pending[address]
+            proc.unknown_frees += len(old)
+
+    def feed_lines(self, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
+        """Parse and match raw trace lines (memleak -t or leakhunt's bpftrace trace output)."""
+        parser = TraceParser(stats)
+        feed = parser.feed_fields
+        alloc, free = self.alloc, self.free
+        for line in lines:
+            fields = feed(line)
+            if fields is None:
+                continue
+            kind, t, pid, tid, comm, address, size, known = fields
+            if kind == "alloc":
+                alloc(t, pid, tid, comm, address, size or 0, pid_known=known)
+            else:
+                free(t, pid, tid, comm, address, pid_known=known)
+        return parser
+
+    # --- output -----------------------------------------------------------------------------
+
+    def summary(self, *, older_than_s: float = 0.0, end_time: float | None = None) -> TraceSummary:
+        """Processes with their unfreed blocks (only those older than ``older_than_s`` at the end).
+
+        ``end_time`` is when tracing stopped, on the events' clock, when known (ages are measured
+        to it); otherwise the last event's time.
+        """
+        if end_time is not None and end_time > self._t_end:
+            self._t_end = end_time
+        self._purge(float("inf"))
+        processes = []
+        missed = 0
+        for proc in sorted(self._procs.values(), key=lambda p: p.pid):
+            missed += proc.missed_frees
+            unfreed = tuple(
+                Unfreed(address, size, tid, t)
+                for address, (size, tid, t) in sorted(proc.outstanding.items(), key=lambda kv: kv[1][2])
+                if self._t_end - t >= older_than_s
+            )
+            processes.append(
+                TraceProcess(
+                    pid=proc.pid,
+                    comm=proc.comm,
+                    alloc_count=proc.allocs,
+                    free_count=proc.frees,
+                    unknown_frees=proc.unknown_frees,
+                    unfreed=unfreed,
+                )
+            )
+        processes.sort(key=lambda p: (-p.unfreed_bytes, p.pid))
+        return TraceSummary(
+            processes=tuple(processes),
+            rate=self._rate_series(),
+            start_time=None if self._t0 is None else min(self._t0, self._t_start),
+            end_time=self._t_end,
+            events=self.events,
+            missed_frees=missed,
+            merged_threads=self.merged,
+        )
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _tick(self, t: float) -> None:
+        self.events += 1
+        if self._t0 is None:
+            self._t0 = t
+        elif t < self._t_start:
+            self._t_start = t
+        self._t_end = max(self._t_end, t)
+
+    def _process(self, pid: int, comm: str, pid_known: bool) -> _Process | None:
+        pid = self._alias.get(pid, pid)
+        proc = self._procs.get(pid)
+        if proc is None:
+            if self.only is not None and pid not in self.only:
+                return None
+            proc = _Process(pid, comm, pid_known)
+            self._procs[pid] = proc
+        elif pid_known and not proc.pid_known:
+            proc.pid_known = True
+        return proc
+
+    def _owner_elsewhere(self, proc: _Process, address: int) -> _Process | None:
+        for other in self._procs.values():
+            if other is not proc and not other.pid_known and address in other.outstanding:
+                return other
+        return None
+
+    def _merge(self, a: _Process, b: _Process) -> _Process:
+        """Merge two thread groups of one process; the smaller id represents both."""
+        keep, gone = (a, b) if a.pid < b.pid else (b, a)
+        keep.outstanding.update(gone.outstanding)
+        keep.allocs += gone.allocs
+        keep.frees += gone.frees
+        keep.unknown_frees += gone.unknown_frees
+        keep.missed_frees += gone.missed_frees
+        keep.pending.update(gone.pending)
+        del self._procs[gone.pid]
+        self._alias[gone.pid] = keep.pid
+        for alias, target in self._alias.items():
+            if target == gone.pid:
+                self._alias[alias] = keep.pid
+        self.merged += 1
+        return keep
+
+    def _rate_series(self) -> tuple[tuple[float, int, int], ...]:
+        if not self._rate:
+            return ()
+        lo, hi = min(self._rate), max(self._rate)  # lo < 0 when events arrived out of order
+        factor = max(1, -(-(hi - lo + 1) // MAX_RATE_BUCKETS))  # coarser buckets for long traces
+        merged: dict[int, list[int]] = {}
+        for index, (n, size) in self._rate.items():
+            slot = merged.setdefault((index - lo) // factor, [0, 0])
+            slot[0] += n
+            slot[1] += size
+        width = self.bucket_s * factor
+        empty = [0, 0]
+        return tuple(
+            (lo * self.bucket_s + k * width, merged.get(k, empty)[0], merged.get(k, empty)[1])
+            for k in range((hi - lo) // factor + 1)
+        )
+
+
+def group_by_size(unfreed: Sequence[Unfreed]) -> tuple[UnfreedGroup, ...]:
+    """Unfreed blocks grouped by size, most bytes first."""
+    return _group(unfreed, lambda u: u.size)
+
+
+def group_by_thread(unfreed: Sequence[Unfreed]) -> tuple[UnfreedGroup, ...]:
+    """Unfreed blocks grouped by allocating thread, most bytes first."""
+    return _group(unfreed, lambda u: u.tid)
+
+
+def _group(unfreed: Sequence[Unfreed], key_of: Callable[[Unfreed], int]) -> tuple[UnfreedGroup, ...]:
+    acc: dict[int, list[float]] = {}
+    for u in unfreed:
+        key = key_of(u)
+        row = acc.get(key)
+        if row is None:
+            acc[key] = [1, u.size, u.time, u.time]
+        else:
+            row[0] += 1
+            row[1] += u.size
+            row[2] = min(row[2], u.time)
+            row[3] = max(row[3], u.time)
+    groups = [UnfreedGroup(k, int(r[0]), int(r[1]), r[2], r[3]) for k, r in acc.items()]
+    groups.sort(key=lambda g: (-g.bytes, -g.count, g.key))
+    return tuple(groups)
+
+
+def replay(
+    lines: Iterable[str],
+    stats: ParseStats | None = None,
+    *,
+    bucket_s: float = 1.0,
+    pids: Iterable[int] | None = None,
+    older_than_s: float = 0.0,
+) -> TraceSummary:
+    """Parse and match a whole trace log (memleak -t or leakhunt's bpftrace trace output)."""
+    matcher = TraceMatcher(bucket_s=bucket_s, pids=pids)
+    parser = matcher.feed_lines(lines, stats)
+    return matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)

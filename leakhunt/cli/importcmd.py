@@ -1,0 +1,280 @@
+"""``leakhunt import FILE...``: captured memleak/bpftrace output -> the reports of a live run.
+
+Periodic stack output (memleak blocks, bpftrace maps) becomes snapshots and ranked findings, like
+``investigate``; per-call traces (memleak -t, leakhunt's bpftrace trace) become a trace report,
+like ``trace``. Files are streamed: a trace log of any length needs memory for its outstanding
+allocations only.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import click
+from rich.console import Console
+
+from leakhunt import __version__
+from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.analyze.trace import TraceMatcher
+from leakhunt.cli.common import output_options, write_and_announce
+from leakhunt.cli.trace import print_trace_summary
+from leakhunt.errors import ReportError, UsageError
+from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
+from leakhunt.parse import ParseStats
+from leakhunt.parse.bpftrace import parse_bpftrace
+from leakhunt.parse.detect import DESCRIPTIONS, KINDS, detect_kind
+from leakhunt.parse.memleak import parse_memleak
+from leakhunt.probe.trace import build_result
+
+_PID_NOTES = (
+    re.compile(r"Attaching to pid (\d+), Ctrl\+C to quit\."),
+    re.compile(r"leakhunt: (?:probing|tracing|attached) pid (\d+)"),
+)
+Document = Investigation | TraceResult
+
+
+@click.command(
+    "import",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", *KINDS]),
+    default="auto",
+    show_default=True,
+    help="What the files hold. auto looks at the first lines and says what it found. memleak = "
+    "periodic stack blocks (BCC with or without -a, --combined-only, libbpf-tools); memleak-trace = "
+    "memleak -t tuples; bpftrace / bpftrace-json = bpftrace maps of leakhunt's probe (text / -f json); "
+    "bpftrace-trace = `leakhunt trace --save-raw` output of the bpftrace backend.",
+)
+@click.option(
+    "--min-growth",
+    type=click.IntRange(min=0),
+    default=4096,
+    show_default=True,
+    metavar="BYTES",
+    help="Stack output only: a stack must grow by at least BYTES over the log to be called a leak.",
+)
+@click.option(
+    "--older-than",
+    "older_than_ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="MS",
+    help="Trace logs only: list only blocks allocated at least MS milliseconds before the log ends.",
+)
+@output_options
+def import_(
+    *,
+    files: tuple[str, ...],
+    kind: str,
+    min_growth: int,
+    older_than_ms: int,
+    output_dir: Path,
+    formats: tuple[str, ...],
+    no_redact: bool,
+) -> None:
+    """Turn captured memleak or bpftrace output into leakhunt's reports.
+
+    Each FILE (`-` reads standard input) is read as one log and gives its own reports: periodic
+    stack output gives snapshots and findings ranked leak-first, as `investigate` does; a per-call
+    trace gives the blocks never freed, as `trace` does. Lines that cannot be parsed are counted
+    and shown in the report's data-quality section.
+
+    \b
+    Examples:
+      leakhunt import memleak.log                       # pasted from a ticket
+      sudo memleak-bpfcc -p 1234 -a 5 | tee mem.log; leakhunt import mem.log
+      leakhunt import --kind memleak-trace - < trace.txt
+
+    Exit status: 0 when the reports were written, 2 when a file cannot be read or holds nothing
+    leakhunt understands.
+    """
+    out = Console(highlight=False, soft_wrap=True)
+    if files.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    for name in files:
+        doc = import_file(name, kind=kind, min_growth=min_growth, older_than_ms=older_than_ms, say=out.print)
+        if isinstance(doc, TraceResult):
+            print_trace_summary(out, doc)
+        else:
+            _investigation_summary(out, doc)
+        write_and_announce(doc, output_dir, formats, redact=not no_redact, echo=out.print)
+
+
+def import_file(
+    name: str,
+    *,
+    kind: str = "auto",
+    min_growth: int = 4096,
+    older_than_ms: int = 0,
+    say: object = None,
+) -> Document:
+    """Read one captured log (``-`` = stdin) into an Investigation or a TraceResult."""
+    echo = say if callable(say) else (lambda _: None)
+    with ExitStack() as stack:
+        lines, started_at = _open(name, stack)
+        if kind == "auto":
+            detection, lines = detect_kind(lines)
+            if detection.kind is None:
+                raise ReportError(
+                    f"{name}: {detection.evidence}",
+                    hint="is it memleak or bpftrace output? Name the format with --kind",
+                )
+            kind = detection.kind
+            echo(f"{name}: detected {detection.describe()}")
+        else:
+            echo(f"{name}: read as {DESCRIPTIONS[kind]} (--kind {kind})")
+        try:
+            if kind in ("memleak-trace", "bpftrace-trace"):
+                return _trace(name, lines, kind, started_at, older_than_ms / 1000)
+            return _stacks(name, lines, kind, started_at, min_growth)
+        except UnicodeDecodeError as err:  # only with a strict decoder; ours replaces
+            raise ReportError(f"{name}: not text ({err})") from err
+        except OSError as err:
+            raise ReportError(f"{name}: {err.strerror or err}") from err
+
+
+def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
+    """Lines of ``name`` (decoding errors replaced) and the log's time (file mtime, or now)."""
+    if name == "-":
+        stream: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        return iter(stream), datetime.now(UTC).isoformat(timespec="seconds")
+    path = Path(name)
+    try:
+        if path.is_dir():
+            raise ReportError(f"{name} is a directory", hint="give the log file itself")
+        fh = stack.enter_context(open(path, encoding="utf-8", errors="replace"))  # noqa: SIM115
+        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
+    except FileNotFoundError as err:
+        raise ReportError(f"{name}: no such file") from err
+    except PermissionError as err:
+        raise ReportError(
+            f"{name}: permission denied", hint="run leakhunt as a user who can read it"
+        ) from err
+    except OSError as err:
+        raise ReportError(f"{name}: cannot read it ({err.strerror})") from err
+    return iter(fh), mtime.isoformat(timespec="seconds")
+
+
+def _backend(kind: str, name: str) -> BackendInfo:
+    backend: BackendName = "bcc" if kind.startswith("memleak") else "bpftrace"
+    return BackendInfo(
+        name=backend,
+        tool="import",
+        version="",
+        argv=("leakhunt", "import", name),
+        reason=f"imported from {name} ({DESCRIPTIONS[kind]})",
+    )
+
+
+def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int) -> Investigation:
+    stats = ParseStats()
+    parse = parse_memleak if kind == "memleak" else parse_bpftrace
+    snapshots = tuple(parse(lines, stats))
+    if not snapshots:
+        raise ReportError(
+            f"{name}: no snapshot found ({stats.lines} lines read, {stats.unparsed} not understood)",
+            hint="a log needs at least one block ('[HH:MM:SS] Top N stacks ...' or a bpftrace map)",
+        )
+    findings = analyze_snapshots(snapshots, min_growth_bytes=min_growth)
+    pid = _pid_from_notes(stats.notes)
+    notes = [f"imported from {name}: {stats.lines} lines, {len(snapshots)} snapshots"]
+    if len(snapshots) < 3:
+        notes.append("fewer than 3 snapshots: growth cannot be judged reliably")
+    return Investigation(
+        target=Target(pid=pid or 0, comm=_comm(name), cmdline=()),
+        backend=_backend(kind, name),
+        started_at=started_at,
+        duration_s=round(snapshots[-1].t - snapshots[0].t, 3),
+        interval_s=_interval(snapshots),
+        snapshots=snapshots,
+        findings=findings,
+        quality=stats.quality(notes=tuple(notes)),
+        stop_reason="imported",
+        leakhunt_version=__version__,
+        options=(("min_growth_bytes", str(min_growth)), ("kind", kind)),
+    )
+
+
+def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_than_s: float) -> TraceResult:
+    stats = ParseStats()
+    matcher = TraceMatcher()
+    parser = matcher.feed_lines(lines, stats)
+    summary = matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
+    if summary.events == 0:
+        raise ReportError(
+            f"{name}: no allocation or free found "
+            f"({stats.lines} lines read, {stats.unparsed} not understood)",
+            hint="memleak -t prints 'alloc exited, size = ..., result = ...' tuples",
+        )
+    pid = parser.target_pid
+    if pid is None:
+        pid = _pid_from_notes(stats.notes)
+    if pid is None and summary.processes:
+        pid = summary.processes[0].pid  # the process with most unfreed bytes
+    comm = parser.target_comm or next((p.comm for p in summary.processes if p.pid == pid), _comm(name))
+    start = summary.start_time if summary.start_time is not None else summary.end_time
+    return build_result(
+        summary,
+        stats,
+        target=Target(pid=pid or 0, comm=comm, cmdline=()),
+        backend=_backend(kind, name),
+        started_at=parser.started_at or started_at,
+        duration_s=summary.end_time - start,
+        stop_reason="imported",
+        notes=[f"imported from {name}: {stats.lines} lines, {summary.events} events"],
+        # a log saved by `leakhunt trace` names its target: other processes' lines are left out
+        # as the live run did; a pasted log keeps every process
+        only_pid=parser.target_pid,
+    )
+
+
+def _pid_from_notes(notes: Iterable[str]) -> int | None:
+    for note in notes:
+        for pattern in _PID_NOTES:
+            m = pattern.search(note)
+            if m is not None:
+                return int(m.group(1))
+    return None
+
+
+def _comm(name: str) -> str:
+    return "stdin" if name == "-" else Path(name).stem or "import"
+
+
+def _interval(snapshots: tuple[Snapshot, ...]) -> float:
+    steps = sorted(b.t - a.t for a, b in itertools.pairwise(snapshots) if b.t > a.t)
+    return steps[len(steps) // 2] if steps else 0.0
+
+
+def _investigation_summary(out: Console, inv: Investigation) -> None:
+    leaks = [f for f in inv.findings if f.verdict == "leak"]
+    out.print(
+        f"{len(inv.snapshots)} snapshots over {inv.duration_s:.0f} s, {len(inv.findings)} stacks, "
+        f"{len(leaks)} judged leaking",
+        highlight=False,
+    )
+    for f in inv.findings[:5]:
+        top = " <- ".join(fr.display() for fr in f.stack.frames[:3]) or "[no stack]"
+        out.print(
+            f"  #{f.rank} {f.verdict:9} {f.outstanding_bytes:>12,} B  "
+            f"{f.growth_bytes_per_sec:>10,.0f} B/s  {top}",
+            markup=False,
+        )
+    q = inv.quality
+    if q.unparsed_lines:
+        out.print(f"note: {q.unparsed_lines} line(s) could not be parsed", markup=False)
+    for note in q.notes:
+        out.print(f"note: {note}", markup=False)

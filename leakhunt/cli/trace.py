@@ -1,0 +1,186 @@
+"""``leakhunt trace PID|-- CMD``: every allocation and free, matched by address; what was never freed.
+
+Runs BCC's ``memleak -t`` or leakhunt's bpftrace trace script for --duration seconds, matches
+frees to allocations per process (realloc = free + allocation) and reports the blocks still
+allocated at the end: grouped by size and by thread, with their age, and the allocation rate.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from leakhunt.analyze.trace import group_by_size, group_by_thread
+from leakhunt.cli.common import output_options, write_and_announce
+from leakhunt.errors import UsageError
+from leakhunt.model import TraceResult
+from leakhunt.probe.trace import TraceOptions, run_trace
+
+SUMMARY_ROWS = 8
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.5),
+    default=10.0,
+    show_default=True,
+    help="Seconds to trace (tracing also ends when the target exits). Every call is traced: "
+    "expect the target to slow down while it runs.",
+)
+@click.option(
+    "--older-than",
+    "older_than_ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="MS",
+    help="List only blocks still allocated MS milliseconds after they were allocated, at the end "
+    "(like memleak -o): hides short-lived allocations that were simply not freed yet.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "bpftrace", "bcc"]),
+    default="auto",
+    show_default=True,
+    help="Tracer. bcc = memleak -t (BCC's Python tool); bpftrace = leakhunt's script printing one "
+    "line per call. auto picks bpftrace when installed.",
+)
+@click.option(
+    "--save-raw",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also save the tracer's raw output to FILE (mode 0600); `leakhunt import FILE` reads it back "
+    "to the same result.",
+)
+@click.option(
+    "--bucket",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Width of the allocation-rate buckets in the report.",
+)
+@output_options
+@click.argument("target", nargs=-1, required=True, type=click.UNPROCESSED, metavar="PID | -- COMMAND...")
+def trace(
+    *,
+    target: tuple[str, ...],
+    duration: float,
+    older_than_ms: int,
+    backend: str,
+    save_raw: Path | None,
+    bucket: float,
+    output_dir: Path,
+    formats: tuple[str, ...],
+    no_redact: bool,
+) -> None:
+    """Trace every allocation and free of PID (or of COMMAND, started here) and list what was
+    never freed.
+
+    Frees are matched to allocations by address within each process (threads share one), realloc
+    counts as a free plus an allocation, and frees of blocks allocated before the trace started are
+    counted apart. At the end the blocks still allocated are listed, grouped by size and by thread,
+    with their age, together with the allocation rate over time. Needs root.
+
+    \b
+    Examples:
+      sudo leakhunt trace 1234 --duration 5
+      sudo leakhunt trace --older-than 500 --save-raw trace.log -- ./myprog --flag
+      leakhunt import trace.log            # the same report again, from the saved output
+
+    Exit status: 0 when the report was written, 2 for bad input or a host that cannot trace,
+    3 when the tracer failed, 130 when interrupted (a partial report is still written).
+    """
+    pid: int | None = None
+    command: tuple[str, ...] | None = None
+    if len(target) == 1 and target[0].isdigit():
+        pid = int(target[0])
+    elif target and target[0].startswith("-"):
+        raise UsageError(f"unknown option {target[0]}", hint="put the command after `--`")
+    else:
+        command = target
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    options = TraceOptions(
+        duration=duration, older_than_ms=older_than_ms, backend=backend, bucket_s=bucket, raw_path=save_raw
+    )
+    result = run_trace(pid, command=command, options=options, say=lambda m: err.print(f"leakhunt: {m}"))
+    out = Console(highlight=False, soft_wrap=True)
+    print_trace_summary(out, result)
+    if save_raw is not None:
+        out.print(f"raw trace: {save_raw}", markup=False)
+    # Reports are written even for an interrupted run: Ctrl-C during writing must not lose them.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        write_and_announce(result, output_dir, formats, redact=not no_redact, echo=out.print)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if result.stop_reason == "interrupted":
+        raise SystemExit(130)
+
+
+def print_trace_summary(out: Console, result: TraceResult) -> None:
+    """What the terminal shows after a trace (live or imported)."""
+    t = result.target
+    out.print(
+        f"[bold]{t.comm}[/bold] (pid {t.pid}): {result.backend.name}, {result.duration_s:.1f} s traced, "
+        f"stopped: {result.stop_reason}",
+        highlight=False,
+    )
+    if not result.processes:
+        out.print("no allocation was traced")
+    for proc in result.processes:
+        out.print(
+            f"pid {proc.pid} ({proc.comm}): {proc.alloc_count:,} allocations, {proc.free_count:,} frees, "
+            f"{proc.unknown_frees:,} frees of blocks from before the trace; "
+            f"[bold]{proc.unfreed_count:,} never freed, {_size(proc.unfreed_bytes)}[/bold]",
+            highlight=False,
+        )
+        if not proc.unfreed:
+            continue
+        for title, groups, label in (
+            ("by size", group_by_size(proc.unfreed), "size"),
+            ("by thread", group_by_thread(proc.unfreed), "tid"),
+        ):
+            table = Table(title=f"never freed, {title}", show_header=True, header_style="bold")
+            table.add_column(label, justify="right")
+            table.add_column("blocks", justify="right")
+            table.add_column("bytes", justify="right")
+            table.add_column("oldest age", justify="right")
+            for g in groups[:SUMMARY_ROWS]:
+                table.add_row(
+                    _size(g.key) if label == "size" else str(g.key),
+                    f"{g.count:,}",
+                    _size(g.bytes),
+                    f"{result.end_time - g.oldest:.2f} s",
+                )
+            if len(groups) > SUMMARY_ROWS:
+                table.add_row("...", f"{sum(g.count for g in groups[SUMMARY_ROWS:]):,}", "", "")
+            out.print(table)
+    if result.rate:
+        peak = max(result.rate, key=lambda r: r[1])
+        out.print(
+            f"allocation rate: peak {peak[1]:,} allocations ({_size(peak[2])}) in the bucket at "
+            f"{peak[0]:.1f} s",
+            highlight=False,
+        )
+    q = result.quality
+    if q.unparsed_lines:
+        out.print(f"note: {q.unparsed_lines} line(s) could not be parsed", markup=False)
+    if q.lost_events:
+        out.print(f"note: the tracer lost {q.lost_events} event(s)", markup=False)
+    for note in q.notes:
+        out.print(f"note: {note}", markup=False)
+
+
+def _size(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

@@ -1,0 +1,187 @@
+"""Address matching of per-call traces: what a user reads in the trace report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leakhunt.analyze.trace import TraceMatcher, group_by_size, group_by_thread, replay
+from leakhunt.model import TraceEvent, Unfreed
+from leakhunt.parse import ParseStats
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def expected(name: str) -> tuple[set[tuple[int, int, int]], int, int]:
+    leaks = set()
+    count = total = -1
+    for line in (FIXTURES / name).read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["leak"]:
+            leaks.add((int(parts[1], 16), int(parts[2]), int(parts[3])))
+        elif parts[:1] == ["leaked"]:
+            count, total = int(parts[1]), int(parts[2])
+    return leaks, count, total
+
+
+def test_captured_memleak_trace_with_thread_notes_is_one_process_with_exactly_the_leaks() -> None:
+    leaks, count, total = expected("bcc-0.26-trace.expected")
+    tids = sorted({tid for _, _, tid in leaks})
+    main = min(tids)
+    # what `leakhunt trace --save-raw` writes before memleak's lines: each thread's process
+    notes = [f"leakhunt: target pid {main} comm trace_leaker"] + [
+        f"leakhunt: tid {t} pid {main}" for t in tids
+    ]
+    with open(FIXTURES / "bcc-0.26-trace.txt") as fh:
+        summary = replay([*notes, *fh])
+    assert [p.pid for p in summary.processes] == [main]
+    proc = summary.processes[0]
+    assert (proc.unfreed_count, proc.unfreed_bytes) == (count, total) == (27, 46656)
+    assert {(u.address, u.size, u.tid) for u in proc.unfreed} == leaks
+    assert proc.alloc_count - proc.free_count == count
+    assert proc.unknown_frees == 0  # memleak prints frees of blocks it saw allocated only
+
+
+def test_without_thread_notes_threads_stay_apart_until_they_free_each_others_blocks() -> None:
+    summary = replay((FIXTURES / "bcc-0.26-trace.txt").read_text().splitlines())
+    # trace_leaker's threads never free each other's blocks: nothing ties them together
+    assert len(summary.processes) == 3 and summary.merged_threads == 0
+    m = TraceMatcher()
+    m.alloc(1.0, 100, 100, "app", 0x1000, 10, pid_known=False)
+    m.alloc(1.1, 101, 101, "app", 0x2000, 20, pid_known=False)
+    m.free(1.2, 101, 101, "app", 0x1000, pid_known=False)  # thread 101 frees 100's block
+    s = m.summary()
+    assert [(p.pid, p.alloc_count, p.free_count, p.unknown_frees) for p in s.processes] == [(100, 2, 1, 0)]
+    assert s.processes[0].unfreed == (Unfreed(0x2000, 20, 101, 1.1),)
+    assert s.merged_threads == 1
+
+
+def test_known_processes_are_never_merged_and_addresses_are_per_process() -> None:
+    m = TraceMatcher()
+    m.alloc(1.0, 1, 1, "a", 0x1000, 10)
+    m.alloc(1.0, 2, 2, "b", 0x1000, 99)  # the same address in another process
+    m.free(2.0, 2, 3, "b", 0x1000)  # thread 3 of process 2
+    m.free(2.0, 2, 3, "b", 0x5000)  # allocated before the trace started
+    s = m.summary()
+    by_pid = {p.pid: p for p in s.processes}
+    assert by_pid[1].unfreed == (Unfreed(0x1000, 10, 1, 1.0),)
+    assert by_pid[2].unfreed == () and by_pid[2].unknown_frees == 1 and by_pid[2].free_count == 1
+
+
+def test_realloc_is_a_free_and_an_allocation() -> None:
+    lines = [
+        "A 1000000000 7 7 1000 24 app",
+        "F 1100000000 7 7 1000 app",  # realloc(0x1000, 4000): the old block is released...
+        "A 1100000001 7 7 2000 4000 app",  # ...and the new one allocated
+        "F 1200000000 7 8 9000 app",  # a block from before the trace
+    ]
+    s = replay(lines)
+    (proc,) = s.processes
+    assert (proc.alloc_count, proc.free_count, proc.unknown_frees) == (2, 1, 1)
+    assert proc.unfreed == (Unfreed(0x2000, 4000, 7, 1.100000001),)
+
+
+def test_lost_free_is_counted_when_an_address_comes_back() -> None:
+    m = TraceMatcher()
+    m.alloc(1.0, 1, 1, "a", 0x10, 8)
+    m.alloc(2.0, 1, 1, "a", 0x10, 16)  # its free was lost
+    s = m.summary()
+    assert s.missed_frees == 1 and s.processes[0].unfreed == (Unfreed(0x10, 16, 1, 2.0),)
+
+
+def test_older_than_keeps_blocks_older_than_the_threshold_at_the_end() -> None:
+    m = TraceMatcher()
+    m.alloc(10.0, 1, 1, "a", 0x10, 8)
+    m.alloc(10.9, 1, 1, "a", 0x20, 8)
+    m.free(11.0, 1, 1, "a", 0x30)
+    assert [u.address for u in m.summary(older_than_s=0.5).processes[0].unfreed] == [0x10]
+    # ages run to the end of the trace when it is known
+    assert [u.address for u in m.summary(older_than_s=0.5, end_time=20.0).processes[0].unfreed] == [
+        0x10,
+        0x20,
+    ]
+
+
+def test_groups_by_size_and_by_thread() -> None:
+    unfreed = [Unfreed(1, 64, 10, 1.0), Unfreed(2, 64, 11, 2.0), Unfreed(3, 4000, 11, 3.0)]
+    by_size = group_by_size(unfreed)
+    assert [(g.key, g.count, g.bytes, g.oldest, g.newest) for g in by_size] == [
+        (4000, 1, 4000, 3.0, 3.0),
+        (64, 2, 128, 1.0, 2.0),
+    ]
+    by_thread = group_by_thread(unfreed)
+    assert [(g.key, g.count, g.bytes) for g in by_thread] == [(11, 2, 4064), (10, 1, 64)]
+
+
+def test_rate_over_time_and_coarser_buckets_for_long_traces() -> None:
+    m = TraceMatcher(bucket_s=1.0)
+    for i in range(10):
+        m.alloc(100.0 + i * 0.5, 1, 1, "a", 0x1000 + i, 10)
+    m.alloc(104.9, 1, 1, "a", 0x9999, 1000)
+    assert m.summary().rate == ((0.0, 2, 20), (1.0, 2, 20), (2.0, 2, 20), (3.0, 2, 20), (4.0, 3, 1020))
+    long = TraceMatcher(bucket_s=1.0)
+    for i in range(1000):
+        long.alloc(float(i), 1, 1, "a", i + 1, 1)
+    rate = long.summary().rate
+    assert len(rate) <= 240 and sum(n for _, n, _ in rate) == 1000
+    assert rate[1][0] - rate[0][0] == 5.0  # 1000 s in 5 s buckets
+
+
+def test_trace_events_api() -> None:
+    m = TraceMatcher()
+    m.add(TraceEvent(1.0, 5, 6, "x", "alloc", 0x10, 3))
+    m.add(TraceEvent(2.0, 5, 5, "x", "free", 0x10, None))
+    (proc,) = m.summary().processes
+    assert (proc.pid, proc.alloc_count, proc.free_count, proc.unfreed) == (5, 1, 1, ())
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["alloc", "free"]), st.integers(1, 3), st.integers(0, 15), st.integers(1, 100)),
+    max_size=80,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OPS)
+def test_matcher_agrees_with_a_plain_model(ops: list[tuple[str, int, int, int]]) -> None:
+    """Per process: a dict of outstanding blocks; frees of unknown addresses counted apart."""
+    m = TraceMatcher()
+    model: dict[int, dict[int, int]] = {}
+    unknown: dict[int, int] = {}
+    for i, (kind, pid, slot, size) in enumerate(ops):
+        address = 0x1000 + slot * 16
+        if kind == "alloc":
+            m.alloc(float(i), pid, pid, "p", address, size)
+            model.setdefault(pid, {})[address] = size
+        else:
+            m.free(float(i), pid, pid, "p", address)
+            if model.setdefault(pid, {}).pop(address, None) is None:
+                unknown[pid] = unknown.get(pid, 0) + 1
+    s = m.summary()
+    got = {p.pid: {u.address: u.size for u in p.unfreed} for p in s.processes}
+    assert got == {pid: blocks for pid, blocks in model.items()}
+    assert {p.pid: p.unknown_frees for p in s.processes if p.unknown_frees} == unknown
+
+
+def test_stats_count_lines_of_a_replay() -> None:
+    stats = ParseStats()
+    replay(["junk", "A 1 1 1 10 5 a"], stats)
+    assert stats.lines == 2 and stats.unparsed == 1
+
+
+def test_a_free_printed_before_its_allocation_still_matches() -> None:
+    """bpftrace drains per-CPU buffers in turn: a thread that changed CPU can have its free printed
+    before its malloc. Timestamps tell: the free is not older than the allocation."""
+    lines = [
+        "F 2000000500 9 9 abc0 app",  # free at t=2.0000005 printed first...
+        "A 2000000100 9 9 abc0 32 app",  # ...of the block allocated at t=2.0000001
+        "F 2000000900 9 9 def0 app",  # a free of a block from before the trace
+        "A 2000001000 9 9 def0 64 app",  # the address reused afterwards: a new, live block
+    ]
+    s = replay(lines)
+    (proc,) = s.processes
+    assert (proc.alloc_count, proc.free_count, proc.unknown_frees) == (2, 1, 1)
+    assert proc.unfreed == (Unfreed(0xDEF0, 64, 9, 2.000001),)
+    assert s.rate[0][0] <= 0.0 and sum(n for _, n, _ in s.rate) == 2
