@@ -394,41 +394,44 @@ class Sweeper:
         for pid in listed:
             if pid in self._rejected or pid in self.exclude:
                 continue
-            tracked_or_none = self._tracked.get(pid)
-            if tracked_or_none is None:
-                outcome = self._discover(pid)
-                if isinstance(outcome, str):
-                    if outcome in ("gone", "rejected", "no memory"):
-                        no_memory += outcome == "no memory"
-                    else:
-                        unreadable[outcome] = unreadable.get(outcome, 0) + 1
-                        self.unreadable.setdefault(outcome, set()).add(pid)
-                    continue
-                new += 1
-                tracked = outcome
-            else:
-                tracked = tracked_or_none
-            data, err = self._read(tracked.pid, tracked.dir_fd, source)
-            if data is None:
-                if err == "permission denied":
-                    unreadable[err] = unreadable.get(err, 0) + 1
-                    self.unreadable.setdefault(err, set()).add(pid)
+            # Twice at most: when a tracked process turns out gone while its PID is listed, the PID
+            # already belongs to a newcomer, which is met (and sampled) right away.
+            for _ in range(2):
+                tracked_or_none = self._tracked.get(pid)
+                if tracked_or_none is None:
+                    outcome = self._discover(pid)
+                    if isinstance(outcome, str):
+                        if outcome in ("gone", "rejected", "no memory"):
+                            no_memory += outcome == "no memory"
+                        else:
+                            unreadable[outcome] = unreadable.get(outcome, 0) + 1
+                            self.unreadable.setdefault(outcome, set()).add(pid)
+                        break
+                    new += 1
+                    tracked = outcome
                 else:
-                    # Exited (maybe replaced by a newcomer with the same PID, met next sweep).
+                    tracked = tracked_or_none
+                data, err = self._read(tracked.pid, tracked.dir_fd, source)
+                if data is None:
+                    if err == "permission denied":
+                        unreadable[err] = unreadable.get(err, 0) + 1
+                        self.unreadable.setdefault(err, set()).add(pid)
+                        break
                     self._retire(tracked)
                     gone += 1
-                continue
-            if tracked.dir_fd is None and not self._same_process(tracked):
-                self._retire(tracked)
-                gone += 1
-                continue
-            mem = parse_statm(data) if source == "statm" else parse_status_memory(data)
-            if mem is None:  # turned zombie: its memory is gone, its series ends here
-                self._retire(tracked)
-                no_memory += 1
-                continue
-            tracked.series.add(t, mem)
-            sampled += 1
+                    continue
+                if tracked.dir_fd is None and not self._same_process(tracked):
+                    self._retire(tracked)
+                    gone += 1
+                    continue
+                mem = parse_statm(data) if source == "statm" else parse_status_memory(data)
+                if mem is None:  # turned zombie: its memory is gone, its series ends here
+                    self._retire(tracked)
+                    no_memory += 1
+                    break
+                tracked.series.add(t, mem)
+                sampled += 1
+                break
         return SweepStats(
             listed=len(listed),
             sampled=sampled,

@@ -317,12 +317,9 @@ def scan(
         uid = lookup_uid(user)
         if uid is None:
             raise UsageError(f"--user: no such user {user!r}")
-    if pids:
-        missing = [p for p in pids if not os.path.exists(f"/proc/{p}")]
-        if len(missing) == len(pids):
-            raise TargetError(
-                f"no such process: {', '.join(map(str, missing))}", hint="check the pids with ps"
-            )
+    missing = [p for p in pids if not os.path.exists(f"/proc/{p}")]
+    if pids and len(missing) == len(pids):
+        raise TargetError(f"no such process: {', '.join(map(str, missing))}", hint="check the pids with ps")
     backend = None
     if investigate_top:
         # Before a long scan, not after it: root, and a probe tool that works here.
@@ -330,6 +327,8 @@ def scan(
         backend = choose_backend("auto")
 
     console = Console(stderr=True)
+    for pid in missing:
+        console.print(f"pid {pid}: no such process", highlight=False, markup=False)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     with Sweeper(pids or None, accept=_filter(name_re, uid), exclude={os.getpid()}) as sweeper:
         total = int(duration / interval + 1e-9) + 1

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,3 +307,82 @@ def test_investigate_top_links_scan_evidence_to_the_growing_stack(
     assert f'href="#inv-{leaker.pid}"' in page  # from the scan's trend section down to the stacks
     text = next(tmp_path.glob("leakhunt-scan-*.md")).read_text()
     assert f"### Investigation pid {leaker.pid}" in text and "of the growth the scan measured" in text
+
+
+REUSE_SCRIPT = """
+import json, os, subprocess, time
+from leakhunt.sample import Sweeper
+first = subprocess.Popen(["sleep", "60"])
+time.sleep(0.05)
+with Sweeper(exclude={os.getpid()}) as sweeper:
+    sweeper.sweep(); sweeper.sweep()
+    first.kill(); first.wait()
+    time.sleep(0.05)  # a later clock tick: the newcomer's start time differs
+    with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
+        fh.write(str(first.pid - 1))  # the next process gets the same pid
+    second = subprocess.Popen(["python3", "-c", "import time; x = bytearray(64 << 20); time.sleep(60)"])
+    time.sleep(0.5)
+    sweeper.sweep(); sweeper.sweep()
+    out = [[s.key.pid, s.key.create_time, [m.rss for m in s.samples], s.alive] for s in sweeper.series()]
+    second.kill(); second.wait()
+print(json.dumps({"first": first.pid, "second": second.pid, "series": out}))
+"""
+
+
+def test_a_reused_pid_never_merges_two_processes() -> None:
+    """In a fresh PID namespace, a process exits and the next one is given its pid (ns_last_pid):
+    the sweep keeps two series, each with its own start time and only its own samples."""
+    require_or_skip(None if os.geteuid() == 0 else "needs root for a PID namespace")
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", REUSE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["first"] == out["second"]
+    same = [s for s in out["series"] if s[0] == out["first"]]
+    assert len(same) == 2, same
+    (old_ct, old_rss, old_alive), (new_ct, new_rss, new_alive) = sorted((s[1], s[2], s[3]) for s in same)
+    assert old_ct < new_ct and not old_alive and new_alive
+    assert len(old_rss) == 2 and len(new_rss) == 2  # the newcomer is sampled in the very sweep it is met
+    assert max(old_rss) < 16 << 20 < min(new_rss)  # sleep's samples never mixed with the 64 MiB process
+
+
+LONG = ("--duration", "600", "--json")
+
+
+def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(build_target: Callable[..., Path]) -> None:
+    leaker = start(build_target("scan_leak"), "1024")
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            scan = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "leakhunt",
+                    "scan",
+                    "--pid",
+                    str(leaker.pid),
+                    "--pid",
+                    "999999999",
+                    *LONG,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(4)
+            scan.send_signal(sig)
+            out, err = scan.communicate(timeout=30)
+            assert scan.returncode == 0, err
+            doc = json.loads(out)
+            assert doc["duration_s"] < 60
+            [proc] = doc["processes"]
+            assert proc["pid"] == leaker.pid and len(proc["samples"]) >= 3
+            assert "(interrupted)" in err and "pid 999999999: no such process" in err
+    finally:
+        stop([leaker])
