@@ -84,6 +84,7 @@ def escalations(scan: ScanResult) -> list[Escalation]:
 
 
 def process_views(scan: ScanResult) -> list[ProcessView]:
+    """Every process of the scan as the report shows it, in rank order."""
     by_pid = {e.pid: e for e in escalations(scan)}
     out = []
     for i, p in enumerate(scan.processes, 1):
@@ -111,6 +112,7 @@ def process_views(scan: ScanResult) -> list[ProcessView]:
 
 
 def charted(rows: Sequence[ProcessView]) -> list[ProcessView]:
+    """The processes that get a chart: every non-stable or investigated one, up to MAX_CHARTS."""
     return [r for r in rows if r.p.verdict in CHARTED or r.escalation is not None][:MAX_CHARTS]
 
 
@@ -181,6 +183,7 @@ def _context(scan: ScanResult) -> dict[str, object]:
 
 
 def reproduce_command(scan: ScanResult) -> str:
+    """The command that repeats this scan's window."""
     return f"leakhunt scan --duration {scan.duration_s:.0f} --interval {scan.interval_s:g}"
 
 
@@ -194,5 +197,8 @@ def render_html(scan: ScanResult, stream: IO[str]) -> None:
 
 
 def render_md(scan: ScanResult, stream: IO[str]) -> None:
-    """Write the Markdown report of ``scan`` to ``stream``."""
-    stream.write(md_report._env().get_template("report/scan.md.j2").render(_context(scan)))
+    """Write the Markdown report of ``scan`` to ``stream`` (charts as sparklines and inline SVG)."""
+    ctx = _context(scan)
+    # One line of SVG (line_chart escapes every text it draws), so it stays one raw-HTML block.
+    ctx["chart"] = lambda p: str(trend_chart(p)).replace("\n", " ")
+    stream.write(md_report._env().get_template("report/scan.md.j2").render(ctx))

@@ -386,3 +386,35 @@ def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(build_target: Callab
             assert "(interrupted)" in err and "pid 999999999: no such process" in err
     finally:
         stop([leaker])
+
+
+def test_name_and_min_rss_filters(build_target: Callable[..., Path]) -> None:
+    small = start(build_target("scan_steady"))  # ~5 MiB RSS
+    big = start(build_target("scan_leak"), "65536")  # 64 MiB/s: well above 32 MiB within a second
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "leakhunt",
+                "scan",
+                "--name",
+                "^scan_(steady|leak)$",
+                "--min-rss",
+                "32M",
+                "--duration",
+                "1",
+                "--interval",
+                "0.5",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        stop([small, big])
+    assert done.returncode == 0, done.stderr
+    pids = [p["pid"] for p in json.loads(done.stdout)["processes"]]
+    assert pids == [big.pid]  # the name excludes everything else, --min-rss the small one

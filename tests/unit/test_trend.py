@@ -352,3 +352,16 @@ def test_sawtooth_sampled_at_a_drifting_phase_is_not_a_leak() -> None:
     anon = [BASE + rate * ((i + 0.05) % period) for i in range(31)]
     j = judge(series(anon))
     assert j.verdict == "sawtooth", j.evidence.note
+
+
+@settings(max_examples=100, deadline=None)
+@given(capacity=st.integers(min_value=8, max_value=64), n=st.integers(min_value=1, max_value=2000))
+def test_series_buffer_any_length(capacity: int, n: int) -> None:
+    buf = SeriesBuffer(capacity=capacity)
+    for i in range(n):
+        buf.add(float(i), StatusMemory(vms=i, rss=i, shared=0, swap=0))
+    samples = buf.samples()
+    assert len(buf) <= capacity
+    assert samples[0].t == 0.0 and samples[-1].t == n - 1  # the whole window, up to the newest
+    assert all(a.t < b.t for a, b in itertools.pairwise(samples))
+    assert all(s.rss == s.t for s in samples)  # real samples, never averaged or invented
