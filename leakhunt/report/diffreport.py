@@ -107,14 +107,14 @@ def render_text(result: DiffResult, fail_on: FailOn = "any") -> str:
 
 def render_md(result: DiffResult, fail_on: FailOn = "any") -> str:
     """The Markdown diff report (templates/report/diff.md.j2)."""
-    template = markdown._env().get_template("report/diff.md.j2")
+    template = markdown.environment().get_template("report/diff.md.j2")
     return template.render(**_context(result, fail_on))
 
 
 def render_html(result: DiffResult, fail_on: FailOn = "any") -> str:
     """The self-contained HTML diff report (templates/report/diff.html.j2, autoescaped)."""
     b, a = result.before, result.after
-    ctx = html._common(f"leakhunt diff: {b.comm} {b.source} -> {a.comm} {a.source}")
+    ctx = html.page_context(f"leakhunt diff: {b.comm} {b.source} -> {a.comm} {a.source}")
     ctx.update(_context(result, fail_on))
     return html_env().get_template("report/diff.html.j2").render(**ctx)
 
