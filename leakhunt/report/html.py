@@ -148,6 +148,8 @@ def rate_chart(tr: TraceResult) -> Markup:
         title="Bytes allocated per second",
         unit="bytes/s",
         chart_id="chart-rate",
+        width=1180,
+        height=260,
     )
 
 
@@ -158,7 +160,9 @@ def render_trace(tr: TraceResult) -> str:
     ctx.update(
         tr=tr,
         processes=sorted(tr.processes, key=lambda p: -p.unfreed_bytes),
-        unfreed=unfreed[:200],
+        unfreed=unfreed[:500],
+        by_size=views.unfreed_groups(tr)[0],
+        by_thread=views.unfreed_groups(tr)[1],
         unfreed_total=len(unfreed),
         stop=views.stop_text(tr.stop_reason, tr.duration_s, tr.target),
         reproduce=views.reproduce_command(tr, "trace"),

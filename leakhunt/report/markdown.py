@@ -118,6 +118,8 @@ def render_trace(tr: TraceResult) -> str:
         "tr": tr,
         "processes": sorted(tr.processes, key=lambda p: -p.unfreed_bytes),
         "unfreed": unfreed[:50],
+        "by_size": views.unfreed_groups(tr)[0][:20],
+        "by_thread": views.unfreed_groups(tr)[1][:20],
         "unfreed_total": len(unfreed),
         "stop": views.stop_text(tr.stop_reason, tr.duration_s, tr.target),
         "reproduce": views.reproduce_command(tr, "trace"),

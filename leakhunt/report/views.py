@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from leakhunt.model import DataQuality, Finding, Investigation, Target, TraceResult
+from leakhunt.model import DataQuality, Finding, Investigation, Target, TraceResult, Unfreed
 from leakhunt.report.svg import format_value
 
 VERDICT_WORDS = {
@@ -194,6 +195,33 @@ def verdict_sentence(inv: Investigation) -> str:
             f"which looks like a cache or pool filling up."
         )
     return f"No leak found over {over}: no call stack's outstanding memory kept growing."
+
+
+@dataclass(frozen=True)
+class UnfreedGroup:
+    """Blocks never freed that share a size (or a thread)."""
+
+    key: int  # the size in bytes, or the thread id
+    count: int
+    total_bytes: int
+    oldest_age: float  # seconds before the end of the trace
+
+
+def unfreed_groups(tr: TraceResult) -> tuple[list[UnfreedGroup], list[UnfreedGroup]]:
+    """Unfreed blocks grouped by size (largest total first) and by thread (same order)."""
+
+    def group(key_of: Callable[[Unfreed], int]) -> list[UnfreedGroup]:
+        acc: dict[int, list[Unfreed]] = {}
+        for p in tr.processes:
+            for u in p.unfreed:
+                acc.setdefault(key_of(u), []).append(u)
+        rows = [
+            UnfreedGroup(k, len(us), sum(u.size for u in us), max(tr.end_time - u.time for u in us))
+            for k, us in acc.items()
+        ]
+        return sorted(rows, key=lambda g: (-g.total_bytes, -g.count, g.key))
+
+    return group(lambda u: u.size), group(lambda u: u.tid)
 
 
 @dataclass(frozen=True)

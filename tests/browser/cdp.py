@@ -224,7 +224,11 @@ class Browser:
     # --- what tests use ------------------------------------------------------------------------------
 
     def open(self, path: Path, settle: float = 0.7) -> None:
-        """Load a local file and wait for its load event, then a little for late requests/errors."""
+        """Load a local file and wait for its load event, then a little for late requests/errors.
+
+        ``log`` starts afresh: it holds what this page load did.
+        """
+        self.log = PageLog()
         while not self._events.empty():
             self._events.get_nowait()
         self.send("Page.navigate", {"url": path.resolve().as_uri()})

@@ -8,13 +8,15 @@ The "no request" check is itself tested against pages that do make requests.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from leakhunt.model import Investigation
+from leakhunt.model import Investigation, TraceProcess, TraceResult, Unfreed
 from leakhunt.report import jsonio, write_reports
 from tests.browser.cdp import Browser, find_chromium
 from tests.conftest import require_or_skip
@@ -151,6 +153,12 @@ def test_dark_mode_and_print(page: Browser, report: tuple[Path, Investigation]) 
         assert page.eval("getComputedStyle(document.documentElement).backgroundColor") == "rgb(255, 255, 255)"
     finally:
         page.send("Emulation.setEmulatedMedia", {"media": ""})
+    # Printing opens every collapsed stack (beforeprint) and gives a PDF.
+    page.open(path)
+    pdf = base64.b64decode(page.send("Page.printToPDF", {"printBackground": True})["data"])
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    assert page.eval("Array.from(document.querySelectorAll('#stack-table details')).every(d => d.open)")
+    (ARTIFACTS / "report-investigation.pdf").write_bytes(pdf)
     assert page.log.errors() == []
 
 
@@ -177,6 +185,38 @@ def test_the_offline_check_catches_a_page_that_phones_home(
         assert any("Content Security Policy" in e for e in page.log.errors()), page.log.errors()
     else:
         assert "http://127.0.0.1:9/beacon.png" in page.log.requests
+
+
+def test_trace_report_in_the_browser(
+    page: Browser, report: tuple[Path, Investigation], tmp_path: Path
+) -> None:
+    _, inv = report
+    trace = TraceResult(
+        target=dataclasses.replace(inv.target, launched=True),
+        backend=inv.backend,
+        started_at=inv.started_at,
+        duration_s=4.0,
+        processes=(
+            TraceProcess(
+                inv.target.pid,
+                inv.target.comm,
+                1200,
+                1100,
+                3,
+                tuple(Unfreed(0x5555_0000 + 512 * i, 512, inv.target.pid, 0.02 * i) for i in range(100)),
+            ),
+        ),
+        end_time=4.0,
+        rate=tuple((float(t), 300, 300 * 1024) for t in range(4)),
+    )
+    (path,) = write_reports(trace, tmp_path, ["html"])
+    page.open(path)
+    assert_offline_and_clean(page, path)
+    assert page.eval("document.getElementById('verdict').textContent").startswith(
+        "100 allocation(s) totalling"
+    )
+    assert page.eval("document.querySelectorAll('svg.chart polyline').length") == 1
+    page.screenshot(ARTIFACTS / "report-trace.png")
 
 
 def test_the_check_catches_script_that_runs(page: Browser, tmp_path: Path) -> None:

@@ -207,3 +207,28 @@ def test_write_reports_errors_are_usage_errors(inv: Investigation, tmp_path: Pat
     with pytest.raises(UsageError, match="unknown report format"):
         write_reports(inv, tmp_path, ["json", "docx"])
     assert not list(tmp_path.glob("leakhunt-*"))  # nothing written when a format is bad
+
+
+def test_a_run_without_data_still_renders_and_says_so(inv: Investigation) -> None:
+    empty = dataclasses.replace(
+        inv,
+        snapshots=(),
+        findings=(),
+        memory=(),
+        stop_reason="interrupted",
+        duration_s=0.8,
+        target=dataclasses.replace(inv.target, exited_early=True),
+    )
+    html = render_bytes(empty, "html").decode()
+    assert "No data: the probe took no snapshot (interrupted after 0.8 s)." in html
+    assert "was not sampled" in html and "nothing to show" in html
+    md = render_bytes(empty, "md").decode()
+    assert "No data: the probe took no snapshot" in md and "No stack was judged a leak." in md
+    assert jsonio.loads(render_bytes(empty, "json").decode()) == empty
+
+
+def test_no_leak_verdict_mentions_plateaus(inv: Investigation) -> None:
+    calm = dataclasses.replace(inv, findings=tuple(f for f in inv.findings if f.verdict != "leak"))
+    html = render_bytes(calm, "html").decode()
+    wanted = r"No leak found over [\d.]+ s: \d stack\(s\) grew and then stopped growing \(plateau\)"
+    assert re.search(wanted, html)
