@@ -27,7 +27,11 @@ from tests.viewers import go_pprof, go_pprof_raw
 
 FIXTURES = ROOT / "tests" / "fixtures"
 DIFF = FIXTURES / "diff"
-SAVED = sorted((FIXTURES / "reports").glob("*.json")) + sorted(DIFF.glob("investigation-*.json"))
+SAVED = (
+    sorted((FIXTURES / "reports").glob("*.json"))
+    + sorted(DIFF.glob("investigation-*.json"))
+    + sorted((FIXTURES / "exports").glob("*.json"))
+)
 
 
 def leakhunt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -186,6 +186,17 @@ def test_trace_becomes_process_and_block_size_stacks() -> None:
     )
 
 
+def test_real_trace_totals_match_the_unfreed_blocks() -> None:
+    tr = jsonio.load(FIXTURES.parent / "exports" / "trace-bcc-0.26.json")
+    assert isinstance(tr, TraceResult)
+    stacks = parse_folded("\n".join(folded_lines(tr)))
+    for proc in tr.processes:
+        root = f"{proc.comm} (pid {proc.pid})"
+        assert sum(v for k, v in stacks.items() if k[0] == root) == proc.unfreed_bytes
+    counts = parse_folded("\n".join(folded_lines(tr, "count")))
+    assert sum(counts.values()) == sum(p.unfreed_count for p in tr.processes)
+
+
 def test_scan_has_no_stacks() -> None:
     scan = ScanResult(
         started_at="2026-11-25T09:00:00+00:00",

@@ -155,6 +155,17 @@ def test_trace_profile(tmp_path: Path) -> None:
     ]
 
 
+def test_real_trace_read_by_go_tool_pprof(tmp_path: Path) -> None:
+    tr = jsonio.load(FIXTURES.parent / "exports" / "trace-bcc-0.26.json")
+    assert isinstance(tr, TraceResult)
+    raw = go_pprof_raw(write(tmp_path, tr))
+    per_process: dict[str, int] = {}
+    for s in raw.samples:
+        root = raw.functions[s.location_ids[-1]]
+        per_process[root] = per_process.get(root, 0) + s.values[0]
+    assert per_process == {f"{p.comm} (pid {p.pid})": p.unfreed_bytes for p in tr.processes}
+
+
 def test_unknown_rates_and_durations_do_not_break_the_profile() -> None:
     base = load_investigation("investigation-v1.json")
     odd = replace(base.findings[0], growth_bytes_per_sec=float("nan"))
