@@ -8,58 +8,20 @@ import json
 import math
 import re
 import sys
-import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from leakhunt.errors import ReportError
-from leakhunt.model import SCHEMA_VERSION, Investigation, ScanResult, TraceResult
+from leakhunt.model import SCHEMA_VERSION, Investigation
 from leakhunt.report import jsonio
+from tests.report_strategies import documents
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
 REAL = sorted(FIXTURES.glob("investigation-*.json"))
-
-_text = st.text(max_size=12)
-_int = st.integers(min_value=-(2**62), max_value=2**62)
-_float = st.floats(allow_nan=False, allow_infinity=False, width=64)
-
-
-def _strategy(tp: Any, field_name: str = "") -> st.SearchStrategy[Any]:
-    """A strategy for any type used in leakhunt.model, filling every dataclass field (defaults too),
-    so a field added to the model but forgotten by jsonio fails the round trip."""
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = typing.get_type_hints(tp)
-        return st.builds(tp, **{f.name: _strategy(hints[f.name], f.name) for f in dataclasses.fields(tp)})
-    if origin is Literal:
-        return st.sampled_from(get_args(tp))
-    if origin in (Union, types.UnionType):
-        return st.one_of([_strategy(a, field_name) for a in get_args(tp)])
-    if origin is tuple:
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return st.lists(_strategy(args[0], field_name), max_size=3).map(tuple)
-        return st.tuples(*[_strategy(a, field_name) for a in args])
-    if tp is type(None):
-        return st.none()
-    if tp is bool:
-        return st.booleans()
-    if tp is int:
-        # addresses are unsigned 64-bit in the tools' output
-        return st.integers(0, 2**64 - 1) if "address" in field_name else _int
-    if tp is float:
-        return _float
-    if tp is str:
-        return _text
-    raise TypeError(f"no strategy for {tp!r}")
-
-
-documents = st.one_of(_strategy(Investigation), _strategy(TraceResult), _strategy(ScanResult))
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
