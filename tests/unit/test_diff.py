@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 
 from leakhunt.analyze.diff import (
     DiffResult,
@@ -188,6 +189,10 @@ def test_hostile_names_are_escaped() -> None:
     outside_code = re.sub(r"(`+).*?\1", "", re.sub(r"(?ms)^(`{3,}).*?^\1", "", md.getvalue()))
     assert re.search(r"(?<!\\)<img", outside_code) is None  # backslash-escaped or absent
     assert "&lt;img" in md.getvalue()  # the <summary> of a collapsed stack is HTML-escaped
+    # And as GitHub would render it (CommonMark with raw HTML allowed, GFM tables): no <img> element.
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(md.getvalue())
+    assert "<img" not in rendered
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered
     assert 'http-equiv="Content-Security-Policy"' in html.getvalue()
 
 
