@@ -374,9 +374,11 @@ def scan(
             ),
         )
 
-    print_table(console if as_json else Console(), result, top)
+    # The results go to stdout, unless stdout carries the JSON: then everything for people is on stderr.
+    out = console if as_json else Console()
+    print_table(out, result, top)
     for line in summary_lines(result, stop):
-        console.print(line, highlight=False, markup=False)
+        out.print(line, highlight=False, markup=False)
     if as_json:
         dump(result if no_redact else redact_mod.redact(result), sys.stdout)
         sys.stdout.write("\n")
@@ -391,6 +393,14 @@ def scan(
             "no suspect could be investigated (see the reasons above)",
             hint="run `leakhunt doctor`, or investigate one pid with `leakhunt investigate PID`",
         )
+
+
+def other_backend(choice: BackendChoice) -> BackendChoice | None:
+    """The backend that is not ``choice``, if it is usable here."""
+    try:
+        return choose_backend("bcc" if choice.name == "bpftrace" else "bpftrace")
+    except LeakhuntError:
+        return None
 
 
 def investigate_suspects(
@@ -426,6 +436,25 @@ def investigate_suspects(
 
             try:
                 inv = run_investigation(p.key.pid, options=options, progress=show, backend=backend)
+            except ProbeFailed as err:
+                # The probe itself failed (another eBPF tool holding the same uprobe, typically):
+                # unattended escalation deserves one try with the other backend.
+                other = other_backend(backend)
+                if other is None:
+                    console.print(f"skipped pid {p.key.pid} ({p.name}): {err}", highlight=False, markup=False)
+                    continue
+                console.print(
+                    f"pid {p.key.pid}: {backend.name} failed ({err.message}); trying {other.name}",
+                    highlight=False,
+                    markup=False,
+                )
+                try:
+                    inv = run_investigation(p.key.pid, options=options, progress=show, backend=other)
+                except LeakhuntError as err2:
+                    console.print(
+                        f"skipped pid {p.key.pid} ({p.name}): {err2}", highlight=False, markup=False
+                    )
+                    continue
             except LeakhuntError as err:
                 console.print(f"skipped pid {p.key.pid} ({p.name}): {err}", highlight=False, markup=False)
                 continue
