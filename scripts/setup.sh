@@ -20,8 +20,8 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps chromium)
   # Readers of the exports, used by the tests: `go tool pprof` (golang-go, ~80 MB download, ~10 s)
-  # and speedscope (npm, below) in headless chromium; node/npm install speedscope.
-  pkgs+=(golang-go chromium)
+  # and speedscope (npm, below) in headless chromium (above); node/npm install speedscope.
+  pkgs+=(golang-go)
   # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
   command -v npm >/dev/null || pkgs+=(nodejs npm)
   missing=()
