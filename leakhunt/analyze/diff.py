@@ -27,7 +27,8 @@ symbols were read): it is kept under its addresses and a warning says so.
 
 Exit codes for CI (``exit_code``): with ``fail_on="any"`` (default) 1 when any stack leaks AFTER
 (``new`` or ``still``), else 0; with ``"new"`` 1 only for new leaks (a gate that tolerates known
-ones); ``"never"`` always 0. Bad input is 2 (``errors.UsageError`` / ``ReportError``).
+ones); ``"never"`` always 0. Bad input is 2 (``errors.UsageError`` / ``ReportError``), and so is a
+run with fewer than 2 snapshots: "no data" must never pass a gate as "fixed".
 """
 
 from __future__ import annotations
@@ -275,7 +276,17 @@ def _rate(e: DiffEntry) -> float:
 def diff_investigations(
     before: Investigation, after: Investigation, *, before_source: str = "BEFORE", after_source: str = "AFTER"
 ) -> DiffResult:
-    """Compare two investigations of the same program (before and after a change)."""
+    """Compare two investigations of the same program (before and after a change).
+
+    Raises UsageError when either run has fewer than 2 snapshots: growth cannot be judged at all,
+    and a CI gate must not turn "no data" into "fixed".
+    """
+    for name, source, inv in (("BEFORE", before_source, before), ("AFTER", after_source, after)):
+        if len(inv.snapshots) < 2:
+            raise UsageError(
+                f"{name} ({source}) holds {len(inv.snapshots)} snapshot(s): too few to judge any growth",
+                hint="rerun it longer (--duration) or with a shorter --interval; 3 snapshots or more",
+            )
     b, a = _sides(before), _sides(after)
     keys = list(b) + [k for k in a if k not in b]
     entries = [DiffEntry(k, _status(b.get(k), a.get(k)), b.get(k), a.get(k)) for k in keys]

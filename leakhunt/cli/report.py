@@ -213,7 +213,8 @@ ignored (they change with every rebuild and run), and so are compiler clone suff
 Exit status (for CI):
   0  no stack leaks AFTER (with --fail-on new: no new leak; with --fail-on never: always)
   1  a stack leaks AFTER: new or still (with --fail-on new: only new leaks count)
-  2  bad input (unreadable JSON, not an investigation, bad options)
+  2  bad input (unreadable JSON, not an investigation, a run with fewer than 2 snapshots,
+     bad options): "no data" never passes as "fixed"
 
 \b
 The summary goes to stdout (stderr when -o - writes the report there). Examples:

@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,15 @@ def test_diff_bad_inputs_and_help(tmp_path: Path) -> None:
         assert_clean_error(proc)
         assert "diff compares two investigations" in proc.stderr
     assert leakhunt("diff", v1, v1, "--format", "pdf").returncode == 2
+    # A run that gathered nothing must not pass a CI gate as "fixed".
+    v3 = jsonio.load(DIFF / "investigation-v3.json")
+    assert isinstance(v3, Investigation)
+    crashed = tmp_path / "crashed.json"
+    with crashed.open("w") as fh:
+        jsonio.dump(replace(v3, snapshots=v3.snapshots[:1], findings=()), fh)
+    proc = leakhunt("diff", v1, str(crashed))
+    assert_clean_error(proc)
+    assert "too few to judge" in proc.stderr
     helptext = leakhunt("diff", "--help").stdout
     assert "Exit status" in helptext and "--fail-on" in helptext
 

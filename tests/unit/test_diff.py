@@ -208,8 +208,16 @@ def test_terminal_summary_shows_control_characters_escaped() -> None:
 
 
 def test_empty_runs() -> None:
-    empty = replace(load(3), findings=(), snapshots=(Snapshot(0.0, ()),))
+    empty = replace(load(3), findings=(), snapshots=(Snapshot(0.0, ()), Snapshot(1.0, ())))
     result = diff_investigations(empty, empty)
     assert result.entries == ()
     assert result.exit_code() == 0
     assert result.verdict() == "No stack leaks in either run."
+
+
+def test_a_run_without_data_is_an_error_not_a_fix() -> None:
+    crashed = replace(load(3), findings=(), snapshots=(Snapshot(0.0, ()),))
+    with pytest.raises(UsageError, match=r"AFTER \(after.json\) holds 1 snapshot"):
+        diff_investigations(load(1), crashed, after_source="after.json")
+    with pytest.raises(UsageError, match="BEFORE"):
+        diff_investigations(replace(crashed, snapshots=()), load(1))
