@@ -19,7 +19,7 @@ from markupsafe import Markup
 from leakhunt import __version__
 from leakhunt.model import VERDICT_ORDER, Investigation, ScanResult, TraceResult
 from leakhunt.report import flame, views
-from leakhunt.report.svg import Series, format_value, line_chart
+from leakhunt.report.svg import Series, format_value, line_chart, sparkline
 from leakhunt.templating import html_env, templates_dir
 
 TOP_SERIES = 8  # stacks drawn in the outstanding-bytes chart
@@ -134,6 +134,7 @@ def render_investigation(inv: Investigation) -> str:
         flame_growth=flame.growth_graph(inv.findings),
         verdict_words=views.VERDICT_WORDS,
         verdict_order=list(VERDICT_ORDER),
+        sparkline=sparkline,
     )
     return html_env().get_template("report/investigation.html.j2").render(ctx)
 

@@ -233,3 +233,25 @@ def line_chart(
             )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text above went through escape()
+
+
+def sparkline(values: Sequence[float], *, title: str = "", width: int = 110, height: int = 22) -> Markup:
+    """A tiny inline trend line (no axes) for a table cell; ``title`` is its tooltip."""
+    good = [v for v in values if math.isfinite(v)]
+    tip = f"<title>{escape(title)}</title>" if title else ""
+    if len(good) < 2:
+        return Markup(  # noqa: S704 - only escaped text
+            f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'role="img" xmlns="http://www.w3.org/2000/svg">{tip}</svg>'
+        )
+    lo, hi = min(*good, 0.0), max(good)
+    span = (hi - lo) or 1.0
+    step = (width - 4) / (len(good) - 1)
+    pts = " ".join(
+        f"{2 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(good)
+    )
+    return Markup(  # noqa: S704 - numbers and escaped text only
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg">{tip}<polyline points="{pts}" fill="none" '
+        f'stroke="currentColor" stroke-width="1.5" stroke-linejoin="round"/></svg>'
+    )

@@ -143,6 +143,7 @@ class Row:
     top: str
     frames: tuple[str, ...]
     reason: str
+    series: tuple[float, ...]  # outstanding bytes per snapshot where seen
 
 
 def rows(inv: Investigation) -> list[Row]:
@@ -162,6 +163,7 @@ def rows(inv: Investigation) -> list[Row]:
             top=top_frame(f),
             frames=tuple(fr.display() for fr in f.stack.frames) or ("[no stack]",),
             reason=f.reason,
+            series=tuple(float(p.outstanding_bytes) for p in f.series),
         )
         for f in sorted(inv.findings, key=lambda f: f.rank)
     ]

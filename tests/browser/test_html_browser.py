@@ -24,7 +24,9 @@ from tests.conftest import require_or_skip
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "reports" / "investigation-bcc-memleak.json"
+FIXTURES = ROOT / "tests" / "fixtures" / "reports"
+FIXTURE = FIXTURES / "investigation-bpftrace.json"  # leakhunt run's own JSON, with unresolved frames too
+REAL = sorted(FIXTURES.glob("investigation-*.json"))
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
@@ -84,6 +86,16 @@ def test_report_is_offline_error_free_and_complete(page: Browser, report: tuple[
     assert counts["verdict"].startswith("Leak found: the stack allocating in leak_request")
     assert counts["width"] <= 1280  # readable at 1280 px: nothing overflows sideways
     page.screenshot(ARTIFACTS / "report-investigation.png")
+
+
+@pytest.mark.parametrize("saved", REAL, ids=[p.name for p in REAL])
+def test_readable_at_1280_px_with_every_stack_open(page: Browser, saved: Path, tmp_path: Path) -> None:
+    inv = jsonio.load(saved)
+    (path,) = write_reports(inv, tmp_path, ["html"])
+    page.open(path)
+    assert_offline_and_clean(page, path)
+    page.eval("document.querySelectorAll('details').forEach(d => d.open = true)")
+    assert page.eval("document.documentElement.scrollWidth") <= 1280
 
 
 def test_flame_graph_hover_and_zoom(page: Browser, report: tuple[Path, Investigation]) -> None:
