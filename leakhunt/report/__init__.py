@@ -21,15 +21,14 @@ pprof      investigation, trace        report.pprof.render_pprof (binary, .pb.gz
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 from leakhunt.errors import UsageError
 from leakhunt.model import Investigation, ScanResult, TraceResult
@@ -101,24 +100,15 @@ def _check_applies(doc: Document, fmt: str) -> None:
         )
 
 
-def _delegate(module: str, name: str) -> Callable[[Document, IO[Any]], None]:
-    """A renderer in another report module, imported only when its format is asked for."""
-    try:
-        mod = importlib.import_module(f"leakhunt.report.{module}")
-    except ImportError as err:
-        raise UsageError(f"this leakhunt cannot write {module} output ({err})") from None
-    func = getattr(mod, name, None)
-    if not callable(func):
-        raise UsageError(f"this leakhunt cannot write {module} output (no {name})")
-    return cast(Callable[[Document, IO[Any]], None], func)
-
-
 def _render_text(doc: Document, fmt: str) -> str:
     if fmt == "json":
         return jsonio.dumps(doc)
     if isinstance(doc, ScanResult) and fmt in ("html", "md"):
+        # report.scan imports this package's html/markdown modules: import it only when needed.
+        from leakhunt.report import scan  # noqa: PLC0415
+
         buf = io.StringIO()
-        _delegate("scan", "render_html" if fmt == "html" else "render_md")(doc, buf)
+        (scan.render_html if fmt == "html" else scan.render_md)(doc, buf)
         return buf.getvalue()
     if fmt == "html":
         return html.render_html(doc)

@@ -137,6 +137,34 @@ def test_trace_renders_in_every_format(inv: Investigation) -> None:
     assert "| 4.00 KiB |" in md
 
 
+def test_real_trace_renders_in_every_format() -> None:
+    """tests/fixtures/exports/trace-bcc-0.26.json: a real BCC memleak -t capture (see its README)."""
+    tr = jsonio.load(FIXTURES.parent / "exports" / "trace-bcc-0.26.json")
+    assert isinstance(tr, TraceResult)
+    unfreed = sum(p.unfreed_count for p in tr.processes)
+    for fmt in FORMATS:
+        assert render_bytes(tr, fmt)
+    html = render_bytes(tr, "html").decode()
+    assert f"{unfreed} allocation(s) totalling" in html and 'id="by-size"' in html
+    md = render_bytes(tr, "md").decode()
+    assert "## Not freed, by size" in md and md.count("<details>") == md.count("</details>")
+
+
+def test_scan_renders_through_the_scan_module() -> None:
+    scan = ScanResult(
+        started_at="2026-11-25T09:00:00+00:00",
+        duration_s=1.0,
+        interval_s=1.0,
+        processes=(),
+        sampled=3,
+        unreadable=0,
+        host="box",
+    )
+    html = render_bytes(scan, "html").decode()
+    assert html.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in html
+    assert render_bytes(scan, "md").decode().strip()
+
+
 def test_scan_refuses_stack_formats() -> None:
     scan = ScanResult(
         started_at="2026-11-25T09:00:00+00:00",
