@@ -134,6 +134,7 @@ def render_investigation(inv: Investigation) -> str:
         flame_growth=flame.growth_graph(inv.findings),
         verdict_words=views.VERDICT_WORDS,
         verdict_order=list(VERDICT_ORDER),
+        snapshots=views.snapshot_rows(inv),
         sparkline=sparkline,
     )
     return html_env().get_template("report/investigation.html.j2").render(ctx)

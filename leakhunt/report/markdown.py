@@ -97,6 +97,7 @@ def render_investigation(inv: Investigation) -> str:
         "verdict": views.verdict_sentence(inv),
         "leaks": found[:3],
         "rows": views.rows(inv),
+        "snapshots": views.snapshot_rows(inv),
         "reproduce": views.reproduce_command(inv, "run" if inv.target.launched else "investigate"),
         "stop": views.stop_text(inv.stop_reason, inv.duration_s, inv.target),
         "quality": views.quality_lines(

@@ -200,6 +200,38 @@ def verdict_sentence(inv: Investigation) -> str:
 
 
 @dataclass(frozen=True)
+class SnapshotRow:
+    """One snapshot in a line: when, how many stacks, how much memory they held."""
+
+    t: float
+    clock: str
+    stacks: int
+    total_bytes: int
+    total_count: int | None
+    truncated: str  # "top 10" when the tool printed only its top N stacks, else ""
+
+
+def snapshot_rows(inv: Investigation) -> list[SnapshotRow]:
+    """Every snapshot with its totals, in time order."""
+    out = []
+    for s in inv.snapshots:
+        counts = [ss.count for ss in s.stacks]
+        out.append(
+            SnapshotRow(
+                t=s.t,
+                clock=s.clock or "",
+                stacks=len(s.stacks),
+                total_bytes=sum(ss.outstanding_bytes for ss in s.stacks),
+                total_count=None
+                if any(c is None for c in counts)
+                else sum(c for c in counts if c is not None),
+                truncated=(f"top {s.top_n}" if s.top_n else "yes") if s.truncated else "",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class UnfreedGroup:
     """Blocks never freed that share a size (or a thread)."""
 
