@@ -97,7 +97,7 @@ def stop_text(stop_reason: str, duration_s: float, target: Target) -> str:
     if stop_reason == "interrupted":
         return f"interrupted after {took}"
     if stop_reason == "duration":
-        return f"ran the planned {took}"
+        return f"ran for the planned duration ({took} in all)"
     if stop_reason == "error":
         return f"stopped by an error after {took}"
     return f"{stop_reason} after {took}"
