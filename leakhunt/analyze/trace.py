@@ -167,19 +167,49 @@ class TraceMatcher:
             proc.unknown_frees += len(old)
 
     def feed_lines(self, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
-        """Parse and match raw trace lines (memleak -t or leakhunt's bpftrace trace output)."""
+        """Parse and match raw trace lines (memleak -t or leakhunt's bpftrace trace output).
+
+        The loop of `import` over millions of lines: the common case (an event of the same,
+        known process as the previous one, in time order) is handled inline.
+        """
         parser = TraceParser(stats)
         feed = parser.feed_fields
         alloc, free = self.alloc, self.free
+        last_pid = -1
+        proc: _Process | None = None
         for line in lines:
             fields = feed(line)
             if fields is None:
                 continue
             kind, t, pid, tid, comm, address, size, known = fields
+            if proc is None or pid != last_pid or not known or proc.pending or t < self._t_end:
+                # anything unusual (another process, a thread without a known process, reordered
+                # events, pending frees): the general path
+                if kind == "alloc":
+                    alloc(t, pid, tid, comm, address, size or 0, pid_known=known)
+                else:
+                    free(t, pid, tid, comm, address, pid_known=known)
+                last_pid = pid
+                proc = self._procs.get(self._alias.get(pid, pid))
+                continue
+            self.events += 1
+            self._t_end = t
             if kind == "alloc":
-                alloc(t, pid, tid, comm, address, size or 0, pid_known=known)
+                proc.allocs += 1
+                bucket = self._rate.get(index := int((t - self._t0) // self.bucket_s))  # type: ignore[operator]
+                if bucket is None:
+                    self._rate[index] = [1, size or 0]
+                else:
+                    bucket[0] += 1
+                    bucket[1] += size or 0
+                if address in proc.outstanding:
+                    proc.missed_frees += 1
+                proc.outstanding[address] = (size or 0, tid, t)
+            elif proc.outstanding.pop(address, None) is not None:
+                proc.frees += 1
             else:
                 free(t, pid, tid, comm, address, pid_known=known)
+                self.events -= 1  # free() counted it again
         return parser
 
     # --- output -----------------------------------------------------------------------------

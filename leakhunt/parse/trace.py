@@ -56,7 +56,6 @@ _BT_FREE = re.compile(
 )
 _ATTACHING = re.compile(r"Attaching to pid \d+, Ctrl\+C to quit\.|Attaching \d+ probes?\.*")
 _LOST = re.compile(r"Lost (?P<n>\d{1,20}) events")
-_UNKNOWN_TUPLE = "('Unknown', 0, 0, 'Unknown', 0.0, 'Unknown')"
 _MAX_DIGITS = 20
 
 
@@ -82,7 +81,9 @@ class TraceParser:
         self.target_comm: str | None = None
         self.started_at: str | None = None
         self.end_time: float | None = None  # when a saved live trace stopped (the events' clock)
-        self.kinds: set[str] = set()  # "memleak" and/or "bpftrace": which trace formats were seen
+        self.memleak_lines = False  # memleak -t tuples were seen
+        self.bpftrace_lines = False  # leakhunt bpftrace trace lines were seen
+        self._comms: dict[str, str] = {}  # task field as printed -> comm
         self._in_traceback = False
 
     def feed(self, line: str) -> TraceEvent | None:
@@ -109,46 +110,58 @@ class TraceParser:
     # --- memleak -t tuples --------------------------------------------------------------------
 
     def _tuple(self, line: str) -> Fields | Literal[False] | None:
-        """A memleak -t tuple's event, None for a tuple that is no event, False for no tuple."""
+        """A memleak -t tuple's event, None for a tuple that is no event, False for no tuple.
+
+        The hot path of `import` and `trace`: string methods only, no regex, cheapest lines first.
+        """
         if len(line) > MAX_LINE:
             return False
         quote = line[-2]
-        if quote not in "'\"":
+        if quote == "'":
+            start, skip = line.rfind(", b'"), 4
+            if start < 0:
+                start, skip = line.rfind(", '"), 3
+        elif quote == '"':
+            start, skip = line.rfind(', b"'), 4
+            if start < 0:
+                start, skip = line.rfind(', "'), 3
+        else:
             return False
-        start = line.rfind(", b" + quote)
-        skip = 4
-        if start < 0:
-            start = line.rfind(", " + quote)
-            skip = 3
         if start < 0:
             return False
-        message = line[start + skip : -2]
+        at = start + skip
+        # a third of memleak's lines; the "alloc exited" line that follows carries size and address
+        if line.startswith("alloc entered, size = ", at):
+            self.memleak_lines = True
+            return None
         parts = line[1:start].rsplit(", ", 4)
         if len(parts) != 5:
             return False
         task, tid_text, _cpu, _flags, ts_text = parts
-        if line == _UNKNOWN_TUPLE or (tid_text == "0" and _unquote(task) == "Unknown"):
+        if len(tid_text) > _MAX_DIGITS or len(ts_text) > 40:
+            return False
+        if tid_text == "0" and _unquote(task) == "Unknown":
             self.unknown_tuples += 1
             self.stats.bad_line(line)
             self.stats.note("memleak printed ('Unknown', ...) for trace lines it could not split")
             return None
-        if len(tid_text) > _MAX_DIGITS or len(ts_text) > 40:
-            return False
         try:
             tid = int(tid_text)
             t = float(ts_text)
         except ValueError:
             return False
-        comm = _unquote(task)
-        self.kinds.add("memleak")
+        self.memleak_lines = True
+        comm = self._comms.get(task)
+        if comm is None:
+            comm = _unquote(task)
+            if len(self._comms) < 4096:
+                self._comms[task] = comm
         mapped = self.tid_pid.get(tid)
-        pid = tid if mapped is None else mapped
-        known = mapped is not None
         # memleak's messages (tools/memleak.py, bpf_trace_printk):
         #   "alloc entered, size = %u", "alloc exited, size = %lu, result = %lx",
         #   "free entered, address = %lx, size = %lu"
-        if message.startswith("alloc exited, size = "):
-            size_text, _, addr_text = message[21:].partition(", result = ")
+        if line.startswith("alloc exited, size = ", at):
+            size_text, _, addr_text = line[at + 21 : -2].partition(", result = ")
             if not addr_text or len(addr_text) > 16 or len(size_text) > _MAX_DIGITS:
                 self._foreign(line)
                 return None
@@ -161,9 +174,11 @@ class TraceParser:
             if address == 0:
                 self.failed_allocs += 1  # a failed allocation (NULL): nothing to free later
                 return None
-            return ("alloc", t, pid, tid, comm, address, size, known)
-        if message.startswith("free entered, address = "):
-            addr_text, _, size_text = message[24:].partition(", size = ")
+            if mapped is None:
+                return ("alloc", t, tid, tid, comm, address, size, False)
+            return ("alloc", t, mapped, tid, comm, address, size, True)
+        if line.startswith("free entered, address = ", at):
+            addr_text, _, size_text = line[at + 24 : -2].partition(", size = ")
             if len(addr_text) > 16 or len(size_text) > _MAX_DIGITS:
                 self._foreign(line)
                 return None
@@ -173,9 +188,9 @@ class TraceParser:
             except ValueError:
                 self._foreign(line)
                 return None
-            return ("free", t, pid, tid, comm, address, free_size, known)
-        if message.startswith("alloc entered, size = "):
-            return None  # the matching "alloc exited" line carries the size and the address
+            if mapped is None:
+                return ("free", t, tid, tid, comm, address, free_size, False)
+            return ("free", t, mapped, tid, comm, address, free_size, True)
         self._foreign(line)
         return None
 
@@ -190,7 +205,7 @@ class TraceParser:
         if m is None:
             self._other(line)
             return None
-        self.kinds.add("bpftrace")
+        self.bpftrace_lines = True
         t = int(m.group("ns")) / 1e9
         pid, tid, address = int(m.group("pid")), int(m.group("tid")), int(m.group("addr"), 16)
         if line[0] == "A":

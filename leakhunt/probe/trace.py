@@ -41,7 +41,8 @@ ATTACH_TIMEOUT_BPFTRACE = 60.0
 ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its program with clang first: slow on a busy host
 POLL = 0.2
 ATTACHED_PREFIX = "leakhunt: tracing pid"
-ATTACH_ATTEMPTS = 4
+ATTACH_RETRY_S = 90.0  # keep retrying an attach refused because of another tracer this long
+ATTACH_RETRY_PAUSE_S = 3.0
 BACKLOG_QUIET_S = 1.0  # the tracer is caught up once it printed nothing for this long...
 BACKLOG_MAX_S = 15.0  # ...or after this much reading at the end at most (the target exited)
 BACKLOG_LIVE_S = 2.0  # the same when the target still runs (it may allocate forever)
@@ -108,6 +109,7 @@ class _Trace:
         self.target_pid = 0
         self.target_comm = ""
         self.seen_tids: set[int] = set()
+        self.argv: tuple[str, ...] = ()
         self.exec_info: sample.ProcessInfo | None = None  # a launched command, once it exec'd
 
     # --- the run ----------------------------------------------------------------------------
@@ -127,14 +129,14 @@ class _Trace:
             assert pid is not None
             info = tools.check_pid(pid)
             self.target_pid, self.target_comm = pid, info.comm
-            argv, env = self._command(pid, workdir)
+            self.argv, env = self._command(pid, workdir)
             if self.opts.raw_path is not None:
                 self.raw = _open_private(self.opts.raw_path)
             self._record(f"leakhunt: target pid {pid} comm {info.comm}")
             self._record(f"leakhunt: started_at {started_at}")
-            probe = runner.Child(argv, env={**os.environ, **env}, name=os.path.basename(argv[0]))
+            probe = runner.Child(self.argv, env={**os.environ, **env}, name=os.path.basename(self.argv[0]))
             try:
-                probe = self._attach(probe, argv, env, pid, gate)
+                probe = self._attach(probe, pid, gate, workdir)
                 self.say(f"tracing pid {pid} ({info.comm}) with {self.backend} for {self.opts.duration:g} s")
                 if gate is not None:
                     gate.release()
@@ -193,7 +195,7 @@ class _Trace:
             exited_early=stop_reason == "target-exited",
         )
         name: BackendName = "bcc" if self.backend == "bcc" else "bpftrace"
-        backend = BackendInfo(name, self.tool.path, self.tool.version, argv, self.reason)
+        backend = BackendInfo(name, self.tool.path, self.tool.version, self.argv, self.reason)
         return build_result(
             self.matcher.summary(older_than_s=self.opts.older_than_ms / 1000, end_time=self.parser.end_time),
             self.stats,
@@ -211,39 +213,54 @@ class _Trace:
             return (self.tool.path, "-p", str(pid), "-t"), {"PYTHONUNBUFFERED": "1"}
         script = render_trace_script(pid, tools.target_libc(pid))
         path = os.path.join(workdir, "trace.bt")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # an earlier attempt's (workdir is our own mkdtemp)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(script)
         return (self.tool.path, path), {}
 
     def _attach(
-        self,
-        probe: runner.Child,
-        argv: tuple[str, ...],
-        env: dict[str, str],
-        pid: int,
-        gate: runner.GatedCommand | None,
+        self, probe: runner.Child, pid: int, gate: runner.GatedCommand | None, workdir: str
     ) -> runner.Child:
         """Wait until ``probe`` is attached; start it again when another tracer was in the way.
 
         BCC 0.26 registers its uprobes with a reference-counter offset and bpftrace without one;
         the kernel refuses a second uprobe on the same instruction that differs in it ("ref_ctr_offset
-        mismatch" in dmesg, EINVAL to the tool), so the two cannot probe malloc at the same time.
+        mismatch" in dmesg, EINVAL to the tool), so the two cannot probe malloc/free at the same
+        time. With --backend auto the other tracer is tried at once (it shares with its own kind);
+        otherwise the attach is retried for ATTACH_RETRY_S.
         """
-        for attempt in range(ATTACH_ATTEMPTS):
+        give_up = time.monotonic() + ATTACH_RETRY_S
+        switched = False
+        while True:
             try:
                 self._wait_attached(probe, pid, gate)
                 return probe
             except ProbeFailed as err:
-                if attempt + 1 == ATTACH_ATTEMPTS or not _attach_conflict(err.stderr):
+                if time.monotonic() > give_up or not _attach_conflict(err.stderr):
                     raise
             probe.stop(grace=2.0)
-            self.notes.append(
-                f"{self.backend} could not attach (another tracer on the same function); retried"
-            )
-            time.sleep(2.0 * (attempt + 1))
-            probe = runner.Child(argv, env={**os.environ, **env}, name=os.path.basename(argv[0]))
-        return probe
+            other = _other_backend(self.backend) if self.opts.backend == "auto" and not switched else None
+            if other is not None:
+                switched = True
+                self.notes.append(
+                    f"{self.backend} could not attach: another tracer holds an incompatible probe on "
+                    f"the same function; traced with {other[0]} instead"
+                )
+                self.say(f"{self.backend} could not attach (another tracer in the way); trying {other[0]}")
+                self.backend, self.tool = other
+                self.reason = f"auto: {other[0]} ({self.notes[-1]})"
+            else:
+                note = (
+                    f"{self.backend} could not attach at first (another tracer on the same function); retried"
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
+                    self.say("another tracer holds a probe on the same function; retrying")
+                time.sleep(ATTACH_RETRY_PAUSE_S)
+            self.argv, env = self._command(pid, workdir)
+            probe = runner.Child(self.argv, env={**os.environ, **env}, name=os.path.basename(self.argv[0]))
 
     def _wait_attached(self, probe: runner.Child, pid: int, gate: runner.GatedCommand | None) -> None:
         timeout = ATTACH_TIMEOUT_BCC if self.backend == "bcc" else ATTACH_TIMEOUT_BPFTRACE
@@ -454,6 +471,17 @@ def _pid_alive(pid: int) -> bool:
 def _same_process(pid: int, create_time: float) -> bool:
     info = sample.describe(pid)
     return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+
+
+def _other_backend(backend: str) -> tuple[str, tools.Tool] | None:
+    """The other tracer, when it is installed and usable for tracing."""
+    if backend == "bpftrace":
+        memleak = tools.find_memleak()
+        if memleak is not None and memleak.flavor != "libbpf" and tools.kernel_headers_dir() is not None:
+            return "bcc", memleak
+        return None
+    bpftrace = tools.find_bpftrace()
+    return ("bpftrace", bpftrace) if bpftrace is not None else None
 
 
 def _attach_conflict(stderr: str) -> bool:
