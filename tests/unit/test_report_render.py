@@ -249,9 +249,11 @@ def test_a_run_without_data_still_renders_and_says_so(inv: Investigation) -> Non
     )
     html = render_bytes(empty, "html").decode()
     assert "No data: the probe took no snapshot (interrupted after 0.8 s)." in html
+    assert "Partial run: interrupted after 0.8 s." in html
     assert "was not sampled" in html and "nothing to show" in html
     md = render_bytes(empty, "md").decode()
     assert "No data: the probe took no snapshot" in md and "No stack was judged a leak." in md
+    assert "> Partial run: interrupted after 0.8 s." in md
     assert jsonio.loads(render_bytes(empty, "json").decode()) == empty
 
 
