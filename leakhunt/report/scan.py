@@ -190,7 +190,7 @@ def reproduce_command(scan: ScanResult) -> str:
 def render_html(scan: ScanResult, stream: IO[str]) -> None:
     """Write the self-contained HTML report of ``scan`` to ``stream``."""
     # The same page frame, CSS, script and CSP as the other reports (report.html).
-    ctx = html_report._common(f"leakhunt scan: {scan.host or 'host'}")
+    ctx = html_report.page_context(f"leakhunt scan: {scan.host or 'host'}")
     ctx.update(_context(scan))
     ctx["chart"] = trend_chart
     stream.write(html_env().get_template("report/scan.html.j2").render(ctx))
@@ -201,4 +201,4 @@ def render_md(scan: ScanResult, stream: IO[str]) -> None:
     ctx = _context(scan)
     # One line of SVG (line_chart escapes every text it draws), so it stays one raw-HTML block.
     ctx["chart"] = lambda p: str(trend_chart(p)).replace("\n", " ")
-    stream.write(md_report._env().get_template("report/scan.md.j2").render(ctx))
+    stream.write(md_report.environment().get_template("report/scan.md.j2").render(ctx))
