@@ -92,7 +92,8 @@ def generate(path: Path, n_lines: int, seed: int = 1) -> int:
                 live[i], live[-1] = live[-1], live[i]
                 address = live.pop()
                 out.append(
-                    f"(b'app', {tid}, 1, b'...11', {t:.6f}, b'free entered, address = {address:x}, size = 0')\n"
+                    f"(b'app', {tid}, 1, b'...11', {t:.6f}, "
+                    f"b'free entered, address = {address:x}, size = 0')\n"
                 )
                 lines += 1
             if len(out) >= 10_000:
@@ -140,7 +141,10 @@ def main() -> None:
         half = Path(tmp) / "half.log"
         t0 = time.perf_counter()
         n = generate(log, args.lines)
-        print(f"generated {n:,} lines ({log.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated {n:,} lines ({log.stat().st_size / 2**20:.0f} MiB) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         with open(log) as src, open(half, "w") as dst:
             for i, line in enumerate(src):
                 if i >= n // 2:
@@ -149,8 +153,8 @@ def main() -> None:
 
         py = [sys.executable, "-c", OURS]
         ours, wall, rss = run_measured([*py, str(log)])
-        count, nbytes, allocs, frees, unknown, lines, parse_s = ours.split()
-        idle, _, idle_rss = run_measured([sys.executable, "-c", "import leakhunt.analyze.trace"])
+        count, nbytes, allocs, frees, unknown, _lines, parse_s = ours.split()
+        _, _, idle_rss = run_measured([sys.executable, "-c", "import leakhunt.analyze.trace"])
         half_out, _, half_rss = run_measured([*py, str(half)])
         rows = [
             ("leakhunt", n / float(parse_s), rss, f"{int(count):,} unfreed, {int(nbytes):,} B"),
@@ -159,7 +163,14 @@ def main() -> None:
         if awk:
             awk_out, awk_wall, awk_rss = run_measured([awk, AWK, str(log)])
             a_count, a_bytes, *_ = awk_out.split()
-            rows.append((f"awk ({os.path.basename(awk)})", n / awk_wall, awk_rss, f"{int(a_count):,} unfreed, {int(a_bytes):,} B"))
+            rows.append(
+                (
+                    f"awk ({os.path.basename(awk)})",
+                    n / awk_wall,
+                    awk_rss,
+                    f"{int(a_count):,} unfreed, {int(a_bytes):,} B",
+                )
+            )
         print(f"\n{'':16} {'lines/s':>12} {'peak RSS':>10}   result")
         for name, rate, mem, result in rows:
             print(f"{name:16} {rate:12,.0f} {mem:8.1f} MiB   {result}")
@@ -167,15 +178,13 @@ def main() -> None:
             f"\nleakhunt: {int(allocs):,} allocations, {int(frees):,} frees, {int(unknown):,} unknown frees; "
             f"parse+match {float(parse_s):.2f} s of {wall:.2f} s wall (interpreter start included)"
         )
-        print(f"memory: interpreter + leakhunt import alone {idle_rss:.1f} MiB; ")
-        print(
-            f"        first half of the log ({n // 2:,} lines, {half_out.split()[0]} unfreed): {half_rss:.1f} MiB; "
-            f"whole log ({n:,} lines, {count} unfreed): {rss:.1f} MiB"
-        )
+        print(f"peak memory: interpreter + leakhunt imports alone {idle_rss:.1f} MiB;")
+        half_unfreed = half_out.split()[0]
+        print(f"  first half of the log ({n // 2:,} lines, {half_unfreed} unfreed): {half_rss:.1f} MiB;")
+        print(f"  whole log ({n:,} lines, {count} unfreed): {rss:.1f} MiB")
         print("goal: >= 500,000 lines/s; memory follows the outstanding blocks, not the log's length")
         if awk and awk_out.split()[:2] != [count, nbytes]:
             raise SystemExit(f"MISMATCH: awk says {awk_out!r}, leakhunt {count} {nbytes}")
-        del idle
 
 
 if __name__ == "__main__":

@@ -65,6 +65,23 @@ if selected bcc_trace; then
   kill -INT "$mpid"; wait "$mpid" 2>/dev/null
   stop_pid "$tpid"
 fi
+# 4b. Two memleak -t at once (two targets): the kernel's trace_pipe takes one reader only, so the
+#     second memleak crashes with EBUSY (-b.txt) while the first traces normally (-a.txt).
+if selected bcc_trace_two; then
+  start_target "$fx/bcc-0.26-trace-two-a.expected" "$bin/trace_leaker" 40
+  apid=$tpid
+  start_target "$fx/bcc-0.26-trace-two-b.expected" "$bin/trace_leaker" 40
+  bpid_t=$tpid
+  "${with_sigint[@]}" "$memleak" -p "$apid" -t >"$fx/bcc-0.26-trace-two-a.txt" 2>&1 &
+  ma=$!
+  "${with_sigint[@]}" "$memleak" -p "$bpid_t" -t >"$fx/bcc-0.26-trace-two-b.txt" 2>&1 &
+  mb=$!
+  wait_for "$fx/bcc-0.26-trace-two-a.txt" '^Attaching' 60; wait_for "$fx/bcc-0.26-trace-two-b.txt" '^Attaching' 60; sleep 2
+  kill -USR1 "$apid" "$bpid_t"
+  wait_for "$fx/bcc-0.26-trace-two-a.expected" '^done' 30; wait_for "$fx/bcc-0.26-trace-two-b.expected" '^done' 30; sleep 1
+  kill -INT "$ma" "$mb"; wait "$ma" "$mb" 2>/dev/null
+  stop_pid "$apid"; stop_pid "$bpid_t"
+fi
 # 5. bpftrace: leakhunt's probe protocol (time, then @bytes and @count by ustack), JSON and text,
 #    perf-style and default stack keys.
 bt_protocol() { # $1 = PID, $2 = ustack argument ("perf" or "")
@@ -101,7 +118,7 @@ if selected bt_trace && [ -x .venv/bin/python ]; then
   .venv/bin/python -c "from leakhunt.probe.trace import render_trace_script as r; import sys; print(r(int(sys.argv[1]), sys.argv[2]))" "$tpid" "$libc" >/tmp/lh_trace.bt
   "${with_sigint[@]}" bpftrace -p "$tpid" /tmp/lh_trace.bt >"$fx/bpftrace-0.17-trace.txt" 2>/dev/null &
   bpid=$!
-  wait_for "$fx/bpftrace-0.17-trace.txt" 'leakhunt: attached' 30
+  wait_for "$fx/bpftrace-0.17-trace.txt" 'leakhunt: tracing pid' 60 || { echo 'bpftrace did not attach' >&2; kill -INT $bpid; stop_pid "$tpid"; exit 1; }
   kill -USR1 "$tpid"
   wait_for "$fx/bpftrace-0.17-trace.expected" '^done' 30; sleep 1
   kill -INT "$bpid"; wait "$bpid" 2>/dev/null

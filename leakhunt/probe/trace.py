@@ -388,6 +388,13 @@ def build_result(
                 f"{sum(p.alloc_count + p.free_count for p in others)} events of {len(others)} other "
                 "process(es) interleaved in the trace pipe were left out"
             )
+    unknown = sum(p.unknown_frees for p in processes)
+    if backend.name == "bcc" and unknown:
+        notes.append(
+            f"{unknown} free(s) of blocks whose allocation is not in the trace: memleak prints only "
+            "frees of blocks it saw allocated, so trace lines are missing (lost, or read by another "
+            "trace_pipe reader)"
+        )
     if summary.missed_frees:
         notes.append(
             f"{summary.missed_frees} allocation(s) reused an address still outstanding: "
@@ -485,14 +492,30 @@ def _other_backend(backend: str) -> tuple[str, tools.Tool] | None:
 
 
 def _attach_conflict(stderr: str) -> bool:
+    """The tracer failed because of another tracer (it may work later, or the other backend now)."""
     text = stderr.lower()
-    return "cannot attach uprobe" in text or "error attaching probe" in text or "invalid argument" in text
+    return (
+        "cannot attach uprobe" in text
+        or "error attaching probe" in text
+        or "invalid argument" in text
+        or _pipe_busy(stderr)
+    )
+
+
+def _pipe_busy(stderr: str) -> bool:
+    # BCC's -t reads the kernel's trace_pipe, which takes one reader at a time
+    return "resource busy" in stderr.lower() and "trace_pipe" in stderr
 
 
 def _hint(stderr: str) -> str:
     text = stderr.lower()
     if "kernel headers" in text or "failed to compile bpf module" in text:
         return tools.SETUP_HINT
+    if _pipe_busy(stderr):
+        return (
+            "another program reads the kernel's trace_pipe (a second `memleak -t`, `cat trace_pipe`); "
+            "it takes one reader at a time: stop it, or use --backend bpftrace"
+        )
     if _attach_conflict(stderr):
         return (
             "another tracer probes the same function in a way the kernel cannot share (dmesg shows "

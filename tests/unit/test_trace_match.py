@@ -185,3 +185,16 @@ def test_a_free_printed_before_its_allocation_still_matches() -> None:
     assert (proc.alloc_count, proc.free_count, proc.unknown_frees) == (2, 1, 1)
     assert proc.unfreed == (Unfreed(0xDEF0, 64, 9, 2.000001),)
     assert s.rate[0][0] <= 0.0 and sum(n for _, n, _ in s.rate) == 2
+
+
+def test_two_memleak_tracers_at_once_the_first_is_exact_the_second_crashes() -> None:
+    """Captured: two `memleak -t` on two targets. The kernel's trace_pipe takes one reader."""
+    leaks, count, total = expected("bcc-0.26-trace-two-a.expected")
+    first = replay((FIXTURES / "bcc-0.26-trace-two-a.txt").read_text().splitlines())
+    got = {(u.address, u.size, u.tid) for p in first.processes for u in p.unfreed}
+    assert got == leaks and len(got) == count == 18
+    assert sum(p.unfreed_bytes for p in first.processes) == total
+    stats = ParseStats()
+    second = replay((FIXTURES / "bcc-0.26-trace-two-b.txt").read_text().splitlines(), stats)
+    assert second.events == 0 and stats.unparsed == 0
+    assert any("crashed" in n and "Device or resource busy" in n for n in stats.notes)
