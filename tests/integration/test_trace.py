@@ -26,9 +26,8 @@ Leak = tuple[int, int, int]  # address, size, tid
 
 
 def leakhunt(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "leakhunt", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    argv = [sys.executable, "-m", "leakhunt", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def read_leaks(lines: list[str]) -> tuple[set[Leak], int, int]:

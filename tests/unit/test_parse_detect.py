@@ -75,7 +75,8 @@ def test_bcc_frames(text: str, frame: Frame | None) -> None:
         ("\t3 [<00007f939ce4224a>] __libc_start_call_main+0x7a [/usr/lib/libc.so.6]",
          Frame("__libc_start_call_main", 0x7A, "libc.so.6", 0x7F939CE4224A)),
         ("\t4 [<0000000000000001>] <null sym>", Frame("[unknown]", None, None, 1)),
-        ("\t0 [<ffffffff816360c7>] __kmalloc_cache_noprof+0x237", Frame("__kmalloc_cache_noprof", 0x237, None, 0xFFFFFFFF816360C7)),
+        ("\t0 [<ffffffff816360c7>] __kmalloc_cache_noprof+0x237",
+         Frame("__kmalloc_cache_noprof", 0x237, None, 0xFFFFFFFF816360C7)),
         ("not a frame", None),
     ],
 )  # fmt: skip
