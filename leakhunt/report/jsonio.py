@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -300,9 +301,31 @@ def to_dict(doc: Document) -> dict[str, object]:
     raise TypeError(f"not a leakhunt document: {type(doc).__name__}")
 
 
+# An object or array holding no other object or array, spread over lines by json.dumps(indent=...).
+# Newlines inside JSON strings are always escaped, so a raw newline after "{" or "[" is structure.
+_LEAF = re.compile(r"[{\[]\n[^{}\[\]]*?\n *[}\]]")
+_LEAF_MAX = 160
+
+
+def _join_leaf(m: re.Match[str]) -> str:
+    text = m.group(0)
+    if '"' in text and len(text) > _LEAF_MAX:
+        return text  # long lists of strings (frames, command lines) read better one per line
+    # split("\n") and strip(" "): str.splitlines() and strip() would also cut at characters such
+    # as U+0085 or U+2028, which ensure_ascii=False leaves raw inside strings.
+    parts = [line.strip(" ") for line in text.split("\n")]
+    return parts[0] + " ".join(parts[1:-1]) + parts[-1]
+
+
 def dumps(doc: Document) -> str:
-    """The document as JSON text (indented, UTF-8 safe, ends with a newline)."""
-    return json.dumps(to_dict(doc), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    """The document as JSON text (UTF-8, ends with a newline).
+
+    Indented for people, except that small leaf objects and arrays (a snapshot's entry for one
+    stack, a series point, an [address, size] pair) stay on one line: a long run has hundreds of
+    thousands of them, and one line each keeps the file a fraction of the fully indented size.
+    """
+    text = json.dumps(to_dict(doc), indent=1, ensure_ascii=False, allow_nan=False)
+    return _LEAF.sub(_join_leaf, text) + "\n"
 
 
 def dump(doc: Document, stream: IO[str]) -> None:

@@ -238,6 +238,9 @@ def line_chart(
 def sparkline(values: Sequence[float], *, title: str = "", width: int = 110, height: int = 22) -> Markup:
     """A tiny inline trend line (no axes) for a table cell; ``title`` is its tooltip."""
     good = [v for v in values if math.isfinite(v)]
+    if len(good) > 60:
+        # A 110-pixel line cannot show more; long runs would otherwise bloat every table row.
+        good = [good[round(i * (len(good) - 1) / 59)] for i in range(60)]
     tip = f"<title>{escape(title)}</title>" if title else ""
     if len(good) < 2:
         return Markup(  # noqa: S704 - only escaped text

@@ -145,6 +145,17 @@ class Row:
     reason: str
     series: tuple[float, ...]  # outstanding bytes per snapshot where seen
 
+    @property
+    def trend_text(self) -> str:
+        """The sparkline's tooltip: first, peak and last value."""
+        if not self.series:
+            return "not seen in any snapshot"
+        first, peak, last = self.series[0], max(self.series), self.series[-1]
+        return (
+            f"{len(self.series)} snapshots: first {human_bytes(first)}, peak {human_bytes(peak)}, "
+            f"last {human_bytes(last)}"
+        )
+
 
 def rows(inv: Investigation) -> list[Row]:
     """Every finding as a table row, in rank order."""

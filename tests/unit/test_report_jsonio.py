@@ -144,3 +144,14 @@ def test_schema_md_documents_every_key_written(doc: jsonio.Document) -> None:
     documented = set(re.findall(r"`([a-z_][a-z0-9_]*)`", schema))
     missing = _keys(jsonio.to_dict(doc)) - documented
     assert not missing, f"keys written but not documented in SCHEMA.md: {sorted(missing)}"
+
+
+def test_one_line_leaves_never_change_strings() -> None:
+    """Compact leaves are joined at raw newlines only: strings with line-like characters survive."""
+    doc = jsonio.load(REAL[0])
+    assert isinstance(doc, Investigation)
+    odd = ("a\x85b", "c\u2028d", "e\nf", " {g} ", "[h]\n", "\r", "  ")
+    doc = dataclasses.replace(doc, target=dataclasses.replace(doc.target, cmdline=odd), options=(("k", "\x85 "),))
+    text = jsonio.dumps(doc)
+    assert jsonio.loads(text) == doc
+    assert '\n  "cmdline": [' in text or '"cmdline": ["a' in text
