@@ -151,7 +151,9 @@ def test_one_line_leaves_never_change_strings() -> None:
     doc = jsonio.load(REAL[0])
     assert isinstance(doc, Investigation)
     odd = ("a\x85b", "c\u2028d", "e\nf", " {g} ", "[h]\n", "\r", "  ")
-    doc = dataclasses.replace(doc, target=dataclasses.replace(doc.target, cmdline=odd), options=(("k", "\x85 "),))
+    doc = dataclasses.replace(
+        doc, target=dataclasses.replace(doc.target, cmdline=odd), options=(("k", "\x85 "),)
+    )
     text = jsonio.dumps(doc)
     assert jsonio.loads(text) == doc
     assert '\n  "cmdline": [' in text or '"cmdline": ["a' in text
