@@ -1,6 +1,6 @@
 """How long rendering takes, and how big the reports get, for a long run with many stacks.
 
-    .venv/bin/python scripts/bench_report.py [--stacks 1000] [--snapshots 720]
+    .venv/bin/python scripts/bench_report.py [--stacks 300] [--snapshots 720]
 
 A synthetic investigation (an hour at 5 s intervals by default, every stack in every snapshot:
 more than memleak's top-N output ever holds) is rendered in every format; the figures print beside
@@ -73,7 +73,7 @@ def measure(label: str, doc: Investigation) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stacks", type=int, default=1000)
+    ap.add_argument("--stacks", type=int, default=300)
     ap.add_argument("--snapshots", type=int, default=720)
     args = ap.parse_args()
     anchor = jsonio.load(ROOT / "tests" / "fixtures" / "reports" / "investigation-bpftrace.json")
