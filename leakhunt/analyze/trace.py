@@ -20,17 +20,22 @@ Memory: the outstanding allocations, plus one small counter per rate bucket. The
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from leakhunt.model import TraceEvent, TraceProcess, Unfreed
 from leakhunt.parse import ParseStats
-from leakhunt.parse.trace import TraceParser
+from leakhunt.parse.trace import Fields, TraceParser
 
 MAX_RATE_BUCKETS = 240
 # How far apart (seconds) an allocation and its free may arrive out of order. bpftrace reads its
 # per-CPU buffers one after the other, so a thread that moved CPU can have its free printed first.
 REORDER_WINDOW_S = 1.0
+# bpftrace's per-CPU buffers deliver whole runs of events late (captured here: 55 ms). Its events
+# are sorted by timestamp through a buffer this deep (seconds of events); memleak -t's come from
+# the kernel's trace pipe, already in order.
+SORT_WINDOW_S = 0.5
 _PURGE_EVERY = 4096
 
 
@@ -77,8 +82,11 @@ class TraceSummary:
 class TraceMatcher:
     """Streaming alloc/free matcher. Feed events (or parser fields); ask ``summary()`` at the end."""
 
-    def __init__(self, *, bucket_s: float = 1.0, pids: Iterable[int] | None = None) -> None:
-        """``pids``: keep only these processes (the traced target); None keeps every process."""
+    def __init__(
+        self, *, bucket_s: float = 1.0, pids: Iterable[int] | None = None, sort_window_s: float = 0.0
+    ) -> None:
+        """``pids``: keep only these processes (the traced target); None keeps every process.
+        ``sort_window_s`` > 0: events may arrive that late; they are put in time order first."""
         self.bucket_s = bucket_s if bucket_s > 0 else 1.0
         self.only = frozenset(pids) if pids is not None else None
         self._procs: dict[int, _Process] = {}
@@ -89,6 +97,10 @@ class TraceMatcher:
         self._t_end = 0.0
         self.events = 0
         self.merged = 0
+        self.sort_window_s = sort_window_s
+        self._heap: list[tuple[float, int, Fields]] = []
+        self._seq = 0
+        self._latest = float("-inf")
 
     # --- input ------------------------------------------------------------------------------
 
@@ -166,11 +178,38 @@ class TraceMatcher:
                 del proc.pending[address]
             proc.unknown_frees += len(old)
 
+    def event(self, fields: Fields) -> None:
+        """One parsed event (``TraceParser.feed_fields``), through the sorting buffer if enabled."""
+        if self.sort_window_s <= 0:
+            self._dispatch(fields)
+            return
+        t = fields[1]
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, fields))
+        self._latest = max(self._latest, t)
+        ready = self._latest - self.sort_window_s
+        heap = self._heap
+        while heap and heap[0][0] <= ready:
+            self._dispatch(heapq.heappop(heap)[2])
+
+    def flush(self) -> None:
+        """Match what the sorting buffer still holds (end of input)."""
+        while self._heap:
+            self._dispatch(heapq.heappop(self._heap)[2])
+
+    def _dispatch(self, fields: Fields) -> None:
+        kind, t, pid, tid, comm, address, size, known = fields
+        if kind == "alloc":
+            self.alloc(t, pid, tid, comm, address, size or 0, pid_known=known)
+        else:
+            self.free(t, pid, tid, comm, address, pid_known=known)
+
     def feed_lines(self, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
         """Parse and match raw trace lines (memleak -t or leakhunt's bpftrace trace output).
 
         The loop of `import` over millions of lines: the common case (an event of the same,
-        known process as the previous one, in time order) is handled inline.
+        known process as the previous one, in time order) is handled inline. bpftrace's lines are
+        sorted by time first (``SORT_WINDOW_S``).
         """
         parser = TraceParser(stats)
         feed = parser.feed_fields
@@ -180,6 +219,11 @@ class TraceMatcher:
         for line in lines:
             fields = feed(line)
             if fields is None:
+                continue
+            if parser.bpftrace_lines:
+                if self.sort_window_s <= 0:
+                    self.sort_window_s = SORT_WINDOW_S
+                self.event(fields)
                 continue
             kind, t, pid, tid, comm, address, size, known = fields
             if proc is None or pid != last_pid or not known or proc.pending or t < self._t_end:
@@ -220,6 +264,7 @@ class TraceMatcher:
         ``end_time`` is when tracing stopped, on the events' clock, when known (ages are measured
         to it); otherwise the last event's time.
         """
+        self.flush()
         if end_time is not None and end_time > self._t_end:
             self._t_end = end_time
         self._purge(float("inf"))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from leakhunt import __version__, sample
-from leakhunt.analyze.trace import TraceMatcher, TraceSummary
+from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
 from leakhunt.errors import ProbeFailed, TargetError, ToolMissing, UsageError
 from leakhunt.model import BackendInfo, BackendName, Target, TraceProcess, TraceResult
 from leakhunt.parse import ParseStats
@@ -104,6 +104,7 @@ class _Trace:
         self.stats = ParseStats()
         self.parser = TraceParser(self.stats)
         self.matcher = TraceMatcher(bucket_s=opts.bucket_s)
+        self._sort_events()
         self.notes: list[str] = []
         self.raw: IO[str] | None = None
         self.target_pid = 0
@@ -250,6 +251,7 @@ class _Trace:
                 )
                 self.say(f"{self.backend} could not attach (another tracer in the way); trying {other[0]}")
                 self.backend, self.tool = other
+                self._sort_events()
                 self.reason = f"auto: {other[0]} ({self.notes[-1]})"
             else:
                 note = (
@@ -333,13 +335,8 @@ class _Trace:
             self._map_thread(line)
         self._record(line)
         fields = self.parser.feed_fields(line)
-        if fields is None:
-            return
-        kind, t, fpid, tid, comm, address, size, known = fields
-        if kind == "alloc":
-            self.matcher.alloc(t, fpid, tid, comm, address, size or 0, pid_known=known)
-        else:
-            self.matcher.free(t, fpid, tid, comm, address, pid_known=known)
+        if fields is not None:
+            self.matcher.event(fields)
 
     def _map_thread(self, line: str) -> None:
         """memleak names threads only: find each new thread's process while it still lives."""
@@ -359,6 +356,10 @@ class _Trace:
         note = f"leakhunt: tid {tid} pid {tgid}"
         self._record(note)
         self.parser.feed_fields(note)
+
+    def _sort_events(self) -> None:
+        # bpftrace delivers per-CPU runs of events late: sort them (memleak's trace pipe is ordered)
+        self.matcher.sort_window_s = SORT_WINDOW_S if self.backend == "bpftrace" else 0.0
 
     def _record(self, line: str) -> None:
         if self.raw is not None:

@@ -198,3 +198,13 @@ def test_two_memleak_tracers_at_once_the_first_is_exact_the_second_crashes() -> 
     second = replay((FIXTURES / "bcc-0.26-trace-two-b.txt").read_text().splitlines(), stats)
     assert second.events == 0 and stats.unparsed == 0
     assert any("crashed" in n and "Device or resource busy" in n for n in stats.notes)
+
+
+def test_captured_bpftrace_trace_replays_to_exactly_what_the_target_leaked() -> None:
+    leaks, count, total = expected("bpftrace-0.17-trace.expected")
+    stats = ParseStats()
+    summary = replay((FIXTURES / "bpftrace-0.17-trace.txt").read_text().splitlines(), stats)
+    (proc,) = summary.processes  # bpftrace prints the process id: one process, three threads
+    assert {(u.address, u.size, u.tid) for u in proc.unfreed} == leaks
+    assert (proc.unfreed_count, proc.unfreed_bytes) == (count, total) == (27, 46656)
+    assert stats.unparsed == 0 and stats.notes == []  # its status lines are expected, not news
