@@ -125,6 +125,7 @@ def render_investigation(inv: Investigation) -> str:
         top=found[0] if found else None,
         top_frame=views.top_frame(found[0]) if found else "",
         rows=views.rows(inv),
+        other_leaks=[r for r in views.rows(inv) if r.verdict == "leak"][1:6],
         reproduce=views.reproduce_command(inv, "run" if inv.target.launched else "investigate"),
         stop=views.stop_text(inv.stop_reason, inv.duration_s, inv.target),
         quality=views.quality_lines(inv.quality, snapshots=len(inv.snapshots), truncated_snapshots=truncated),

@@ -73,7 +73,8 @@ def test_html_has_summary_charts_flame_table_and_quality(inv: Investigation) -> 
     # every stack in the sortable table, the plateau too
     table = html[html.index('id="stack-table"') :]
     table = table[: table.index("</table>")]
-    assert table.count("<tr>") == len(inv.findings) + 1
+    assert table.count("<tr") == len(inv.findings) + 1
+    assert all(f'<tr id="stack-{f.rank}">' in table for f in inv.findings)
     assert "plateau" in table and "data-sort" in table
     # data quality lists every field
     for label in (
@@ -262,3 +263,13 @@ def test_no_leak_verdict_mentions_plateaus(inv: Investigation) -> None:
     html = render_bytes(calm, "html").decode()
     wanted = r"No leak found over [\d.]+ s: \d stack\(s\) grew and then stopped growing \(plateau\)"
     assert re.search(wanted, html)
+
+
+def test_other_leaks_are_listed_under_the_top_one(inv: Investigation) -> None:
+    second = dataclasses.replace(inv.findings[1], verdict="leak")
+    doc = dataclasses.replace(inv, findings=(inv.findings[0], second, *inv.findings[2:]))
+    html = render_bytes(doc, "html").decode()
+    others = html[html.index('id="other-leaks"') :]
+    others = others[: others.index("</ul>")]
+    assert f'href="#stack-{second.rank}"' in others and "warm_cache" in others
+    assert "(2 leaking stacks in all)" in html
