@@ -212,7 +212,7 @@ class _Trace:
     def _command(self, pid: int, workdir: str) -> tuple[tuple[str, ...], dict[str, str]]:
         if self.backend == "bcc":
             return (self.tool.path, "-p", str(pid), "-t"), {"PYTHONUNBUFFERED": "1"}
-        script = render_trace_script(pid, tools.target_libc(pid))
+        script = render_trace_script(pid, _libc(pid))
         path = os.path.join(workdir, "trace.bt")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # an earlier attempt's (workdir is our own mkdtemp)
@@ -479,6 +479,18 @@ def _pid_alive(pid: int) -> bool:
 def _same_process(pid: int, create_time: float) -> bool:
     info = sample.describe(pid)
     return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+
+
+def _libc(pid: int) -> str:
+    """The target's libc; a command just started at the gate may not have mapped it yet."""
+    deadline = time.monotonic() + 3.0
+    while True:
+        try:
+            return tools.target_libc(pid)
+        except TargetError:
+            if time.monotonic() > deadline or not _pid_alive(pid):
+                raise
+            time.sleep(0.05)
 
 
 def _other_backend(backend: str) -> tuple[str, tools.Tool] | None:
