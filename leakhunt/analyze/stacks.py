@@ -40,6 +40,8 @@ class SeriesStats:
     growth: int  # last - first
     rise: int  # max - first
     late_growth: int  # last - value at the start of the second half
+    tail_growth: int  # last - value at the start of the last third (at least the last step)
+    tail_span: float  # seconds covered by that last third
     trend_z: float  # Mann-Kendall z (positive = increasing)
     tau: float  # Kendall's tau-like monotonicity in [-1, 1]
     vanished: int  # times it fell to 0 after having been > 0
@@ -89,13 +91,19 @@ def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
     ts = [p.t for p in points]
     ys = [float(p.outstanding_bytes) for p in points]
     if not points:
-        return SeriesStats(0.0, 0.0, 0, 0, 0, 0.0, 0.0, 0, 0)
+        return SeriesStats(0.0, 0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0)
     first, last = points[0].outstanding_bytes, points[-1].outstanding_bytes
     peak = max(p.outstanding_bytes for p in points)
     mid_t = (ts[0] + ts[-1]) / 2
     late = [i for i, t in enumerate(ts) if t >= mid_t]
     late_slope = theil_sen([ts[i] for i in late], [ys[i] for i in late]) if len(late) >= 2 else 0.0
     late_growth = last - points[late[0]].outstanding_bytes if late else 0
+    tail_from = ts[-1] - (ts[-1] - ts[0]) / 3
+    tail = [i for i, t in enumerate(ts) if t >= tail_from]
+    if len(tail) < 2:
+        tail = list(range(max(len(ts) - 2, 0), len(ts)))
+    tail_growth = last - points[tail[0]].outstanding_bytes
+    tail_span = ts[-1] - ts[tail[0]]
     z, tau = mann_kendall(ys)
     vanished = 0
     drops = 0
@@ -110,6 +118,8 @@ def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
         growth=last - first,
         rise=peak - first,
         late_growth=late_growth,
+        tail_growth=tail_growth,
+        tail_span=tail_span,
         trend_z=z,
         tau=tau,
         vanished=vanished,
@@ -131,6 +141,9 @@ def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tup
         and st.late_growth > 0
         and late_ratio >= LATE_SLOPE_RATIO
         and st.trend_z >= MIN_TREND_Z
+        # still growing over the last third: a cache that filled early in the second half is not
+        and st.tail_growth > 0
+        and st.tail_growth >= LATE_SLOPE_RATIO * st.slope * st.tail_span
     ):
         significance = 2 * _phi(st.trend_z) - 1
         steadiness = min(1.0, late_ratio / 0.75)

@@ -36,10 +36,17 @@ _LIVE_LOCK = threading.Lock()
 
 
 def _die_with_parent() -> None:
-    """preexec hook: ask the kernel to SIGKILL this child when its parent dies."""
+    """preexec hook: ask the kernel to SIGKILL this child when its parent dies.
+
+    Also give the child default SIGINT/SIGQUIT handling: a shell starts background jobs with them
+    ignored, the child would inherit that, and a probe ignoring SIGINT never prints its last map.
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)

@@ -167,10 +167,12 @@ class _Session:
         self.memory: list[MemSample] = []
         self.notes: list[str] = []
         self.t0 = time.monotonic()
+        self.wall0 = datetime.now()
         self.snap_offset: float | None = None  # session time of the parser's t=0
         self.target_gone_at: float | None = None
         self.dropped_after_exit = 0
         self.max_live = 0
+        self.stopping = False
 
     # --- the whole run ----------------------------------------------------------------------
 
@@ -202,6 +204,8 @@ class _Session:
                     info = _describe_after_exec(gate, info)
                     create_time = info.create_time
                 self.t0 = time.monotonic()
+                self.wall0 = datetime.now()
+                self.progress(Progress("probing", 0.0, self.opts.duration, 0, None))
                 stop_reason = self._probe_loop(probe, parser, pid, create_time, gate)
             except KeyboardInterrupt:
                 stop_reason = "interrupted"
@@ -355,8 +359,15 @@ class _Session:
             # Printed after the target exited: its stacks can no longer be symbolised.
             self.dropped_after_exit += 1
             return
+        if self.stopping and not snap.stacks and any(s.stacks for s in self.snapshots):
+            # an empty block at the very end is a tool cut off while printing, not "all freed"
+            self.notes.append("an incomplete last snapshot printed while the probe stopped was dropped")
+            return
         if self.snap_offset is None:
-            self.snap_offset = max(now - snap.t, 0.0)
+            # Place the parser's clock on the session's: by the wall-clock time the tool printed
+            # (memleak's block is complete only when the next one starts, an interval later).
+            at = _clock_since(snap.clock, self.wall0)
+            self.snap_offset = max((at if at is not None else now) - snap.t, 0.0)
         self.snapshots.append(replace(snap, t=round(snap.t + self.snap_offset, 3)))
         top = None
         if len(self.snapshots) >= 2:
@@ -368,6 +379,7 @@ class _Session:
         # SIGINT: both tools print a last snapshot (bpftrace's END block, memleak... only when
         # interrupted outside its sleep; its blocks so far are kept in any case).
         exit_ = probe.stop(grace=8.0)
+        self.stopping = True
         for line in probe.drain(0.5):
             self._feed(parser, cmd, line)
         last = parser.finish()
@@ -505,6 +517,21 @@ def _object_path(pid: int, obj: str) -> str:
     raise UsageError(
         f"--obj {obj}: pid {pid} maps no such library", hint="give the library's path or its name (jemalloc)"
     )
+
+
+def _clock_since(clock: str | None, start: datetime) -> float | None:
+    """Seconds from ``start`` (local time) to a tool's printed "HH:MM:SS" (None if unparsable)."""
+    if not clock:
+        return None
+    try:
+        h, m, sec = (int(x) for x in clock.strip().strip("[]").split(":"))
+    except ValueError:
+        return None
+    delta = float((h * 3600 + m * 60 + sec) - (start.hour * 3600 + start.minute * 60 + start.second))
+    delta -= start.microsecond / 1e6
+    if delta < -43200:
+        delta += 86400  # past midnight
+    return delta
 
 
 def _pid_alive(pid: int) -> bool:

@@ -82,6 +82,17 @@ def test_growth_that_stops_halfway_is_a_plateau_not_a_leak() -> None:
     assert finding.verdict == "plateau"
 
 
+def test_cache_filled_early_in_second_half_is_a_plateau() -> None:
+    # seen on a real run: nothing, nothing, 3 MB, 4 MB, 4 MB (the cache filled around the middle)
+    (finding,) = analyze_snapshots(snapshots({"cache_fill": [0, 0, 3_072_000, 4_096_000, 4_096_000]}, 2.0))
+    assert finding.verdict == "plateau"
+
+
+def test_leak_that_starts_late_is_a_leak() -> None:
+    (finding,) = analyze_snapshots(snapshots({"late": [0, 0, 15_360, 35_328, 55_296]}, 2.0))
+    assert finding.verdict == "leak"
+
+
 def test_growth_below_threshold_is_stable() -> None:
     (finding,) = analyze_snapshots(snapshots({"tiny": [100, 200, 300, 400, 500]}))
     assert finding.verdict == "stable"
