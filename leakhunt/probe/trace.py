@@ -111,6 +111,7 @@ class _Trace:
         self.target_comm = ""
         self.seen_tids: set[int] = set()
         self.argv: tuple[str, ...] = ()
+        self.probe: runner.Child | None = None  # the tracer running now (attach may restart it)
         self.exec_info: sample.ProcessInfo | None = None  # a launched command, once it exec'd
 
     # --- the run ----------------------------------------------------------------------------
@@ -136,6 +137,7 @@ class _Trace:
             self._record(f"leakhunt: target pid {pid} comm {info.comm}")
             self._record(f"leakhunt: started_at {started_at}")
             probe = runner.Child(self.argv, env={**os.environ, **env}, name=os.path.basename(self.argv[0]))
+            self.probe = probe
             try:
                 probe = self._attach(probe, pid, gate, workdir)
                 self.say(f"tracing pid {pid} ({info.comm}) with {self.backend} for {self.opts.duration:g} s")
@@ -146,6 +148,7 @@ class _Trace:
             except KeyboardInterrupt:
                 stop_reason = "interrupted"
                 self.notes.append("interrupted (Ctrl-C or SIGTERM): the report holds what was traced so far")
+                probe = self.probe  # maybe restarted by _attach
             duration = time.monotonic() - t0
             # bpftrace stamps events with bpf_ktime_get_ns(), i.e. CLOCK_MONOTONIC: the end of the
             # trace on the events' clock, so that ages count up to now, not to the last event
@@ -175,9 +178,10 @@ class _Trace:
                     stderr=probe.stderr_text,
                 )
         finally:
-            with contextlib.suppress(Exception):
-                if probe is not None and probe.alive():
-                    probe.stop(grace=3.0)
+            for child in (probe, self.probe):
+                with contextlib.suppress(Exception):
+                    if child is not None and child.alive():
+                        child.stop(grace=3.0)
             with contextlib.suppress(Exception):
                 if gate is not None:
                     gate.stop(grace=2.0)
@@ -263,6 +267,7 @@ class _Trace:
                 time.sleep(ATTACH_RETRY_PAUSE_S)
             self.argv, env = self._command(pid, workdir)
             probe = runner.Child(self.argv, env={**os.environ, **env}, name=os.path.basename(self.argv[0]))
+            self.probe = probe
 
     def _wait_attached(self, probe: runner.Child, pid: int, gate: runner.GatedCommand | None) -> None:
         timeout = ATTACH_TIMEOUT_BCC if self.backend == "bcc" else ATTACH_TIMEOUT_BPFTRACE

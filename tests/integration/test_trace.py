@@ -148,3 +148,38 @@ def test_trace_errors_are_clear(probe_env: None, tmp_path: Path) -> None:
     assert "no process with pid" in proc.stderr
     proc = leakhunt("trace", "--older-than", "-5", str(os.getpid()))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.probe
+def test_ctrl_c_stops_the_trace_and_still_writes_the_report(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    exe = build_target("trace_leaker")
+    target = subprocess.Popen([str(exe), "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout is not None and target.stdout.readline().startswith("ready")
+        cmd = [sys.executable, "-m", "leakhunt", "trace", str(target.pid), "--duration", "120",
+               "--output-dir", str(tmp_path), "--format", "json"]  # fmt: skip
+        tracer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert tracer.stderr is not None
+        line = tracer.stderr.readline()
+        while line and "leakhunt: tracing pid" not in line:
+            line = tracer.stderr.readline()
+        target.send_signal(signal.SIGUSR1)
+        said = [target.stdout.readline()]
+        while said[-1] and said[-1].strip() != "done":
+            said.append(target.stdout.readline())
+        started = time.monotonic()
+        tracer.send_signal(signal.SIGINT)
+        out, err = tracer.communicate(timeout=60)
+    finally:
+        target.kill()
+        target.wait()
+    assert tracer.returncode == 130, err
+    assert time.monotonic() - started < 30  # not the 120 s asked for
+    doc = only_report(tmp_path)
+    assert doc.stop_reason == "interrupted"
+    leaks, count, _ = read_leaks(said)
+    assert count == 15  # 30 rounds: 3 + 2 blocks kept by each of 3 threads
+    assert unfreed(doc, target.pid) == leaks
+    assert "report:" in out
