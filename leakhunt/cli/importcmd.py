@@ -184,8 +184,10 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
     parse = parse_memleak if kind == "memleak" else parse_bpftrace
     snapshots = tuple(parse(lines, stats))
     if not snapshots:
+        said = [n for n in stats.notes if "crash" in n or "combined-only" in n]
         raise ReportError(
-            f"{name}: no snapshot found ({stats.lines} lines read, {stats.unparsed} not understood)",
+            f"{name}: no snapshot found ({stats.lines} lines read, {stats.unparsed} not understood)"
+            + "".join(f"\n  {n}" for n in said),
             hint="a log needs at least one block ('[HH:MM:SS] Top N stacks ...' or a bpftrace map)",
         )
     findings = analyze_snapshots(snapshots, min_growth_bytes=min_growth)

@@ -18,6 +18,7 @@ PEEK_LINES = 500
 _MEMLEAK = re.compile(r"\s*\[\d{1,2}:\d{1,2}:\d{1,2}\] Top \d+ stacks with outstanding allocations:")
 _TUPLE = re.compile(r"\(b?['\"].*, \d+, \d+, b?['\"].*['\"], [\d.]+, b?['\"](alloc|free) (entered|exited)")
 _BT_EVENT = re.compile(r"[AF] \d+ \d+ \d+ [0-9a-fA-F]+")
+_MEMLEAK_GREETING = re.compile(r"Attaching to (pid \d+|kernel allocators), Ctrl\+C to quit\.")
 _BT_JSON = re.compile(r'\{"type": ?"(time|map|printf|attached_probes|lost_events)"')
 _BT_TEXT = re.compile(r"@[\w.]*\[.*|Attaching \d+ probes?\.\.\.")
 
@@ -57,6 +58,11 @@ def detect_kind(lines: Iterable[str]) -> tuple[Detection, Iterator[str]]:
     best = max(KINDS, key=lambda k: scores[k])
     rest = itertools.chain(head, it)
     if scores[best] == 0:
+        # no block and no event, but memleak's greeting: a memleak run that printed nothing else
+        # (it crashed, or was stopped before its first interval); its parser says which
+        greeting = next((x.strip() for x in head if _MEMLEAK_GREETING.match(x.strip())), None)
+        if greeting is not None:
+            return Detection("memleak", greeting, len(head)), rest
         why = f"none of the first {len(head)} lines looks like memleak or bpftrace output"
         return Detection(None, why, len(head)), rest
     return Detection(best, first[best], len(head)), rest

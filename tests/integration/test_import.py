@@ -143,6 +143,26 @@ def test_clear_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_several_files_give_one_report_each_and_a_crashed_memleak_is_explained(tmp_path: Path) -> None:
+    proc = leakhunt(
+        "import",
+        str(FIXTURES / "bcc-0.26-kernel.txt"),
+        str(FIXTURES / "bpftrace-0.17-trace.txt"),
+        "--output-dir",
+        str(tmp_path),
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    kinds = sorted(json.loads(p.read_text())["kind"] for p in tmp_path.glob("*.json"))
+    assert kinds == ["investigation", "trace"]
+    crashed = leakhunt(
+        "import", str(FIXTURES / "bcc-0.26-combined-only-crash.txt"), "--output-dir", str(tmp_path)
+    )
+    assert crashed.returncode == 2 and "Traceback" not in crashed.stderr
+    assert "memleak crashed: AttributeError" in crashed.stderr and "--combined-only" in crashed.stderr
+
+
 def test_help_names_every_kind() -> None:
     proc = leakhunt("import", "--help")
     assert proc.returncode == 0
