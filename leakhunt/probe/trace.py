@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import socket
 import tempfile
@@ -41,6 +42,7 @@ ATTACH_TIMEOUT_BPFTRACE = 60.0
 ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its program with clang first: slow on a busy host
 POLL = 0.2
 ATTACHED_PREFIX = "leakhunt: tracing pid"
+_LOST_ON_STDERR = re.compile(r"^Lost (\d{1,20}) events$", re.M)
 ATTACH_RETRY_S = 90.0  # keep retrying an attach refused because of another tracer this long
 ATTACH_RETRY_PAUSE_S = 3.0
 BACKLOG_QUIET_S = 1.0  # the tracer is caught up once it printed nothing for this long...
@@ -163,6 +165,8 @@ class _Trace:
                 self._line(f"leakhunt: trace end {end_clock:.6f}")
             if exit_.killed:
                 self.notes.append(f"{self.backend} did not stop on SIGINT and was killed")
+            # newer bpftrace reports lost events on stderr, not among its output lines
+            self.stats.lost_events += sum(int(n) for n in _LOST_ON_STDERR.findall(probe.stderr_text))
             if gate is not None:
                 exit_code = gate.child.poll()
                 if exit_code is None:
