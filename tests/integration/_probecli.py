@@ -75,7 +75,9 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, st
     return proc.returncode, out, err
 
 
-def run_leakhunt(args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 120.0) -> tuple[int, str, str]:
+def run_leakhunt(
+    args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 120.0
+) -> tuple[int, str, str]:
     proc = start_leakhunt(args, env)
     return finish(proc, timeout)
 

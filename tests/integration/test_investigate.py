@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _probecli import (
+
+from leakhunt.model import SCHEMA_VERSION
+from tests.integration._probecli import (
     assert_no_probe_left,
     by_top_function,
     finish,
@@ -17,8 +19,6 @@ from _probecli import (
     stop_target,
     wait_for_stderr,
 )
-
-from leakhunt.model import SCHEMA_VERSION
 
 pytestmark = pytest.mark.probe
 
@@ -30,8 +30,20 @@ def test_small_leak_ranks_first_and_decoys_are_not_leaks(
     target = start_target(build_target("leak_mix"), "--wait-signal", "60")
     try:
         proc = start_leakhunt(
-            ["investigate", str(target.pid), "--backend", backend, "--duration", "8", "--interval", "2",
-             "--output-dir", str(tmp_path), "--format", "json,md,html"]
+            [
+                "investigate",
+                str(target.pid),
+                "--backend",
+                backend,
+                "--duration",
+                "8",
+                "--interval",
+                "2",
+                "--output-dir",
+                str(tmp_path),
+                "--format",
+                "json,md,html",
+            ]
         )
         # The target starts allocating once the probes are in, so the cache is built under them.
         wait_for_stderr(proc, "probes attached")
@@ -73,12 +85,22 @@ def test_target_exiting_midway_still_gives_a_report(
     target = start_target(build_target("leak_mix"), "--wait-signal", "5")
     try:
         proc = start_leakhunt(
-            ["investigate", str(target.pid), "--duration", "60", "--interval", "1",
-             "--output-dir", str(tmp_path), "--format", "json"]
+            [
+                "investigate",
+                str(target.pid),
+                "--duration",
+                "60",
+                "--interval",
+                "1",
+                "--output-dir",
+                str(tmp_path),
+                "--format",
+                "json",
+            ]
         )
         wait_for_stderr(proc, "probes attached")
         target.send_signal(signal.SIGUSR1)
-        code, out, err = finish(proc)
+        code, _out, err = finish(proc)
     finally:
         stop_target(target)
     assert code == 0, err
