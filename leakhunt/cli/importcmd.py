@@ -13,7 +13,7 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,10 +119,14 @@ def import_file(
     kind: str = "auto",
     min_growth: int = 4096,
     older_than_ms: int = 0,
-    say: object = None,
+    say: Callable[[str], object] | None = None,
 ) -> Document:
-    """Read one captured log (``-`` = stdin) into an Investigation or a TraceResult."""
-    echo = say if callable(say) else (lambda _: None)
+    """Read one captured log (``-`` = stdin) into an Investigation or a TraceResult.
+
+    ``say`` receives what was detected (one line). Raises ReportError for unreadable files and
+    for files holding nothing leakhunt understands.
+    """
+    echo: Callable[[str], object] = say or (lambda _: None)
     with ExitStack() as stack:
         lines, started_at = _open(name, stack)
         if kind == "auto":
