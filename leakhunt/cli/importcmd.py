@@ -241,9 +241,10 @@ def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_th
         duration_s=summary.end_time - start,
         stop_reason="imported",
         notes=[f"imported from {name}: {stats.lines} lines, {summary.events} events"],
-        # a log saved by `leakhunt trace` names its target: other processes' lines are left out
-        # as the live run did; a pasted log keeps every process
-        only_pid=parser.target_pid,
+        # a memleak log saved by `leakhunt trace` names its target: other processes' lines are
+        # left out as the live run did; a pasted log, or bpftrace's (filtered in the kernel, with
+        # the target's children), keeps every process
+        only_pid=parser.target_pid if kind == "memleak-trace" else None,
     )
 
 

@@ -214,7 +214,9 @@ class _Trace:
             duration_s=duration,
             stop_reason=stop_reason,
             notes=self.notes,
-            only_pid=pid,
+            # memleak's trace pipe carries other tracers' lines: keep the target's; bpftrace's
+            # script filters in the kernel and also traces the target's children
+            only_pid=pid if self.backend == "bcc" else None,
         )
 
     def _command(self, pid: int, workdir: str) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -30,14 +30,15 @@ def leakhunt(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def read_leaks(lines: list[str]) -> tuple[set[Leak], int, int]:
+def read_leaks(lines: list[str], prefix: str = "") -> tuple[set[Leak], int, int]:
+    """What trace_leaker (``prefix=""``) or its child (``prefix="child-"``) says it kept."""
     leaks: set[Leak] = set()
     count = total = -1
     for line in lines:
         parts = line.split()
-        if parts[:1] == ["leak"] and len(parts) == 4:
+        if parts[:1] == [f"{prefix}leak"] and len(parts) == 4:
             leaks.add((int(parts[1], 16), int(parts[2]), int(parts[3])))
-        elif parts[:1] == ["leaked"]:
+        elif parts[:1] == [f"{prefix}leaked"]:
             count, total = int(parts[1]), int(parts[2])
     return leaks, count, total
 
@@ -139,6 +140,28 @@ def test_trace_of_a_command_sees_its_leaks(
     # the C runtime's own start-up blocks (stdio, thread stacks) are traced too: a superset
     assert leaks <= unfreed(doc, doc.target.pid)
     assert time.monotonic() - started < 60  # it ended with the command, not at --duration
+
+
+@pytest.mark.probe
+def test_bpftrace_traces_the_children_too_each_matched_apart(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    exe = build_target("trace_leaker")
+    proc = leakhunt(
+        "trace", "--backend", "bpftrace", "--duration", "60", "--output-dir", str(tmp_path),
+        "--format", "json", "--", str(exe), "20", "1", "1", "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    parent, count, _ = read_leaks(lines)
+    child, child_count, child_bytes = read_leaks(lines, "child-")
+    assert count == len(parent) == 9 and child_count == len(child) == 3
+    doc = only_report(tmp_path)
+    (child_pid,) = {tid for _, _, tid in child}  # one thread: its tid is its pid
+    assert parent <= unfreed(doc, doc.target.pid)
+    assert unfreed(doc, child_pid) == child
+    (entry,) = [p for p in doc.processes if p.pid == child_pid]
+    assert entry.unfreed_bytes == child_bytes
 
 
 @pytest.mark.probe

@@ -1,6 +1,6 @@
 /* A target for `leakhunt trace` that knows exactly what it leaks.
  *
- * Usage: trace_leaker [ROUNDS] [START_DELAY_MS] [EXIT]
+ * Usage: trace_leaker [ROUNDS] [START_DELAY_MS] [EXIT] [FORK]
  *   Starts its worker threads, warms up every thread's malloc arena (so the traced window holds no
  *   allocator bookkeeping), prints "ready PID", then waits for SIGUSR1 (or START_DELAY_MS > 0 ms).
  *   Then each of 3 threads (main + 2 workers) runs ROUNDS rounds of malloc/calloc/realloc/free and
@@ -8,6 +8,8 @@
  *   "leaked COUNT BYTES" and "done". Output is written with write(2) from stack buffers, so reporting
  *   allocates nothing. Then it sleeps until killed (a traced pid must stay alive to be symbolised),
  *   or, when EXIT is 1, exits with status 0.
+ *   With FORK = 1 it first forks a child that runs ROUNDS rounds on one thread, prints its kept blocks
+ *   as "child-leak ADDR SIZE PID" and "child-leaked COUNT BYTES", and exits; the parent waits for it.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +97,7 @@ int main(int argc, char **argv) {
     if (argc > 1) rounds = atoi(argv[1]);
     long delay_ms = argc > 2 ? atol(argv[2]) : 0;
     int exit_after = argc > 3 && atoi(argv[3]) == 1;
+    int fork_child = argc > 4 && atoi(argv[4]) == 1;
     sem_init(&go, 0, 0);
     signal(SIGUSR1, on_usr1);
     pthread_t threads[WORKERS];
@@ -109,6 +113,24 @@ int main(int argc, char **argv) {
         nanosleep(&d, NULL);
     } else {
         while (!started) pause();
+    }
+    if (fork_child) {
+        pid_t child = fork();
+        if (child == 0) {
+            /* the child inherits the parent's leak list: start its own */
+            n_leaks = 0;
+            work(2048);
+            size_t child_bytes = 0;
+            for (int i = 0; i < n_leaks; i++) {
+                snprintf(line, sizeof line, "child-leak %p %zu %ld\n", leaks[i].addr, leaks[i].size, leaks[i].tid);
+                say(line);
+                child_bytes += leaks[i].size;
+            }
+            snprintf(line, sizeof line, "child-leaked %d %zu\n", n_leaks, child_bytes);
+            say(line);
+            _exit(0);
+        }
+        waitpid(child, NULL, 0);
     }
     for (int w = 0; w < WORKERS; w++) sem_post(&go);
     work(64);
