@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The demo: build the toy leaky server shipped in tests/targets/demo_leaky.c, run it under
+# `leakhunt run`, and write the reports (HTML, Markdown, JSON) into reports/.
+#   sudo bash scripts/demo.sh            (after `sudo bash scripts/setup.sh`)
+#   DEMO_SECONDS=40 DEMO_BACKEND=bcc sudo -E bash scripts/demo.sh
+# The leak: parse_header() copies a request header that handle_request() forgets to free on its
+# error path. The 1 MiB routing table loaded at start is bigger, but stable: it must rank below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${DEMO_SECONDS:-30}
+backend=${DEMO_BACKEND:-auto}
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/demo.sh: probing needs root: run it with sudo" >&2
+  exit 2
+fi
+if ! [ -x .venv/bin/leakhunt ]; then
+  echo "scripts/demo.sh: no .venv yet: run 'sudo bash scripts/setup.sh' first" >&2
+  exit 2
+fi
+mkdir -p tests/targets/bin
+bin=tests/targets/bin/demo_leaky
+if ! [ -x "$bin" ] || [ tests/targets/demo_leaky.c -nt "$bin" ]; then
+  gcc -O1 -g -fno-omit-frame-pointer -o "$bin" tests/targets/demo_leaky.c
+fi
+echo "[demo] leakhunt run --backend $backend --duration $((seconds + 10)) --interval 5 -- $bin $seconds"
+.venv/bin/leakhunt run --backend "$backend" --duration "$((seconds + 10))" --interval 5 \
+  --output-dir reports --format html,md,json -- "$bin" "$seconds"
+echo "[demo] open the newest reports/leakhunt-investigation-demo_leaky-*.html in a browser"
