@@ -24,10 +24,13 @@ ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 STACK_DEPTH = 64  # frames kept per stack: the allocation site is innermost, outer frames matter less
 
 
-def render_script(pid: int, lib: str, options: ProbeOptions, armer: int | None = None) -> str:
+def render_script(
+    pid: int, lib: str, options: ProbeOptions, armer: int | None = None, *, launched: bool = False
+) -> str:
     """The bpftrace program for ``pid`` probing the allocator in ``lib``.
 
-    Accounting starts when process ``armer`` (default: this one) calls ``arm(pid)``.
+    Accounting starts when process ``armer`` (default: this one) calls ``arm(pid)``, or, for a
+    ``launched`` command held at a gate, when the gate execs the command.
     """
     funcs = tools.allocator_functions(lib)
     if "malloc" not in funcs and "free" not in funcs:
@@ -40,6 +43,7 @@ def render_script(pid: int, lib: str, options: ProbeOptions, armer: int | None =
         "investigate",
         pid=scriptgen.positive_int(pid, "pid"),
         armer=scriptgen.positive_int(armer if armer is not None else os.getpid(), "armer pid"),
+        arm_on_exec=launched,
         lib=scriptgen.safe_path(lib, "allocator library"),
         funcs=tuple(scriptgen.identifier(f) for f in funcs),
         interval_ms=interval_ms,
@@ -54,10 +58,17 @@ def render_script(pid: int, lib: str, options: ProbeOptions, armer: int | None =
 
 
 def command(
-    tool: tools.Tool, pid: int, lib: str, options: ProbeOptions, *, script_path: str, reason: str
+    tool: tools.Tool,
+    pid: int,
+    lib: str,
+    options: ProbeOptions,
+    *,
+    script_path: str,
+    reason: str,
+    launched: bool = False,
 ) -> ProbeCommand:
-    """The bpftrace command for a script already written at ``script_path``."""
-    script = render_script(pid, lib, options)
+    """The bpftrace command running the script the session writes at ``script_path``."""
+    script = render_script(pid, lib, options, launched=launched)
     argv = (tool.path, "-f", "json", "-p", str(pid), script_path)
     env = dict(tools.bpftrace_map_env(options.map_keys))
     env[ATTACHED_MARKER] = "1"
@@ -68,7 +79,7 @@ def command(
         new_parser=_parser,
         attached=_attached,
         is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
-        arm=arm,
+        arm=None if launched else arm,
         script=script,
         max_tracked=options.map_keys,
     )

@@ -192,7 +192,7 @@ class _Session:
             assert pid is not None
             info = tools.check_pid(pid)
             create_time = info.create_time
-            cmd = self._probe_command(pid, workdir)
+            cmd = self._probe_command(pid, workdir, launched=gate is not None)
             probe = runner.Child(cmd.argv, env={**os.environ, **dict(cmd.env)}, name=cmd.info.name)
             parser = cmd.new_parser(self.stats)
             try:
@@ -247,12 +247,18 @@ class _Session:
 
     # --- stages -----------------------------------------------------------------------------
 
-    def _probe_command(self, pid: int, workdir: str) -> ProbeCommand:
+    def _probe_command(self, pid: int, workdir: str, *, launched: bool) -> ProbeCommand:
         if self.choice.name == "bpftrace":
             lib = _object_path(pid, self.opts.obj) if self.opts.obj else tools.target_libc(pid)
             script_path = os.path.join(workdir, "investigate.bt")
             cmd = bpftrace_backend.command(
-                self.choice.tool, pid, lib, self.opts, script_path=script_path, reason=self.choice.reason
+                self.choice.tool,
+                pid,
+                lib,
+                self.opts,
+                script_path=script_path,
+                reason=self.choice.reason,
+                launched=launched,
             )
             assert cmd.script is not None
             fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

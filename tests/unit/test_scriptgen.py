@@ -100,6 +100,10 @@ def test_script_filters_the_pid_and_hooks_every_allocator_function() -> None:
     # armed by leakhunt (pid 99) once every probe is attached
     assert "sys_enter_kill /pid == 99 && args->pid == 4321" in text
     assert "older_than" not in text and "@pend_bytes" not in text
+    assert "sched_process_exec" not in text
+    launched = bpftrace.render_script(4321, LIBC, ProbeOptions(), armer=99, launched=True)
+    assert "tracepoint:sched:sched_process_exec /pid == 4321/" in launched
+    assert "sys_enter_kill" not in launched
 
 
 def test_glibc_aliases_are_probed_once() -> None:
