@@ -72,6 +72,9 @@ def command(
     argv = (tool.path, "-f", "json", "-p", str(pid), script_path)
     env = dict(tools.bpftrace_map_env(options.map_keys))
     env[ATTACHED_MARKER] = "1"
+    # Without it bpftrace (ASLR on, no -c) rebuilds the target's symbol tables for every stack it
+    # prints: seconds of CPU per snapshot. One pid is probed, so a per-pid cache is always right.
+    env["BPFTRACE_CACHE_USER_SYMBOLS"] = "1"
     return ProbeCommand(
         info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
         argv=argv,
