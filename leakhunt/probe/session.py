@@ -49,7 +49,8 @@ __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_i
 ATTACH_TIMEOUT_BPFTRACE = 60.0
 ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
 POLL = 0.2
-_LIVE_RE = re.compile(r"leakhunt: live (-?\d{1,19})")
+# the script's map-fill gauge, printed as a map each interval (JSON or text)
+_LIVE_RE = re.compile(r'^(?:\{"type": ?"map", ?"data": ?\{"@live": ?"?|@live: )(-?\d{1,19})')
 
 
 @dataclass(frozen=True)
@@ -521,7 +522,9 @@ def _object_path(pid: int, obj: str) -> str:
     except OSError as err:
         raise TargetError(f"cannot read /proc/{pid}/maps") from err
     raise UsageError(
-        f"--obj {obj}: pid {pid} maps no such library", hint="give the library's path or its name (jemalloc)"
+        f"--obj {obj}: pid {pid} maps no such library",
+        hint="give the library's path (with `run`, the command has not loaded its libraries yet) "
+        "or the name of a library the process maps (jemalloc)",
     )
 
 
