@@ -81,6 +81,7 @@ def test_run_finds_the_leak_among_decoys(
     assert code == 0, err
     report = load_report(tmp_path)
     assert report["target"]["exit_code"] == 0
+    assert report["quality"]["map_full"] is False
     first = report["findings"][0]
     assert first["frames"][0].startswith("leaky_alloc+0x"), report["findings"][:3]
     assert first["verdict"] == "leak"
@@ -91,4 +92,20 @@ def test_run_finds_the_leak_among_decoys(
     # In launch mode the whole 4 MiB cache is seen being built: bigger, yet ranked below the leak.
     assert named["cache_fill"]["outstanding_bytes"] == 40 * 100 * 1024
     assert named["cache_fill"]["rank"] > first["rank"]
+    assert_no_probe_left(report["target"]["pid"])
+
+
+def test_a_full_bpftrace_map_is_reported(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    binary = build_target("many_live")
+    code, _out, err = run_leakhunt(
+        ["run", "--backend", "bpftrace", "--map-keys", "1024", "--duration", "20", "--interval", "1",
+         "--output-dir", str(tmp_path), "--format", "json", "--", str(binary), "5000", "3"]
+    )  # fmt: skip
+    assert code == 0, err
+    report = load_report(tmp_path)
+    quality = report["quality"]
+    assert quality["map_full"] is True
+    assert any("map size of 1024" in note for note in quality["notes"])
     assert_no_probe_left(report["target"]["pid"])
