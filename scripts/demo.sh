@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: build the toy leaky server shipped in tests/targets/demo_leaky.c, run it under
-# `leakhunt run`, and write the reports (HTML, Markdown, JSON) into reports/.
-#   sudo bash scripts/demo.sh            (after `sudo bash scripts/setup.sh`)
+# The demo: set the machine up (scripts/setup.sh, idempotent), build the toy leaky server shipped in
+# tests/targets/demo_leaky.c, run it under `leakhunt run`, and write the reports (HTML, Markdown,
+# JSON) into reports/.
+#   sudo bash scripts/demo.sh
 #   DEMO_SECONDS=40 DEMO_BACKEND=bcc sudo -E bash scripts/demo.sh
 # The leak: parse_header() copies a request header that handle_request() forgets to free on its
 # error path. The 1 MiB routing table loaded at start is bigger, but stable: it must rank below.
@@ -13,10 +14,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/demo.sh: probing needs root: run it with sudo" >&2
   exit 2
 fi
-if ! [ -x .venv/bin/leakhunt ]; then
-  echo "scripts/demo.sh: no .venv yet: run 'sudo bash scripts/setup.sh' first" >&2
-  exit 2
-fi
+bash scripts/setup.sh
 mkdir -p tests/targets/bin
 bin=tests/targets/bin/demo_leaky
 if ! [ -x "$bin" ] || [ tests/targets/demo_leaky.c -nt "$bin" ]; then
