@@ -167,13 +167,16 @@ def investigate(pid: int, output_dir: Path, formats: tuple[str, ...], no_redact:
       sudo leakhunt investigate 1234 --backend bcc --min-size 1k
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
-    3 when the probe failed, 130 when interrupted (a partial report is still written).
+    3 when the probe failed (if it had printed anything, a partial report is still written),
+    130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
     inv = _probe(opts, pid=pid)
     _finish(inv, opts, output_dir, formats, no_redact)
     if inv.stop_reason == "interrupted":
         raise SystemExit(130)
+    if inv.stop_reason == "error":
+        raise SystemExit(3)  # the probe died under us: the report holds what it printed before
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
@@ -240,7 +243,11 @@ def _probe(
         if p.status in ("probing", "stopping") and not choice_note:
             choice_note.append("shown")
             target = f"pid {pid}" if pid is not None else " ".join(command or ())
-            err.print(f"leakhunt: probes attached to {target}; probing for up to {opts.duration:g} s")
+            err.print(
+                f"leakhunt: probes attached to {target}; probing for up to {opts.duration:g} s",
+                soft_wrap=True,
+                markup=False,
+            )
         if bar is not None and task is not None:
             top = f"top: {p.top.stack.top} ({p.top.verdict})" if p.top is not None else ""
             bar.update(
@@ -251,7 +258,11 @@ def _probe(
     if pid is not None:
         tools.check_pid(pid)
     choice = session.choose_backend(opts.backend)
-    err.print(f"leakhunt: backend {choice.name} ({choice.tool.path} {choice.tool.version}): {choice.reason}")
+    err.print(
+        f"leakhunt: backend {choice.name} ({choice.tool.path} {choice.tool.version}): {choice.reason}",
+        soft_wrap=True,
+        markup=False,
+    )
     if bar is not None:
         bar.start()
     try:
@@ -314,7 +325,7 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
             )
         out.print(table)
     for note in inv.quality.notes:
-        out.print(f"note: {note}", markup=False)
+        out.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
 def _size(n: float) -> str:
