@@ -281,12 +281,14 @@ def _finish(
     formats: tuple[str, ...],
     no_redact: bool,
 ) -> None:
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)  # a path or a note must never be cut in two
     _summary(out, inv, opts.top)
     # Reports are written even for an interrupted run: Ctrl-C during writing must not lose them.
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        write_and_announce(inv, output_dir, formats, redact=not no_redact, echo=out.print)
+        write_and_announce(
+            inv, output_dir, formats, redact=not no_redact, echo=lambda line: out.print(line, markup=False)
+        )
     finally:
         signal.signal(signal.SIGINT, old)
 

@@ -493,12 +493,13 @@ def _describe_after_exec(gate: runner.GatedCommand, before: sample.ProcessInfo) 
     def execd() -> bool:
         info = sample.describe(gate.pid)
         if info is not None and info.cmdline[:1] != ("/bin/sh",):
-            found.append(info)
+            # comm and cmdline are read one after the other: read again now that exec is done
+            found.append(sample.describe(gate.pid) or info)
             return True
         return gate.child.poll() is not None
 
     runner.wait_until(execd, timeout=3.0, step=0.005)
-    if found:
+    if found and found[-1].cmdline[:1] != ("/bin/sh",):
         return found[-1]
     return replace(before, cmdline=gate.argv, comm=os.path.basename(gate.argv[0])[:15])
 
