@@ -88,6 +88,8 @@ def _nice_step(span: float, target_ticks: int) -> float:
     if span <= 0 or not math.isfinite(span):
         return 1.0
     raw = span / max(target_ticks, 1)
+    if raw <= 0.0:  # a subnormal span divides to zero: treat it as a flat axis
+        return 1.0
     exp = 10.0 ** math.floor(math.log10(raw))
     for mult in (1.0, 2.0, 2.5, 5.0, 10.0):
         if mult * exp >= raw:
