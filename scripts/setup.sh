@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 or 13 machine to run leakhunt and its tests. Idempotent: run it again any time.
-#   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the test targets,
-#     chromium (headless, for the browser test of the HTML reports)
+#   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the targets;
+#     with --with-test-tools (scripts/test.sh passes it) also the readers the tests check the reports
+#     with: chromium (headless), golang-go (go tool pprof), node/npm (speedscope)
 #   - kernel headers: the exact linux-headers-$(uname -r) when Debian has them, else the nearest
 #     cloud/generic headers linked where BCC looks (/lib/modules/$(uname -r)/{build,source})
 #   - tracefs and debugfs mounted (uprobe_events and BCC's trace_pipe live there)
 #   - .venv with leakhunt (editable) and its test tools
 # Needs root for the system part; with LEAKHUNT_SKIP_SYSTEM=1 only the venv is made.
 set -euo pipefail
+with_test_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-test-tools) with_test_tools=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "scripts/setup.sh: unknown option $arg (known: --with-test-tools)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 root=$(pwd)
 say() { printf '[setup] %s\n' "$*"; }
@@ -18,12 +27,14 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
     exit 2
   fi
   export DEBIAN_FRONTEND=noninteractive
-  pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps chromium)
-  # Readers of the exports, used by the tests: `go tool pprof` (golang-go, ~80 MB download, ~10 s)
-  # and speedscope (npm, below) in headless chromium (above); node/npm install speedscope.
-  pkgs+=(golang-go)
-  # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
-  command -v npm >/dev/null || pkgs+=(nodejs npm)
+  pkgs=(bpftrace bpfcc-tools python3-bpfcc gcc g++ libc6-dev make procps)
+  if [ "$with_test_tools" = 1 ]; then
+    # Readers of the reports and exports, used by the tests: headless chromium, `go tool pprof`
+    # (golang-go, ~80 MB download, ~10 s) and speedscope (npm, below; runs in chromium).
+    pkgs+=(chromium golang-go)
+    # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
+    command -v npm >/dev/null || pkgs+=(nodejs npm)
+  fi
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -104,7 +115,7 @@ fi
 # kept inside .venv so a fresh clone gets it and git ignores it.
 speedscope_version=1.25.0
 speedscope_dir=.venv/node
-if command -v npm >/dev/null && ! grep -qs "\"version\": \"$speedscope_version\"" \
+if [ "$with_test_tools" = 1 ] && command -v npm >/dev/null && ! grep -qs "\"version\": \"$speedscope_version\"" \
     "$speedscope_dir/node_modules/speedscope/package.json"; then
   say "npm install speedscope@$speedscope_version into $speedscope_dir"
   mkdir -p "$speedscope_dir"

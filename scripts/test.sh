@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k scan -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --with-test-tools
 export PATH="$PWD/.venv/bin:$PATH"
 echo "[test] ruff"; ruff check leakhunt tests scripts
 echo "[test] mypy --strict"; mypy
