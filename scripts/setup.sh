@@ -35,27 +35,33 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
     # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
     command -v npm >/dev/null || pkgs+=(nodejs npm)
   fi
+  # No `cmd | grep -q` under pipefail: grep exits at the first match and the writer's SIGPIPE
+  # fails the whole pipeline (seen here with apt-cache policy).
+  installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
+  candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true; }
   missing=()
   for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    installed "$p" || missing+=("$p")
   done
   kver=$(uname -r)
   headers=""
+  apt_updated=0
   if ! [ -e "/lib/modules/$kver/build/Makefile" ] && ! [ -e /sys/kernel/kheaders.tar.xz ]; then
-    apt_updated=0
-    if [ -z "$(apt-cache policy "linux-headers-$kver" 2>/dev/null | grep Candidate | grep -v none || true)" ]; then
-      apt-get update -qq; apt_updated=1
+    if [ -z "$(candidate linux-headers-cloud-amd64)$(candidate linux-headers-arm64)" ]; then
+      apt-get update -qq; apt_updated=1  # no package lists yet (a new machine)
     fi
-    if apt-cache policy "linux-headers-$kver" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    if [ -n "$(candidate "linux-headers-$kver")" ]; then
       headers="linux-headers-$kver"
     else
       # A custom kernel (no matching Debian package): take the distribution's cloud (else generic)
       # headers; BCC only needs a consistent set of UAPI/arch headers for memleak's BPF program.
-      for cand in linux-headers-cloud-amd64 linux-headers-amd64 linux-headers-cloud-arm64 linux-headers-arm64; do
-        if apt-cache policy "$cand" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-          case "$cand" in *amd64) [ "$(uname -m)" = x86_64 ] || continue ;; *arm64) [ "$(uname -m)" = aarch64 ] || continue ;; esac
-          headers="$cand"; break
-        fi
+      case "$(uname -m)" in
+        x86_64) cands="linux-headers-cloud-amd64 linux-headers-amd64" ;;
+        aarch64) cands="linux-headers-cloud-arm64 linux-headers-arm64" ;;
+        *) cands="" ;;
+      esac
+      for cand in $cands; do
+        if [ -n "$(candidate "$cand")" ]; then headers="$cand"; break; fi
       done
     fi
     [ -n "$headers" ] && missing+=("$headers")
