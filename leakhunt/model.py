@@ -308,3 +308,6 @@ class ScanResult:
     leakhunt_version: str = ""
     # investigations escalated with --investigate-top, in scan rank order
     investigations: tuple[Investigation, ...] = ()
+    # duration (sampled the whole window) | interrupted (Ctrl-C/SIGTERM: duration_s is what was covered)
+    stop_reason: str = "duration"
+    planned_duration_s: float | None = None  # --duration as asked; None in files written before it

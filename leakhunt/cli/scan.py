@@ -142,12 +142,13 @@ def print_table(console: Console, scan: ScanResult, top: int) -> None:
     console.print(table)
 
 
-def summary_lines(scan: ScanResult, stop: str) -> list[str]:
+def summary_lines(scan: ScanResult) -> list[str]:
     """What the user must know besides the table: coverage, unreadable processes, what to do."""
-    lines = [
-        f"sampled {scan.sampled} processes for {scan.duration_s:.0f} s every {scan.interval_s:g} s"
-        + (" (interrupted)" if stop == "interrupted" else "")
-    ]
+    cut = ""
+    if scan.stop_reason != "duration":
+        planned = scan.planned_duration_s
+        cut = f" ({scan.stop_reason}" + (f"; {planned:g} s planned)" if planned is not None else ")")
+    lines = [f"sampled {scan.sampled} processes for {scan.duration_s:.0f} s every {scan.interval_s:g} s{cut}"]
     if scan.unreadable:
         why = ", ".join(f"{reason}: {n}" for reason, n in scan.unreadable_reasons)
         hint = " (run as root to include them)" if os.geteuid() != 0 else ""
@@ -364,6 +365,8 @@ def scan(
             host=os.uname().nodename,
             kernel=os.uname().release,
             leakhunt_version=__version__,
+            stop_reason=stop,
+            planned_duration_s=duration,
         )
 
     if backend is not None:
@@ -377,7 +380,7 @@ def scan(
     # The results go to stdout, unless stdout carries the JSON: then everything for people is on stderr.
     out = console if as_json else Console()
     print_table(out, result, top)
-    for line in summary_lines(result, stop):
+    for line in summary_lines(result):
         out.print(line, highlight=False, markup=False)
     if as_json:
         dump(result if no_redact else redact_mod.redact(result), sys.stdout)

@@ -253,6 +253,8 @@ def _scan(scan: ScanResult) -> dict[str, object]:
             for p in scan.processes
         ],
         "investigations": [_investigation(i) for i in scan.investigations],
+        "stop_reason": scan.stop_reason,
+        "planned_duration_s": None if scan.planned_duration_s is None else _num(scan.planned_duration_s),
     }
 
 
@@ -373,6 +375,10 @@ class _Obj:
 
     def get_float(self, key: str, default: JSONValue = _MISSING) -> float:
         return _as_float(self.raw(key, default), self.sub(key))
+
+    def opt_float(self, key: str) -> float | None:
+        value = self.raw(key, None)
+        return None if value is None else _as_float(value, self.sub(key))
 
     def get_str(self, key: str, default: JSONValue = _MISSING) -> str:
         return _as_str(self.raw(key, default), self.sub(key))
@@ -659,6 +665,9 @@ def _read_scan(o: _Obj) -> ScanResult:
         kernel=o.get_str("kernel", ""),
         leakhunt_version=o.get_str("leakhunt_version", ""),
         investigations=tuple(investigations),
+        # Scans written before these keys existed ran (as far as anyone can tell) their whole window.
+        stop_reason=o.get_str("stop_reason", "duration"),
+        planned_duration_s=o.opt_float("planned_duration_s"),
     )
 
 

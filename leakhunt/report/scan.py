@@ -159,6 +159,20 @@ def _summary(scan: ScanResult, rows: Sequence[ProcessView]) -> str:
     return f"{len(suspects)} suspect(s) in {took}, of {len(rows)} processes judged: {names}{more}."
 
 
+def stop_note(scan: ScanResult) -> str | None:
+    """How the scan ended when it did not sample its whole window, in words; None when it did.
+
+    A reader of the report must know the verdicts rest on a shorter window than asked for: a leak
+    needs time to show, so a short window leans towards "growing" and "stable"."""
+    if scan.stop_reason == "duration":
+        return None
+    took = views.human_duration(scan.duration_s)
+    planned = scan.planned_duration_s
+    of_planned = f" of the planned {views.human_duration(planned)}" if planned is not None else ""
+    how = "Interrupted" if scan.stop_reason == "interrupted" else f"Stopped ({scan.stop_reason})"
+    return f"{how} after {took}{of_planned}: verdicts use the samples gathered so far."
+
+
 def _context(scan: ScanResult) -> dict[str, object]:
     rows = process_views(scan)
     counts = {v: sum(1 for r in rows if r.p.verdict == v) for v in VERDICT_RANK}
@@ -168,6 +182,7 @@ def _context(scan: ScanResult) -> dict[str, object]:
         "charted": charted(rows),
         "suspects": [r for r in rows if r.suspect],
         "summary": _summary(scan, rows),
+        "stop_note": stop_note(scan),
         "counts": counts,
         "verdict_rank": VERDICT_RANK,
         "escalations": escalations(scan),
@@ -183,8 +198,9 @@ def _context(scan: ScanResult) -> dict[str, object]:
 
 
 def reproduce_command(scan: ScanResult) -> str:
-    """The command that repeats this scan's window."""
-    return f"leakhunt scan --duration {scan.duration_s:.0f} --interval {scan.interval_s:g}"
+    """The command that repeats this scan's window (the planned one, if the scan was cut short)."""
+    window = scan.planned_duration_s if scan.planned_duration_s is not None else scan.duration_s
+    return f"leakhunt scan --duration {window:.0f} --interval {scan.interval_s:g}"
 
 
 def render_html(scan: ScanResult, stream: IO[str]) -> None:

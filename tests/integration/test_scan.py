@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from leakhunt.report.views import human_duration
 from tests.conftest import require_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -356,10 +357,13 @@ def test_a_reused_pid_never_merges_two_processes() -> None:
 LONG = ("--duration", "600", "--json")
 
 
-def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(build_target: Callable[..., Path]) -> None:
+def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(
+    build_target: Callable[..., Path], tmp_path: Path
+) -> None:
     leaker = start(build_target("scan_leak"), "1024")
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
+            reports = tmp_path / sig.name
             scan = subprocess.Popen(
                 [
                     sys.executable,
@@ -371,6 +375,8 @@ def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(build_target: Callab
                     "--pid",
                     "999999999",
                     *LONG,
+                    "--output-dir",
+                    str(reports),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -384,7 +390,21 @@ def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(build_target: Callab
             assert doc["duration_s"] < 60
             [proc] = doc["processes"]
             assert proc["pid"] == leaker.pid and len(proc["samples"]) >= 3
-            assert "(interrupted)" in err and "pid 999999999: no such process" in err
+            assert "(interrupted; 600 s planned)" in err and "pid 999999999: no such process" in err
+            # What was stopped says so in every output, not only on the terminal.
+            assert doc["stop_reason"] == "interrupted" and doc["planned_duration_s"] == 600
+            saved = json.loads(next(reports.glob("*.json")).read_text())
+            assert saved["stop_reason"] == "interrupted" and saved["duration_s"] == doc["duration_s"]
+            took = human_duration(doc["duration_s"])
+            note = (
+                f"Interrupted after {took} of the planned 10 min 00 s: "
+                "verdicts use the samples gathered so far."
+            )
+            html = next(reports.glob("*.html")).read_text()
+            assert f'<p class="partial" id="partial">{note}</p>' in html
+            assert "leakhunt scan --duration 600 " in html  # reproduce the planned window
+            md = next(reports.glob("*.md")).read_text()
+            assert f"> {note}" in md and "(interrupted, 10 min 00 s planned)" in md
     finally:
         stop([leaker])
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from leakhunt.errors import ReportError
-from leakhunt.model import SCHEMA_VERSION, Investigation
+from leakhunt.model import SCHEMA_VERSION, Investigation, ScanResult
 from leakhunt.report import jsonio
 from tests.report_strategies import documents
 
@@ -157,3 +157,33 @@ def test_one_line_leaves_never_change_strings() -> None:
     text = jsonio.dumps(doc)
     assert jsonio.loads(text) == doc
     assert '\n  "cmdline": [' in text or '"cmdline": ["a' in text
+
+
+def _scan(**changes: Any) -> ScanResult:
+    scan = ScanResult(
+        started_at="2026-11-25T09:00:00+00:00",
+        duration_s=12.25,
+        interval_s=1.0,
+        processes=(),
+        sampled=7,
+        unreadable=0,
+        host="box",
+    )
+    return dataclasses.replace(scan, **changes)
+
+
+def test_an_interrupted_scan_says_so_and_round_trips() -> None:
+    scan = _scan(stop_reason="interrupted", planned_duration_s=60.0)
+    data = json.loads(jsonio.dumps(scan))
+    assert data["stop_reason"] == "interrupted" and data["planned_duration_s"] == 60.0
+    assert data["duration_s"] == 12.25
+    assert jsonio.loads(jsonio.dumps(scan)) == scan
+
+
+def test_a_scan_written_before_stop_reason_reads_as_a_full_window() -> None:
+    data = jsonio.to_dict(_scan(stop_reason="interrupted", planned_duration_s=60.0))
+    del data["stop_reason"], data["planned_duration_s"]
+    back = jsonio.loads(json.dumps(data))
+    assert isinstance(back, ScanResult)
+    assert back.stop_reason == "duration" and back.planned_duration_s is None
+    assert back == _scan()

@@ -166,6 +166,32 @@ def test_scan_renders_through_the_scan_module() -> None:
     assert render_bytes(scan, "md").decode().strip()
 
 
+def test_an_interrupted_scan_report_says_how_much_of_the_window_it_covers() -> None:
+    full = ScanResult(
+        started_at="2026-11-25T09:00:00+00:00",
+        duration_s=60.0,
+        interval_s=1.0,
+        processes=(),
+        sampled=3,
+        unreadable=0,
+        planned_duration_s=60.0,
+    )
+    cut = dataclasses.replace(full, duration_s=12.0, stop_reason="interrupted")
+    note = "Interrupted after 12 s of the planned 60 s: verdicts use the samples gathered so far."
+    html = render_bytes(cut, "html").decode()
+    assert f'<p class="partial" id="partial">{note}</p>' in html
+    assert "12 s (interrupted, 60 s planned)" in html
+    assert "leakhunt scan --duration 60 " in html  # the window asked for, not the one covered
+    md = render_bytes(cut, "md").decode()
+    assert f"> {note}" in md and "| Window | 12 s (interrupted, 60 s planned)," in md
+    for fmt in ("html", "md"):
+        assert "Interrupted" not in render_bytes(full, fmt).decode()
+        assert "interrupted" not in render_bytes(full, fmt).decode()
+    # An older file that did not record the plan still says it was cut short.
+    old = dataclasses.replace(cut, planned_duration_s=None)
+    assert "Interrupted after 12 s: verdicts use" in render_bytes(old, "md").decode()
+
+
 def test_scan_refuses_stack_formats() -> None:
     scan = ScanResult(
         started_at="2026-11-25T09:00:00+00:00",
