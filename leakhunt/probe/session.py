@@ -14,7 +14,6 @@ an ``Investigation`` is returned with what was gathered (``stop_reason`` says wh
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
@@ -25,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from leakhunt import __version__, sample
 from leakhunt.analyze.stacks import analyze_snapshots
@@ -40,15 +38,12 @@ from leakhunt.model import (
 )
 from leakhunt.parse import ParseStats
 from leakhunt.probe import bpftrace as bpftrace_backend
+from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
-from leakhunt.probe import runner, tools
 from leakhunt.probe.backend import LineParser, ProbeCommand, ProbeOptions
 
 __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
 
-ATTACH_TIMEOUT_BPFTRACE = 60.0
-ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
-POLL = 0.2
 # the script's map-fill gauge, printed as a map each interval (JSON or text)
 _LIVE_RE = re.compile(r'^(?:\{"type": ?"map", ?"data": ?\{"@live": ?"?|@live: )(-?\d{1,19})')
 
@@ -187,7 +182,7 @@ class _Session:
         self.progress(Progress("starting", 0.0, self.opts.duration, 0, None))
         try:
             if command is not None:
-                gate = _start_gated(command)
+                gate = live.start_gated(command)
                 pid = gate.pid
                 _wait_gate_ready(gate)
             assert pid is not None
@@ -228,12 +223,7 @@ class _Session:
                     stderr=probe.stderr_text,
                 )
         finally:
-            with contextlib.suppress(Exception):
-                if probe is not None and probe.alive():
-                    probe.stop(grace=3.0)
-            with contextlib.suppress(Exception):
-                if gate is not None:
-                    gate.stop(grace=2.0)
+            live.stop_leftovers((probe,), gate)
             shutil.rmtree(workdir, ignore_errors=True)
         target = Target(
             pid=pid,
@@ -278,13 +268,19 @@ class _Session:
         pid: int,
         gate: runner.GatedCommand | None,
     ) -> None:
-        timeout = ATTACH_TIMEOUT_BPFTRACE if cmd.info.name == "bpftrace" else ATTACH_TIMEOUT_BCC
-        deadline = time.monotonic() + timeout
-        started = time.monotonic()
+        watch = live.AttachWatch(
+            probe,
+            cmd.info.name,
+            pid,
+            launched=gate is not None,
+            timeout=live.attach_timeout(cmd.info.name),
+            hint=_probe_hint,
+            exit_status_in_message=True,
+        )
         while True:
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - watch.started
             self.progress(Progress("attaching", elapsed, self.opts.duration, 0, None))
-            line = probe.get_line(POLL)
+            line = probe.get_line(live.POLL)
             if line is not None:
                 if cmd.attached(line, probe.stderr_text, probe.pid):
                     self._feed(parser, cmd, line)
@@ -292,23 +288,7 @@ class _Session:
                 self._feed(parser, cmd, line)
             elif cmd.attached(None, probe.stderr_text, probe.pid):
                 return
-            if not probe.alive() or probe.eof:
-                probe.wait(2.0)
-                code = probe.poll()
-                raise ProbeFailed(
-                    f"{cmd.info.name} exited while attaching"
-                    + (f" (status {code})" if code is not None else ""),
-                    hint=_probe_hint(probe.stderr_text),
-                    stderr=probe.stderr_text,
-                )
-            if gate is None and not _pid_alive(pid):
-                raise TargetError(f"pid {pid} exited before the probes were attached")
-            if time.monotonic() > deadline:
-                raise ProbeFailed(
-                    f"{cmd.info.name} did not attach within {timeout:.0f} s",
-                    hint=_probe_hint(probe.stderr_text),
-                    stderr=probe.stderr_text,
-                )
+            watch.check()
 
     def _probe_loop(
         self,
@@ -339,12 +319,12 @@ class _Session:
                     f"the target exited after {now:.1f} s, before the planned {self.opts.duration:g} s"
                 )
                 return "target-exited"
-            line = probe.get_line(POLL)
+            line = probe.get_line(live.POLL)
             if line is not None:
                 self._feed(cmd_parser, None, line)
             elif probe.eof or not probe.alive():
                 self.notes.append(f"the probe ended on its own after {now:.1f} s")
-                return "error" if _pid_alive(pid) else "target-exited"
+                return "error" if live.pid_alive(pid) else "target-exited"
 
     def _feed(self, parser: LineParser, cmd: ProbeCommand | None, line: str) -> None:
         if cmd is not None and cmd.is_chatter(line):
@@ -385,10 +365,8 @@ class _Session:
     def _stop_probe(self, probe: runner.Child, parser: LineParser, cmd: ProbeCommand) -> runner.Exit:
         # SIGINT: both tools print a last snapshot (bpftrace's END block, memleak... only when
         # interrupted outside its sleep; its blocks so far are kept in any case).
-        exit_ = probe.stop(grace=8.0)
-        self.stopping = True
-        for line in probe.drain(0.5):
-            self._feed(parser, cmd, line)
+        self.stopping = True  # read by _add only, for the lines fed below
+        exit_ = live.stop_and_drain(probe, 8.0, lambda line: self._feed(parser, cmd, line))
         last = parser.finish()
         if isinstance(last, Snapshot):
             self._add(last)
@@ -411,8 +389,7 @@ class _Session:
     def _alive(self, pid: int, create_time: float, gate: runner.GatedCommand | None) -> bool:
         if gate is not None:
             return gate.child.poll() is None
-        info = sample.describe(pid)
-        return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+        return live.same_process(pid, create_time)
 
     # --- result -----------------------------------------------------------------------------
 
@@ -459,15 +436,6 @@ class _Session:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _start_gated(command: tuple[str, ...]) -> runner.GatedCommand:
-    exe = command[0]
-    if os.sep not in exe and shutil.which(exe) is None:
-        raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
-    if os.sep in exe and not os.access(exe, os.X_OK):
-        raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
-    return runner.GatedCommand(command)
 
 
 def _wait_gate_ready(gate: runner.GatedCommand) -> None:
@@ -542,16 +510,6 @@ def _clock_since(clock: str | None, start: datetime) -> float | None:
     if delta < -43200:
         delta += 86400  # past midnight
     return delta
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return Path(f"/proc/{pid}").exists()
 
 
 def _mostly_unresolved(snap: Snapshot) -> bool:

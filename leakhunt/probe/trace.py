@@ -35,12 +35,9 @@ from leakhunt.errors import ProbeFailed, TargetError, ToolMissing, UsageError
 from leakhunt.model import BackendInfo, BackendName, Target, TraceProcess, TraceResult
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
-from leakhunt.probe import runner, scriptgen, tools
+from leakhunt.probe import live, runner, scriptgen, tools
 from leakhunt.probe.session import choose_backend  # the same choice as investigate's
 
-ATTACH_TIMEOUT_BPFTRACE = 60.0
-ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its program with clang first: slow on a busy host
-POLL = 0.2
 ATTACHED_PREFIX = "leakhunt: tracing pid"
 _LOST_ON_STDERR = re.compile(r"^Lost (\d{1,20}) events$", re.M)
 ATTACH_RETRY_S = 90.0  # keep retrying an attach refused because of another tracer this long
@@ -128,7 +125,7 @@ class _Trace:
         t0 = time.monotonic()
         try:
             if command is not None:
-                gate = _start_gated(command)
+                gate = live.start_gated(command)
                 pid = gate.pid
             assert pid is not None
             info = tools.check_pid(pid)
@@ -158,9 +155,7 @@ class _Trace:
             self.say("stopping")
             # a target that exited goes quiet: wait for the tracer to catch up; a live one never does
             self._drain_backlog(probe, BACKLOG_MAX_S if stop_reason == "target-exited" else BACKLOG_LIVE_S)
-            exit_ = probe.stop(grace=5.0)
-            for line in probe.drain(0.5):
-                self._line(line)
+            exit_ = live.stop_and_drain(probe, 5.0, self._line)
             if end_clock is not None:
                 self._line(f"leakhunt: trace end {end_clock:.6f}")
             if exit_.killed:
@@ -182,13 +177,7 @@ class _Trace:
                     stderr=probe.stderr_text,
                 )
         finally:
-            for child in (probe, self.probe):
-                with contextlib.suppress(Exception):
-                    if child is not None and child.alive():
-                        child.stop(grace=3.0)
-            with contextlib.suppress(Exception):
-                if gate is not None:
-                    gate.stop(grace=2.0)
+            live.stop_leftovers((probe, self.probe), gate)
             if self.raw is not None:
                 self.raw.close()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -276,11 +265,18 @@ class _Trace:
             self.probe = probe
 
     def _wait_attached(self, probe: runner.Child, pid: int, gate: runner.GatedCommand | None) -> None:
-        timeout = ATTACH_TIMEOUT_BCC if self.backend == "bcc" else ATTACH_TIMEOUT_BPFTRACE
-        deadline = time.monotonic() + timeout
+        watch = live.AttachWatch(
+            probe,
+            self.backend,
+            pid,
+            launched=gate is not None,
+            timeout=live.attach_timeout(self.backend),
+            hint=_hint,
+            exit_status_in_message=False,
+        )
         announced = False
         while True:
-            line = probe.get_line(POLL)
+            line = probe.get_line(live.POLL)
             if line is not None:
                 self._line(line)
                 if self.backend == "bpftrace" and line.startswith(ATTACHED_PREFIX):
@@ -289,21 +285,7 @@ class _Trace:
                     announced = True
             if announced and _reads_trace_pipe(probe.pid):
                 return  # memleak opens the trace pipe only after attaching its uprobes
-            if not probe.alive() or probe.eof:
-                probe.wait(2.0)
-                raise ProbeFailed(
-                    f"{self.backend} exited while attaching",
-                    hint=_hint(probe.stderr_text),
-                    stderr=probe.stderr_text,
-                )
-            if gate is None and not _pid_alive(pid):
-                raise TargetError(f"pid {pid} exited before the probes were attached")
-            if time.monotonic() > deadline:
-                raise ProbeFailed(
-                    f"{self.backend} did not attach within {timeout:.0f} s",
-                    hint=_hint(probe.stderr_text),
-                    stderr=probe.stderr_text,
-                )
+            watch.check()
 
     def _loop(
         self, probe: runner.Child, pid: int, create_time: float, gate: runner.GatedCommand | None, t0: float
@@ -317,17 +299,17 @@ class _Trace:
                     self.target_comm = after.comm
             if now >= self.opts.duration:
                 return "duration"
-            alive = gate.child.poll() is None if gate is not None else _same_process(pid, create_time)
+            alive = gate.child.poll() is None if gate is not None else live.same_process(pid, create_time)
             if not alive:
                 self.notes.append(
                     f"the target exited after {now:.1f} s, before the planned {self.opts.duration:g} s"
                 )
                 return "target-exited"
-            for line in probe.drain(min(POLL, max(self.opts.duration - now, 0.01))):
+            for line in probe.drain(min(live.POLL, max(self.opts.duration - now, 0.01))):
                 self._line(line)
             if probe.eof or not probe.alive():
                 self.notes.append(f"{self.backend} ended on its own after {now:.1f} s")
-                return "error" if _pid_alive(pid) else "target-exited"
+                return "error" if live.pid_alive(pid) else "target-exited"
 
     def _drain_backlog(self, probe: runner.Child, limit: float) -> None:
         """Read what the tracer still prints before stopping it: under load its output lags the
@@ -468,30 +450,6 @@ def _reads_trace_pipe(pid: int) -> bool:
     return False
 
 
-def _start_gated(command: tuple[str, ...]) -> runner.GatedCommand:
-    exe = command[0]
-    if os.sep not in exe and shutil.which(exe) is None:
-        raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
-    if os.sep in exe and not os.access(exe, os.X_OK):
-        raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
-    return runner.GatedCommand(command)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _same_process(pid: int, create_time: float) -> bool:
-    info = sample.describe(pid)
-    return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
-
-
 def _libc(pid: int) -> str:
     """The target's libc; a command just started at the gate may not have mapped it yet."""
     deadline = time.monotonic() + 3.0
@@ -499,7 +457,7 @@ def _libc(pid: int) -> str:
         try:
             return tools.target_libc(pid)
         except TargetError:
-            if time.monotonic() > deadline or not _pid_alive(pid):
+            if time.monotonic() > deadline or not live.pid_alive(pid):
                 raise
             time.sleep(0.05)
 

@@ -1,0 +1,127 @@
+"""Pieces of a live probe run shared by ``investigate``/``run`` (session.py) and ``trace`` (trace.py).
+
+Both start the target held at a gate (``run``, ``trace -- CMD``) or watch a pid, start a tool,
+wait until its probes are attached, and tell "the target exited" from "the probe failed". How a
+tool says it is attached differs per tool and per mode, so each caller keeps its own attach
+signal and its own stderr hint; what they share is here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from leakhunt import sample
+from leakhunt.errors import ProbeFailed, TargetError
+from leakhunt.probe import runner
+
+ATTACH_TIMEOUT_BPFTRACE = 60.0
+ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
+POLL = 0.2
+
+
+def attach_timeout(backend: str) -> float:
+    """Seconds to wait for ``backend`` ("bpftrace" or "bcc") to attach."""
+    return ATTACH_TIMEOUT_BPFTRACE if backend == "bpftrace" else ATTACH_TIMEOUT_BCC
+
+
+def start_gated(command: tuple[str, ...]) -> runner.GatedCommand:
+    """Start ``command`` held before exec (see runner.GatedCommand); TargetError if it cannot run."""
+    exe = command[0]
+    if os.sep not in exe and shutil.which(exe) is None:
+        raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
+    if os.sep in exe and not os.access(exe, os.X_OK):
+        raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
+    return runner.GatedCommand(command)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists (a zombie counts; another user's process too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return Path(f"/proc/{pid}").exists()
+
+
+def same_process(pid: int, create_time: float) -> bool:
+    """True while ``pid`` is still the process created at ``create_time`` and not a zombie."""
+    info = sample.describe(pid)
+    return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+
+
+class AttachWatch:
+    """The failure checks of an attach wait, made after every poll of the tool's output.
+
+    The caller's loop reads the tool's lines and decides when it is attached (the signal differs
+    per tool); ``check()`` raises when the tool exited (ProbeFailed with ``hint(stderr)``), when a
+    watched pid exited first (TargetError: a launched command waits at its gate, so it is not
+    checked), or when ``timeout`` passed (ProbeFailed).
+    """
+
+    def __init__(
+        self,
+        probe: runner.Child,
+        name: str,
+        pid: int,
+        *,
+        launched: bool,
+        timeout: float,
+        hint: Callable[[str], str],
+        exit_status_in_message: bool,
+    ) -> None:
+        self.probe = probe
+        self.name = name
+        self.pid = pid
+        self.launched = launched
+        self.timeout = timeout
+        self.hint = hint
+        # investigate's message names the tool's exit status; trace's never did
+        self.exit_status_in_message = exit_status_in_message
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+
+    def check(self) -> None:
+        """Raise if waiting longer is pointless (see the class); return to keep waiting."""
+        probe = self.probe
+        if not probe.alive() or probe.eof:
+            probe.wait(2.0)
+            code = probe.poll() if self.exit_status_in_message else None
+            raise ProbeFailed(
+                f"{self.name} exited while attaching" + (f" (status {code})" if code is not None else ""),
+                hint=self.hint(probe.stderr_text),
+                stderr=probe.stderr_text,
+            )
+        if not self.launched and not pid_alive(self.pid):
+            raise TargetError(f"pid {self.pid} exited before the probes were attached")
+        if time.monotonic() > self.deadline:
+            raise ProbeFailed(
+                f"{self.name} did not attach within {self.timeout:.0f} s",
+                hint=self.hint(probe.stderr_text),
+                stderr=probe.stderr_text,
+            )
+
+
+def stop_and_drain(probe: runner.Child, grace: float, feed: Callable[[str], None]) -> runner.Exit:
+    """Stop ``probe`` (SIGINT, then SIGKILL after ``grace`` s) and feed what it printed last."""
+    exit_ = probe.stop(grace=grace)
+    for line in probe.drain(0.5):
+        feed(line)
+    return exit_
+
+
+def stop_leftovers(probes: tuple[runner.Child | None, ...], gate: runner.GatedCommand | None) -> None:
+    """On the way out, whatever happened: stop probes still running, then the launched command."""
+    for child in probes:
+        with contextlib.suppress(Exception):
+            if child is not None and child.alive():
+                child.stop(grace=3.0)
+    with contextlib.suppress(Exception):
+        if gate is not None:
+            gate.stop(grace=2.0)
