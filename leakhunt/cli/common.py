@@ -12,6 +12,7 @@ parsed, so a typo fails before any probe starts.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar, overload
@@ -112,3 +113,33 @@ def write_and_announce(
     for path in paths:
         say(f"report: {path}")
     return paths
+
+
+def write_despite_interrupt(
+    doc: Document,
+    output_dir: Path,
+    formats: Sequence[str],
+    *,
+    redact: bool,
+    echo: Callable[[str], None],
+) -> list[Path]:
+    """``write_and_announce`` with Ctrl-C ignored meanwhile.
+
+    A live run writes its reports even when it was interrupted: a second Ctrl-C while they are
+    written must not lose them.
+    """
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return write_and_announce(doc, output_dir, formats, redact=redact, echo=echo)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def human_size(n: float) -> str:
+    """A byte count for the terminal: ``512 B``, ``1.5 KiB``, ``2.0 MiB`` (at most GiB)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

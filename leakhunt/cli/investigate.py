@@ -8,7 +8,6 @@ at a gate and lets it exec only once the probes are attached, so no allocation i
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leakhunt.cli.common import output_options, write_and_announce
+from leakhunt.cli.common import human_size, output_options, write_despite_interrupt
 from leakhunt.errors import UsageError
 from leakhunt.model import Investigation
 from leakhunt.probe import session, tools
@@ -283,14 +282,9 @@ def _finish(
 ) -> None:
     out = Console(highlight=False, soft_wrap=True)  # a path or a note must never be cut in two
     _summary(out, inv, opts.top)
-    # Reports are written even for an interrupted run: Ctrl-C during writing must not lose them.
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        write_and_announce(
-            inv, output_dir, formats, redact=not no_redact, echo=lambda line: out.print(line, markup=False)
-        )
-    finally:
-        signal.signal(signal.SIGINT, old)
+    write_despite_interrupt(
+        inv, output_dir, formats, redact=not no_redact, echo=lambda line: out.print(line, markup=False)
+    )
 
 
 def _summary(out: Console, inv: Investigation, top: int) -> None:
@@ -302,7 +296,7 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
     leaks = [f for f in inv.findings if f.verdict == "leak"]
     if leaks:
         rate = sum(f.growth_bytes_per_sec for f in leaks)
-        out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {_size(rate)}/s")
+        out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {human_size(rate)}/s")
     else:
         out.print("[green]no stack kept growing[/green]")
     if inv.findings:
@@ -319,8 +313,8 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
             table.add_row(
                 str(f.rank),
                 f.verdict,
-                f"{_size(f.growth_bytes_per_sec)}",
-                _size(f.outstanding_bytes),
+                f"{human_size(f.growth_bytes_per_sec)}",
+                human_size(f.outstanding_bytes),
                 f"{f.confidence:.2f}",
                 frames,
                 style=style,
@@ -328,12 +322,3 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
         out.print(table)
     for note in inv.quality.notes:
         out.print(f"note: {note}", markup=False, soft_wrap=True)
-
-
-def _size(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

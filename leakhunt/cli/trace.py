@@ -7,7 +7,6 @@ allocated at the end: grouped by size and by thread, with their age, and the all
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import click
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leakhunt.analyze.trace import group_by_size, group_by_thread
-from leakhunt.cli.common import output_options, write_and_announce
+from leakhunt.cli.common import human_size, output_options, write_despite_interrupt
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
 from leakhunt.probe.trace import TraceOptions, run_trace
@@ -113,12 +112,7 @@ def trace(
     print_trace_summary(out, result)
     if save_raw is not None:
         out.print(f"raw trace: {save_raw}", markup=False)
-    # Reports are written even for an interrupted run: Ctrl-C during writing must not lose them.
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        write_and_announce(result, output_dir, formats, redact=not no_redact, echo=out.print)
-    finally:
-        signal.signal(signal.SIGINT, old)
+    write_despite_interrupt(result, output_dir, formats, redact=not no_redact, echo=out.print)
     if result.stop_reason == "interrupted":
         raise SystemExit(130)
 
@@ -137,7 +131,7 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
         out.print(
             f"pid {proc.pid} ({proc.comm}): {proc.alloc_count:,} allocations, {proc.free_count:,} frees, "
             f"{proc.unknown_frees:,} frees of blocks from before the trace; "
-            f"[bold]{proc.unfreed_count:,} never freed, {_size(proc.unfreed_bytes)}[/bold]",
+            f"[bold]{proc.unfreed_count:,} never freed, {human_size(proc.unfreed_bytes)}[/bold]",
             highlight=False,
         )
         if not proc.unfreed:
@@ -153,9 +147,9 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
             table.add_column("oldest age", justify="right")
             for g in groups[:SUMMARY_ROWS]:
                 table.add_row(
-                    _size(g.key) if label == "size" else str(g.key),
+                    human_size(g.key) if label == "size" else str(g.key),
                     f"{g.count:,}",
-                    _size(g.bytes),
+                    human_size(g.bytes),
                     f"{result.end_time - g.oldest:.2f} s",
                 )
             if len(groups) > SUMMARY_ROWS:
@@ -164,7 +158,7 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
     if result.rate:
         peak = max(result.rate, key=lambda r: r[1])
         out.print(
-            f"allocation rate: peak {peak[1]:,} allocations ({_size(peak[2])}) in the bucket at "
+            f"allocation rate: peak {peak[1]:,} allocations ({human_size(peak[2])}) in the bucket at "
             f"{peak[0]:.1f} s",
             highlight=False,
         )
@@ -175,12 +169,3 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
         out.print(f"note: the tracer lost {q.lost_events} event(s)", markup=False)
     for note in q.notes:
         out.print(f"note: {note}", markup=False)
-
-
-def _size(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
