@@ -16,7 +16,7 @@ import click
 from leakhunt.analyze.diff import FAIL_ON, FailOn, diff_investigations, require_investigation
 from leakhunt.cli.common import output_options
 from leakhunt.errors import UsageError
-from leakhunt.report import EXTENSIONS, Document, default_stem, jsonio, render_bytes
+from leakhunt.report import EXTENSIONS, Document, default_stem, jsonio, make_output_dir, render_bytes
 from leakhunt.report import diffreport as dr
 from leakhunt.report import folded as folded_mod
 from leakhunt.report.redact import redact as redact_doc
@@ -163,14 +163,7 @@ def report(
     if output is not None:
         _emit(rendered[0][1], output)
         return
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"{output_dir} exists and is not a directory", hint="choose another --output-dir")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(
-            f"cannot create {output_dir}: {err.strerror}", hint="choose another --output-dir"
-        ) from None
+    make_output_dir(output_dir)
     stem = default_stem(doc)
     for fmt, data in rendered:
         path = output_dir / f"{stem}{EXTENSIONS[fmt]}"

@@ -41,6 +41,7 @@ __all__ = [
     "FORMATS",
     "Document",
     "default_stem",
+    "make_output_dir",
     "parse_formats",
     "render",
     "render_bytes",
@@ -204,6 +205,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def make_output_dir(output_dir: Path) -> None:
+    """Create ``output_dir`` (and its parents) for reports; UsageError when that is not possible."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"{output_dir} exists and is not a directory", hint="choose another --output-dir")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"cannot create {output_dir}: {err.strerror}", hint="choose another --output-dir"
+        ) from None
+
+
 def write_reports(
     doc: Document,
     output_dir: Path,
@@ -227,14 +240,7 @@ def write_reports(
     if "/" in stem or stem in ("", ".", ".."):
         raise UsageError(f"bad report name {stem!r}", hint="a report name is a file name, not a path")
     rendered = [(fmt, render_bytes(doc, fmt)) for fmt in fmts]
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"{output_dir} exists and is not a directory", hint="choose another --output-dir")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(
-            f"cannot create {output_dir}: {err.strerror}", hint="choose another --output-dir"
-        ) from None
+    make_output_dir(output_dir)
     paths: list[Path] = []
     for fmt, data in rendered:
         path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
