@@ -17,6 +17,7 @@ from pathlib import Path
 
 from leakhunt import sample
 from leakhunt.errors import ProbeFailed, TargetError
+from leakhunt.model import Target
 from leakhunt.probe import runner
 
 ATTACH_TIMEOUT_BPFTRACE = 60.0
@@ -54,6 +55,26 @@ def same_process(pid: int, create_time: float) -> bool:
     """True while ``pid`` is still the process created at ``create_time`` and not a zombie."""
     info = sample.describe(pid)
     return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+
+
+def target(
+    pid: int,
+    info: sample.ProcessInfo,
+    command: tuple[str, ...] | None,
+    *,
+    exit_code: int | None,
+    stop_reason: str,
+) -> Target:
+    """The Target of a live run: ``info`` as read from /proc, ``command`` when leakhunt started it."""
+    return Target(
+        pid=pid,
+        comm=info.comm,
+        cmdline=info.cmdline or command or (),
+        exe=info.exe,
+        launched=command is not None,
+        exit_code=exit_code,
+        exited_early=stop_reason == "target-exited",
+    )
 
 
 class AttachWatch:

@@ -225,15 +225,7 @@ class _Session:
         finally:
             live.stop_leftovers((probe,), gate)
             shutil.rmtree(workdir, ignore_errors=True)
-        target = Target(
-            pid=pid,
-            comm=info.comm,
-            cmdline=info.cmdline or command or (),
-            exe=info.exe,
-            launched=command is not None,
-            exit_code=exit_code,
-            exited_early=stop_reason == "target-exited",
-        )
+        target = live.target(pid, info, command, exit_code=exit_code, stop_reason=stop_reason)
         return self._build(target, cmd.info, started_at, duration, stop_reason)
 
     # --- stages -----------------------------------------------------------------------------

@@ -183,15 +183,7 @@ class _Trace:
             shutil.rmtree(workdir, ignore_errors=True)
         if self.exec_info is not None:
             info = self.exec_info
-        target = Target(
-            pid=pid,
-            comm=info.comm,
-            cmdline=info.cmdline or command or (),
-            exe=info.exe,
-            launched=command is not None,
-            exit_code=exit_code,
-            exited_early=stop_reason == "target-exited",
-        )
+        target = live.target(pid, info, command, exit_code=exit_code, stop_reason=stop_reason)
         name: BackendName = "bcc" if self.backend == "bcc" else "bpftrace"
         backend = BackendInfo(name, self.tool.path, self.tool.version, self.argv, self.reason)
         return build_result(
