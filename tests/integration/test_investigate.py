@@ -82,7 +82,9 @@ def test_small_leak_ranks_first_and_decoys_are_not_leaks(
 def test_target_exiting_midway_still_gives_a_report(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    target = start_target(build_target("leak_mix"), "--wait-signal", "5")
+    # 8 s of life: the 4 MiB cache fills in the first 2 s, so enough snapshots follow it to show its
+    # plateau (with 5 s the cache was once still judged growing from the few snapshots left).
+    target = start_target(build_target("leak_mix"), "--wait-signal", "8")
     try:
         proc = start_leakhunt(
             [
