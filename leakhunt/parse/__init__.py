@@ -16,9 +16,11 @@ up in the report's data-quality section (``ParseStats.quality()``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from leakhunt.model import DataQuality
+from leakhunt.model import DataQuality, Snapshot
 
 MAX_EXAMPLES = 5
 _MAX_EXAMPLE_CHARS = 300
@@ -70,3 +72,23 @@ class ParseStats:
 
 
 __all__ = ["MAX_EXAMPLES", "ParseStats"]
+
+
+class LineParser(Protocol):
+    """The streaming interface of MemleakParser and BpftraceParser: push lines, get snapshots."""
+
+    def feed(self, line: str) -> Snapshot | None: ...
+
+    def finish(self) -> Snapshot | None: ...
+
+
+def stream_snapshots(parser: LineParser, lines: Iterable[str]) -> Iterator[Snapshot]:
+    """Pull form of a push parser: every snapshot ``parser`` completes over ``lines``, the last one
+    (completed only by the end of the input) included."""
+    for line in lines:
+        snapshot = parser.feed(line)
+        if snapshot is not None:
+            yield snapshot
+    last = parser.finish()
+    if last is not None:
+        yield last

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
-from leakhunt.parse import ParseStats
+from leakhunt.parse import ParseStats, stream_snapshots
 from leakhunt.parse.frames import parse_bpftrace_frame
 
 MAX_LINE = 1 << 20  # a JSON map line holds a whole map; beyond this it is not ours
@@ -362,11 +362,4 @@ class BpftraceParser:
 
 def parse_bpftrace(lines: Iterable[str], stats: ParseStats | None = None) -> Iterator[Snapshot]:
     """Snapshots from bpftrace output (JSON or text), streamed interval by interval."""
-    parser = BpftraceParser(stats)
-    for line in lines:
-        snapshot = parser.feed(line)
-        if snapshot is not None:
-            yield snapshot
-    last = parser.finish()
-    if last is not None:
-        yield last
+    return stream_snapshots(BpftraceParser(stats), lines)

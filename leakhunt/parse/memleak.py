@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
-from leakhunt.parse import ParseStats
+from leakhunt.parse import ParseStats, stream_snapshots
 from leakhunt.parse.frames import parse_bcc_frame, parse_libbpf_frame
 
 MAX_LINE = 8192  # longer lines are not memleak output (and would make regexes slow)
@@ -229,11 +229,4 @@ class MemleakParser:
 
 def parse_memleak(lines: Iterable[str], stats: ParseStats | None = None) -> Iterator[Snapshot]:
     """Snapshots from memleak periodic output, streamed block by block."""
-    parser = MemleakParser(stats)
-    for line in lines:
-        snapshot = parser.feed(line)
-        if snapshot is not None:
-            yield snapshot
-    last = parser.finish()
-    if last is not None:
-        yield last
+    return stream_snapshots(MemleakParser(stats), lines)

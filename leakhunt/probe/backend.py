@@ -9,19 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
-from leakhunt.model import BackendInfo, Snapshot
-from leakhunt.parse import ParseStats
-
-
-class LineParser(Protocol):
-    """The streaming interface of leakhunt.parse's MemleakParser and BpftraceParser."""
-
-    def feed(self, line: str) -> Snapshot | None: ...
-
-    def finish(self) -> Snapshot | None: ...
-
+from leakhunt.model import BackendInfo
+from leakhunt.parse import LineParser, ParseStats
 
 AttachState = Literal["waiting", "attached"]
 

@@ -15,10 +15,10 @@ import os
 
 from leakhunt.errors import TargetError
 from leakhunt.model import BackendInfo
-from leakhunt.parse import ParseStats
+from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser
 from leakhunt.probe import scriptgen, tools
-from leakhunt.probe.backend import LineParser, ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import ProbeCommand, ProbeOptions
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 STACK_DEPTH = 64  # frames kept per stack: the allocation site is innermost, outer frames matter less

@@ -16,10 +16,10 @@ from __future__ import annotations
 import platform
 
 from leakhunt.model import BackendInfo
-from leakhunt.parse import ParseStats
+from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.memleak import MemleakParser
 from leakhunt.probe import tools
-from leakhunt.probe.backend import LineParser, ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import ProbeCommand, ProbeOptions
 
 # Syscall numbers of the sleeps Python's time.sleep() may block in, per architecture.
 _SLEEP_SYSCALLS = {

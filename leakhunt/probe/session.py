@@ -36,11 +36,11 @@ from leakhunt.model import (
     Snapshot,
     Target,
 )
-from leakhunt.parse import ParseStats
+from leakhunt.parse import LineParser, ParseStats
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
-from leakhunt.probe.backend import LineParser, ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import ProbeCommand, ProbeOptions
 
 __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
 
