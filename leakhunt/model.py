@@ -25,6 +25,19 @@ ScanVerdict = Literal["leak-suspect", "growing", "sawtooth", "plateau", "stable"
 
 BackendName = Literal["bpftrace", "bcc"]
 
+# The libc allocator entry points leakhunt probes (the list; memleak probes the same set).
+ALLOCATOR_FUNCTIONS: tuple[str, ...] = (
+    "malloc",
+    "calloc",
+    "realloc",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+)
+
 
 @dataclass(frozen=True)
 class Frame:

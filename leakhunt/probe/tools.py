@@ -22,6 +22,7 @@ from typing import Literal
 
 from leakhunt import sample
 from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError
+from leakhunt.model import ALLOCATOR_FUNCTIONS
 from leakhunt.probe import runner
 
 MemleakFlavor = Literal["bcc", "libbpf"]
@@ -326,17 +327,7 @@ def require_root() -> None:
 
 # --- allocator symbols ---------------------------------------------------------------------------
 
-ALLOC_FUNCTIONS = (
-    "malloc",
-    "calloc",
-    "realloc",
-    "free",
-    "posix_memalign",
-    "aligned_alloc",
-    "memalign",
-    "valloc",
-    "pvalloc",
-)
+ALLOC_FUNCTIONS = ALLOCATOR_FUNCTIONS
 
 
 def elf_functions(path: str) -> dict[str, int]:

@@ -12,7 +12,15 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from leakhunt.model import DataQuality, Finding, Investigation, Target, TraceResult, Unfreed
+from leakhunt.model import (
+    ALLOCATOR_FUNCTIONS,
+    DataQuality,
+    Finding,
+    Investigation,
+    Target,
+    TraceResult,
+    Unfreed,
+)
 from leakhunt.report.svg import format_value
 
 VERDICT_WORDS = {
@@ -53,17 +61,8 @@ def top_frame(f: Finding) -> str:
     return f.stack.top
 
 
-_ALLOC_SYMBOLS = frozenset(
+_ALLOC_SYMBOLS = frozenset(ALLOCATOR_FUNCTIONS) | frozenset(
     {
-        "malloc",
-        "calloc",
-        "realloc",
-        "free",
-        "posix_memalign",
-        "aligned_alloc",
-        "memalign",
-        "valloc",
-        "pvalloc",
         "__libc_malloc",
         "__libc_calloc",
         "__libc_realloc",
