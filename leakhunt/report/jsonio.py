@@ -599,11 +599,6 @@ def _read_investigation(o: _Obj) -> Investigation:
         for f in o.objs("findings")
     )
 
-    def text(value: JSONValue, path: str) -> str:
-        if not isinstance(value, str):
-            raise _bad(path, "a string", value)
-        return value
-
     return Investigation(
         target=_read_target(o.obj("target")),
         backend=_read_backend(o.obj("backend")),
@@ -618,7 +613,7 @@ def _read_investigation(o: _Obj) -> Investigation:
         kernel=o.get_str("kernel", ""),
         host=o.get_str("host", ""),
         leakhunt_version=o.get_str("leakhunt_version", ""),
-        options=o.pairs("options", text),
+        options=o.pairs("options", _as_str),
     )
 
 
