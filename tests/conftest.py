@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from leakhunt.model import Investigation
+from leakhunt.report import jsonio
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "tests" / "targets"
 TARGET_BIN = TARGETS / "bin"
@@ -76,3 +79,13 @@ def build_target() -> Callable[..., Path]:
     if shutil.which("gcc") is None:
         require_or_skip("gcc not installed (scripts/setup.sh)")
     return compile_target
+
+
+DIFF_FIXTURES = ROOT / "tests" / "fixtures" / "diff"
+
+
+def diff_fixture(name: str) -> Investigation:
+    """A real investigation from tests/fixtures/diff/ (captured by scripts/capture_diff_fixtures.sh)."""
+    doc = jsonio.load(DIFF_FIXTURES / name)
+    assert isinstance(doc, Investigation)
+    return doc

@@ -11,7 +11,6 @@ import io
 import json
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
@@ -25,16 +24,12 @@ from leakhunt.analyze.diff import (
 )
 from leakhunt.errors import UsageError
 from leakhunt.model import Finding, Frame, Investigation, ScanResult, Snapshot, Stack
-from leakhunt.report import jsonio
 from leakhunt.report.diffreport import render_diff
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "diff"
+from tests.conftest import diff_fixture
 
 
 def load(v: int) -> Investigation:
-    doc = jsonio.load(FIXTURES / f"investigation-v{v}.json")
-    assert isinstance(doc, Investigation)
-    return doc
+    return diff_fixture(f"investigation-v{v}.json")
 
 
 def statuses(result: DiffResult) -> dict[str, str]:

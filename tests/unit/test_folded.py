@@ -32,15 +32,14 @@ from leakhunt.model import (
 )
 from leakhunt.report import jsonio, render
 from leakhunt.report.folded import folded_lines, frame_label, render_folded
+from tests.conftest import diff_fixture
 from tests.viewers import speedscope_number, speedscope_sandwich
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "diff"
 
 
 def load_investigation(name: str) -> Investigation:
-    doc = jsonio.load(FIXTURES / name)
-    assert isinstance(doc, Investigation)
-    return doc
+    return diff_fixture(name)
 
 
 def parse_folded(text: str) -> dict[tuple[str, ...], int]:

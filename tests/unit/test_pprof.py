@@ -29,15 +29,14 @@ from leakhunt.model import (
 )
 from leakhunt.report import jsonio, render
 from leakhunt.report.pprof import read_profile, render_pprof
+from tests.conftest import diff_fixture
 from tests.viewers import go_pprof, go_pprof_raw, speedscope_number, speedscope_sandwich
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "diff"
 
 
 def load_investigation(name: str) -> Investigation:
-    doc = jsonio.load(FIXTURES / name)
-    assert isinstance(doc, Investigation)
-    return doc
+    return diff_fixture(name)
 
 
 def pprof_bytes(doc: Investigation | TraceResult) -> bytes:
