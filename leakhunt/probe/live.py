@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,16 +27,6 @@ POLL = 0.2
 def attach_timeout(backend: str) -> float:
     """Seconds to wait for ``backend`` ("bpftrace" or "bcc") to attach."""
     return ATTACH_TIMEOUT_BPFTRACE if backend == "bpftrace" else ATTACH_TIMEOUT_BCC
-
-
-def start_gated(command: tuple[str, ...]) -> runner.GatedCommand:
-    """Start ``command`` held before exec (see runner.GatedCommand); TargetError if it cannot run."""
-    exe = command[0]
-    if os.sep not in exe and shutil.which(exe) is None:
-        raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
-    if os.sep in exe and not os.access(exe, os.X_OK):
-        raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
-    return runner.GatedCommand(command)
 
 
 def pid_alive(pid: int) -> bool:

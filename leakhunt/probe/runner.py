@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -237,6 +238,12 @@ class GatedCommand:
     ) -> None:
         if not argv:
             raise TargetError("no command given", hint="put the command after `--`")
+        # The gate shell would only fail at exec, after the probe attached: check the program now.
+        exe = argv[0]
+        if os.sep not in exe and shutil.which(exe) is None:
+            raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
+        if os.sep in exe and not os.access(exe, os.X_OK):
+            raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
         read_fd, self._write_fd = os.pipe()
         script = 'read -r _ <&3; exec 3<&-; exec "$@"'
         try:

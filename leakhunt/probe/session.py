@@ -182,7 +182,7 @@ class _Session:
         self.progress(Progress("starting", 0.0, self.opts.duration, 0, None))
         try:
             if command is not None:
-                gate = live.start_gated(command)
+                gate = runner.GatedCommand(command)
                 pid = gate.pid
                 _wait_gate_ready(gate)
             assert pid is not None

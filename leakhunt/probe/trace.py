@@ -125,7 +125,7 @@ class _Trace:
         t0 = time.monotonic()
         try:
             if command is not None:
-                gate = live.start_gated(command)
+                gate = runner.GatedCommand(command)
                 pid = gate.pid
             assert pid is not None
             info = tools.check_pid(pid)
