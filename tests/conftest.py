@@ -7,10 +7,11 @@ Leaky C targets in tests/targets/*.c are compiled on demand into tests/targets/b
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,29 @@ def require_or_skip(reason: str | None) -> None:
     if IN_CI:
         pytest.fail(f"CI=true but this host cannot run this test: {reason}")
     pytest.skip(reason)
+
+
+PROBE_LOCK = "/tmp/leakhunt-probe.lock"  # noqa: S108 (a fixed, shared name is the point)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Real-probe tests hold PROBE_LOCK while they run.
+
+    Two probe sessions on the same libc function collide in the kernel ("ref_ctr_offset mismatch"),
+    so suites run from several checkouts at once (or a developer's `flock -o PROBE_LOCK leakhunt ...`)
+    take turns test by test instead of failing each other.
+    """
+    needs_lock = "probe_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("probe")
+    if not needs_lock:
+        yield
+        return
+    with open(PROBE_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
