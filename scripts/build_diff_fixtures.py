@@ -55,7 +55,12 @@ def main(argv: list[str]) -> None:
     for v, pid in zip((1, 2, 3), pids, strict=True):
         inv = build(
             folder / f"memleak-v{v}.txt",
-            pid=pid, tool=tool, version=version, interval=interval, version_flag=v, date=date,
+            pid=pid,
+            tool=tool,
+            version=version,
+            interval=interval,
+            version_flag=v,
+            date=date,
         )
         out = folder / f"investigation-v{v}.json"
         with out.open("w") as fh:

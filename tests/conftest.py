@@ -36,9 +36,10 @@ def cannot_probe_reason() -> str | None:
         for p in ("/usr/sbin/memleak-bpfcc", "/usr/share/bcc/tools/memleak", "/usr/sbin/memleak")
     ):
         return "BCC memleak not installed (scripts/setup.sh)"
-    if not Path("/sys/kernel/tracing/uprobe_events").exists() and not Path(
-        "/sys/kernel/debug/tracing/uprobe_events"
-    ).exists():
+    if (
+        not Path("/sys/kernel/tracing/uprobe_events").exists()
+        and not Path("/sys/kernel/debug/tracing/uprobe_events").exists()
+    ):
         return "tracefs not mounted (scripts/setup.sh)"
     return None
 

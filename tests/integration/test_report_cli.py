@@ -86,13 +86,9 @@ def test_output_file_name_picks_the_format(tmp_path: Path) -> None:
     assert isinstance(inv, Investigation)
     top = inv.findings[0]
     line = next(
-        x
-        for x in (tmp_path / "g.folded").read_text().splitlines()
-        if x.split(" ")[0].endswith(top.stack.top)
+        x for x in (tmp_path / "g.folded").read_text().splitlines() if x.split(" ")[0].endswith(top.stack.top)
     )
-    assert (
-        int(line.rpartition(" ")[2]) == top.series[-1].outstanding_bytes - top.series[0].outstanding_bytes
-    )
+    assert int(line.rpartition(" ")[2]) == top.series[-1].outstanding_bytes - top.series[0].outstanding_bytes
 
 
 def test_markdown_to_stdout() -> None:
@@ -255,9 +251,7 @@ def test_diff_of_real_leaky_and_fixed_builds(probe_env: None, tmp_path: Path) ->
         assert len(snapshots) >= 4, err
         inv = Investigation(
             target=Target(pid=pids[v], comm="fixleak", cmdline=(str(exes[v]), "14", "1")),
-            backend=BackendInfo(
-                name="bcc", tool=memleak, version="", argv=(memleak, "-p", str(pids[v]))
-            ),
+            backend=BackendInfo(name="bcc", tool=memleak, version="", argv=(memleak, "-p", str(pids[v]))),
             started_at="2026-01-01T00:00:00+00:00",
             duration_s=snapshots[-1].t - snapshots[0].t + 1.0,
             interval_s=1.0,
@@ -281,9 +275,7 @@ def test_diff_of_real_leaky_and_fixed_builds(probe_env: None, tmp_path: Path) ->
 def test_pprof_diff_base_of_the_two_builds(tmp_path: Path) -> None:
     """The differential view that diff's --help suggests: go tool pprof -diff_base per function."""
     for v in (1, 2):
-        proc = leakhunt(
-            "report", str(DIFF / f"investigation-v{v}.json"), "-o", str(tmp_path / f"v{v}.pb.gz")
-        )
+        proc = leakhunt("report", str(DIFF / f"investigation-v{v}.json"), "-o", str(tmp_path / f"v{v}.pb.gz"))
         assert proc.returncode == 0, proc.stderr
     top = go_pprof(
         tmp_path / "v2.pb.gz", "-top", "-sample_index=growth_space", f"-diff_base={tmp_path / 'v1.pb.gz'}"

@@ -95,8 +95,7 @@ def test_value_count_and_growth() -> None:
     by_top = {f.stack.top: f for f in inv.findings}
     counts = parse_folded("\n".join(folded_lines(inv, "count")))
     assert (
-        counts[("__libc_start_call_main", "main", "handle", "parse_request")]
-        == by_top["parse_request"].count
+        counts[("__libc_start_call_main", "main", "handle", "parse_request")] == by_top["parse_request"].count
     )
     growth = parse_folded("\n".join(folded_lines(inv, "growth")))
     leak = by_top["parse_request"]
@@ -104,9 +103,7 @@ def test_value_count_and_growth() -> None:
     assert growth[("__libc_start_call_main", "main", "handle", "parse_request")] == (
         leak.series[-1].outstanding_bytes - leak.series[0].outstanding_bytes
     )
-    assert (
-        0 < growth[("__libc_start_call_main", "main", "handle", "parse_request")] < leak.outstanding_bytes
-    )
+    assert 0 < growth[("__libc_start_call_main", "main", "handle", "parse_request")] < leak.outstanding_bytes
 
 
 def test_unknown_value_is_a_usage_error() -> None:
