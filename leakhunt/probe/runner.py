@@ -18,10 +18,13 @@ import atexit
 import contextlib
 import ctypes
 import os
+import platform
 import queue
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -229,8 +232,15 @@ def live_children() -> list[Child]:
 class GatedCommand:
     """A command started but held before ``exec`` until ``release()``.
 
-    The child is a ``/bin/sh`` that blocks reading a pipe, then ``exec``s the command: its pid stays
-    the same, so a probe can attach with ``-p PID`` first and miss no allocation made after exec.
+    The child is a ``/bin/sh`` that execs the command with a redirection from a FIFO, so it blocks
+    in that ``open`` until ``release()`` opens the FIFO's other end. Its pid stays the same, so a
+    probe can attach with ``-p PID`` first and miss no allocation made after exec, and:
+    - everything the shell allocates (parsing, expansion, its redirection table) happens before it
+      blocks, so a probe attached while it waits sees no allocation of the shell's (a ``read``
+      builtin used to set ``$_`` after the release: 5- and 28-byte blocks the command never freed);
+    - no file descriptor number is assumed: a parent that holds fd 3 open (``flock``, systemd
+      socket activation) used to make the shell fail to read its gate and exec at once, before
+      the probe was armed. The FIFO is opened and closed again on fd 9 in the shell only.
     """
 
     def __init__(
@@ -244,8 +254,10 @@ class GatedCommand:
             raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
         if os.sep in exe and not os.access(exe, os.X_OK):
             raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
-        read_fd, self._write_fd = os.pipe()
-        script = 'read -r _ <&3; exec 3<&-; exec "$@"'
+        self._dir = tempfile.mkdtemp(prefix="leakhunt-gate-")
+        self._fifo = os.path.join(self._dir, "release")
+        os.mkfifo(self._fifo, 0o600)
+        script = f'exec "$@" 9<{shlex.quote(self._fifo)} 9<&-'
         try:
             self.child = Child(
                 ["/bin/sh", "-c", script, "leakhunt-gate", *argv],
@@ -254,22 +266,49 @@ class GatedCommand:
                 cwd=cwd,
                 capture=False,
                 stop_signal=signal.SIGTERM,
-                pass_fds=(read_fd,),
             )
-        finally:
-            os.close(read_fd)
+        except BaseException:
+            self._cleanup()
+            raise
         self.argv = tuple(argv)
         self.pid = self.child.pid
 
+    def wait_ready(self, timeout: float = 5.0) -> None:
+        """Wait until the shell blocks opening the FIFO: its libc is mapped by then.
+
+        Raises TargetError when the shell ended instead.
+        """
+        nrs = _OPEN_SYSCALLS.get(platform.machine(), ())
+
+        def blocked() -> bool:
+            try:
+                with open(f"/proc/{self.pid}/syscall", encoding="ascii") as fh:
+                    first = fh.read().split(maxsplit=1)
+            except OSError:
+                return False
+            return bool(first) and first[0].isdigit() and int(first[0]) in nrs
+
+        if not wait_until(blocked, timeout=timeout, step=0.01) and self.child.poll() is not None:
+            raise TargetError(f"could not start {self.argv[0]}")
+
     def release(self) -> None:
+        """Let the command exec (a no-op when the shell is gone)."""
         with contextlib.suppress(OSError):
-            os.write(self._write_fd, b"go\n")
-            os.close(self._write_fd)
+            # O_NONBLOCK: ENXIO instead of blocking forever when the shell died meanwhile.
+            fd = os.open(self._fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        self._cleanup()
 
     def stop(self, grace: float = 3.0) -> Exit:
-        with contextlib.suppress(OSError):
-            os.close(self._write_fd)
+        self._cleanup()
         return self.child.stop(grace)
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# open and openat: where the gate shell blocks until released (/proc/PID/syscall's first field)
+_OPEN_SYSCALLS: dict[str, tuple[int, ...]] = {"x86_64": (2, 257), "aarch64": (56,)}
 
 
 @contextlib.contextmanager

@@ -184,7 +184,7 @@ class _Session:
             if command is not None:
                 gate = runner.GatedCommand(command)
                 pid = gate.pid
-                _wait_gate_ready(gate)
+                gate.wait_ready()
             assert pid is not None
             info = tools.check_pid(pid)
             create_time = info.create_time
@@ -428,22 +428,6 @@ class _Session:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _wait_gate_ready(gate: runner.GatedCommand) -> None:
-    """Wait until the gate's shell blocks reading its pipe: its libc is mapped by then."""
-    read_nr = {"x86_64": 0, "aarch64": 63}.get(platform.machine())
-
-    def blocked() -> bool:
-        try:
-            with open(f"/proc/{gate.pid}/syscall", encoding="ascii") as fh:
-                first = fh.read().split(maxsplit=1)
-        except OSError:
-            return False
-        return bool(first) and first[0].isdigit() and int(first[0]) == read_nr
-
-    if not runner.wait_until(blocked, timeout=5.0, step=0.01) and gate.child.poll() is not None:
-        raise TargetError(f"could not start {gate.argv[0]}")
 
 
 def _describe_after_exec(gate: runner.GatedCommand, before: sample.ProcessInfo) -> sample.ProcessInfo:

@@ -127,6 +127,7 @@ class _Trace:
             if command is not None:
                 gate = runner.GatedCommand(command)
                 pid = gate.pid
+                gate.wait_ready()
             assert pid is not None
             info = tools.check_pid(pid)
             self.target_pid, self.target_comm = pid, info.comm

@@ -45,9 +45,12 @@ def assert_no_probe_left(pid: int) -> None:
     assert left == [], f"probe processes survived leakhunt: {left}"
 
 
-def start_leakhunt(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_leakhunt(
+    args: Sequence[str], env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+) -> subprocess.Popen[str]:
+    """leakhunt ARGS, under ``wrapper`` (a command prefix such as ``flock FILE``) if given."""
     return subprocess.Popen(
-        [*LEAKHUNT, *args],
+        [*wrapper, *LEAKHUNT, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,9 +79,12 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, st
 
 
 def run_leakhunt(
-    args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 120.0
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    wrapper: Sequence[str] = (),
 ) -> tuple[int, str, str]:
-    proc = start_leakhunt(args, env)
+    proc = start_leakhunt(args, env, wrapper)
     return finish(proc, timeout)
 
 

@@ -15,11 +15,20 @@ FIRST_SIZE = 12345
 FIRST_COUNT = 7
 
 
-@pytest.mark.parametrize("backend", ["bpftrace", "bcc"])
+@pytest.mark.parametrize(
+    ("backend", "under_flock"), [("bpftrace", False), ("bcc", False), ("bpftrace", True), ("bcc", True)]
+)
 def test_allocations_at_the_first_line_of_main_are_counted(
-    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str, under_flock: bool
 ) -> None:
+    """Every allocation made after exec is seen, also when leakhunt's parent left fd 3 open.
+
+    ``flock FILE leakhunt ...`` (like systemd socket activation) hands leakhunt an open fd 3; the
+    gate once read its release pipe from fd 3 by number, failed, and exec'd before the probe was
+    armed: a false all-clear.
+    """
     binary = build_target("first_alloc")
+    wrapper = ["flock", str(tmp_path / "held.lock")] if under_flock else []
     code, _out, err = run_leakhunt(
         [
             "run",
@@ -36,7 +45,8 @@ def test_allocations_at_the_first_line_of_main_are_counted(
             "--",
             str(binary),
             "3",
-        ]
+        ],
+        wrapper=wrapper,
     )
     # leakhunt run exits with the command's status; first_alloc returns 7
     assert code == 7, err

@@ -143,6 +143,25 @@ def test_trace_of_a_command_sees_its_leaks(
 
 
 @pytest.mark.probe
+@pytest.mark.parametrize("backend", ["bpftrace", "bcc"])
+def test_trace_of_a_command_lists_nothing_from_before_exec(
+    backend: str, probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """The gate shell that holds the command until the probes are in allocates nothing they see:
+    first_alloc keeps exactly 7 blocks of 12,345 bytes and allocates nothing else, so the trace
+    lists exactly those (the shell's `read` once added blocks of 5 and 28 bytes)."""
+    exe = build_target("first_alloc")
+    proc = leakhunt(
+        "trace", "--backend", backend, "--duration", "60", "--output-dir", str(tmp_path),
+        "--format", "json", "--", str(exe), "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = only_report(tmp_path)
+    sizes = sorted(size for _, size, _ in unfreed(doc, doc.target.pid))
+    assert sizes == [12345] * 7
+
+
+@pytest.mark.probe
 def test_bpftrace_traces_the_children_too_each_matched_apart(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
 ) -> None:
