@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from leakhunt.errors import LeakhuntError
-from leakhunt.probe import runner, tools
+from leakhunt.probe import distro, runner, tools
 
 SETUP = "sudo bash scripts/setup.sh"
 
@@ -32,9 +32,16 @@ def _tracefs_dir() -> Path | None:
     return None
 
 
-def run_checks() -> list[Check]:
-    """Every check, in the order a user should fix them."""
-    checks: list[Check] = []
+def run_checks(release: distro.OsRelease | None = None) -> list[Check]:
+    """Every check, in the order a user should fix them.
+
+    The install commands follow ``release`` (default: this host's /etc/os-release): apt on Debian and
+    Ubuntu, dnf on Fedora/RHEL, pacman on Arch.
+    """
+    if release is None:
+        release = distro.read_os_release()
+    hints = distro.install_hints(release, os.uname().release)
+    checks: list[Check] = [_distribution_check(hints)]
     missing = tools.missing_privileges()
     if missing:
         checks.append(
@@ -91,7 +98,7 @@ def run_checks() -> list[Check]:
 
     bpftrace = tools.find_bpftrace()
     if bpftrace is None:
-        checks.append(Check("bpftrace", False, "not found", "sudo apt-get install -y bpftrace", "bpftrace"))
+        checks.append(Check("bpftrace", False, "not found", hints.bpftrace, "bpftrace"))
     else:
         checks.append(Check("bpftrace", True, f"{bpftrace.path} {bpftrace.version}", needed_by="bpftrace"))
         if not missing:
@@ -99,9 +106,7 @@ def run_checks() -> list[Check]:
 
     memleak = tools.find_memleak()
     if memleak is None:
-        checks.append(
-            Check("memleak (BCC)", False, "not found", "sudo apt-get install -y bpfcc-tools", "bcc")
-        )
+        checks.append(Check("memleak (BCC)", False, "not found", hints.bcc, "bcc"))
     else:
         checks.append(
             Check(
@@ -110,18 +115,33 @@ def run_checks() -> list[Check]:
         )
     if memleak is None or memleak.flavor == "bcc":
         headers = tools.kernel_headers_dir()
-        release = os.uname().release
+        kernel = os.uname().release
         checks.append(
             Check(
                 "kernel headers",
                 headers is not None,
-                f"{headers}" if headers else f"none for {release} in /lib/modules/{release}/build",
-                f"sudo apt-get install -y linux-headers-{release}  (for a custom kernel: {SETUP}, "
-                "which links the nearest headers)",
+                f"{headers}" if headers else f"none for {kernel} in /lib/modules/{kernel}/build",
+                f"{hints.headers}  (for a custom kernel: {SETUP}, which links the nearest headers)"
+                if hints.setup_script
+                else hints.headers,
                 needed_by="bcc",
             )
         )
     return checks
+
+
+def _distribution_check(hints: distro.InstallHints) -> Check:
+    """Always passes: says which install commands the fixes below use."""
+    if hints.family == "unknown":
+        detail = (
+            f"{hints.name}: not one leakhunt knows (Debian, Ubuntu, Fedora/RHEL, Arch); "
+            "install bpftrace and BCC yourself"
+        )
+    elif hints.setup_script:
+        detail = f"{hints.name} (supported; {SETUP} installs everything)"
+    else:
+        detail = f"{hints.name} (fixes below use {hints.bpftrace.split()[1]})"
+    return Check("distribution", True, detail)
 
 
 def _bpftrace_smoke(tool: tools.Tool) -> Check:
@@ -168,7 +188,8 @@ def doctor() -> None:
     Exit status: 0 when at least one backend (bpftrace or BCC) can probe, 2 otherwise.
     """
     out = Console(highlight=False)
-    checks = run_checks()
+    release = distro.read_os_release()
+    checks = run_checks(release)
     for check in checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
         scope = "" if check.needed_by == "all" else f" [dim](for {check.needed_by})[/dim]"
@@ -179,5 +200,6 @@ def doctor() -> None:
     if usable:
         out.print(f"ready: leakhunt can probe with {' and '.join(usable)} (auto picks {usable[0]})")
         return
-    out.print(f"[red]not ready[/red]: no backend can probe on this host; fix the checks above ({SETUP})")
+    hint = f" ({SETUP})" if distro.install_hints(release, os.uname().release).setup_script else ""
+    out.print(f"[red]not ready[/red]: no backend can probe on this host; fix the checks above{hint}")
     raise SystemExit(2)
