@@ -53,15 +53,32 @@ class Frame:
     offset: int | None = None
     module: str | None = None
     address: int | None = None
+    # Source position from the object's DWARF line table (leakhunt.symbols), when it has debug info.
+    # ``file`` is the path as compiled (may not exist on this host); ``line`` 0/None = unknown.
+    file: str | None = None
+    line: int | None = None
+    # True for a call the compiler inlined: this frame and the next (outer) one share one address.
+    inlined: bool = False
 
     def display(self) -> str:
-        """The frame as ``function+0xoff [module]`` (the form reports and JSON use)."""
+        """The frame as ``function+0xoff [module] (file.c:42)`` (the form reports and JSON use)."""
         text = self.symbol
         if self.offset is not None:
             text += f"+{self.offset:#x}"
         if self.module:
             text += f" [{self.module}]"
+        location = self.location
+        if location or self.inlined:
+            text += f" ({', '.join(p for p in (location, 'inlined' if self.inlined else '') if p)})"
         return text
+
+    @property
+    def location(self) -> str:
+        """``file.c:42`` (base name of the source file), or "" when unknown."""
+        if not self.file:
+            return ""
+        name = self.file.rsplit("/", 1)[-1]
+        return f"{name}:{self.line}" if self.line else name
 
     @property
     def is_unknown(self) -> bool:

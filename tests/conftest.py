@@ -81,8 +81,11 @@ def probe_env() -> None:
     require_or_skip(cannot_probe_reason())
 
 
-def compile_target(name: str, *extra_flags: str) -> Path:
-    """Compile tests/targets/NAME.c (or .cc) into tests/targets/bin/NAME, if out of date."""
+def compile_target(name: str, *extra_flags: str, flags: tuple[str, ...] | None = None) -> Path:
+    """Compile tests/targets/NAME.c (or .cc) into tests/targets/bin/NAME, if out of date.
+
+    ``flags`` replaces the default optimisation flags (``-O1 -fno-omit-frame-pointer``); such a build
+    goes to its own binary, ``NAME-<flags>`` (``unwind_leaker--O2`` for ``("-O2",)``)."""
     TARGET_BIN.mkdir(exist_ok=True)
     src = TARGETS / f"{name}.c"
     compiler = "gcc"
@@ -90,10 +93,13 @@ def compile_target(name: str, *extra_flags: str) -> Path:
         src = TARGETS / f"{name}.cc"
         compiler = "g++"
     out = TARGET_BIN / name
+    if flags is not None:
+        out = TARGET_BIN / ("-".join((name, *(f.strip("-").replace("=", "") for f in flags))) or name)
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out
     # Frame pointers so that call stacks are complete; -O1 keeps it realistic but readable.
-    cmd = [compiler, "-O1", "-g", "-fno-omit-frame-pointer", "-o", str(out), str(src), *extra_flags]
+    opt = list(flags) if flags is not None else ["-O1", "-fno-omit-frame-pointer"]
+    cmd = [compiler, *opt, "-g", "-o", str(out), str(src), *extra_flags]
     subprocess.run(cmd, check=True)
     return out
 

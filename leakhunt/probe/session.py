@@ -41,6 +41,8 @@ from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
 from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.symbols.maps import Mapping, read_maps
+from leakhunt.symbols.symbolize import symbolize_live
 
 __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
 
@@ -169,6 +171,8 @@ class _Session:
         self.dropped_after_exit = 0
         self.max_live = 0
         self.stopping = False
+        self.pid: int | None = None
+        self.maps: tuple[Mapping, ...] = ()  # the target's mappings, last read (for source lines)
 
     # --- the whole run ----------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ class _Session:
             assert pid is not None
             info = tools.check_pid(pid)
             create_time = info.create_time
+            self.pid = pid
             cmd = self._probe_command(pid, workdir, launched=gate is not None)
             probe = runner.Child(cmd.argv, env={**os.environ, **dict(cmd.env)}, name=cmd.info.name)
             parser = cmd.new_parser(self.stats)
@@ -348,6 +353,9 @@ class _Session:
             at = _clock_since(snap.clock, self.wall0)
             self.snap_offset = max((at if at is not None else now) - snap.t, 0.0)
         self.snapshots.append(replace(snap, t=round(snap.t + self.snap_offset, 3)))
+        if self.pid is not None and self.target_gone_at is None:
+            # kept from the last read while the target lives: frames are placed in files at the end
+            self.maps = read_maps(self.pid) or self.maps
         top = None
         if len(self.snapshots) >= 2:
             findings = analyze_snapshots(self.snapshots, min_growth_bytes=self.opts.min_growth_bytes)
@@ -409,7 +417,7 @@ class _Session:
             map_full=map_full,
             sample_rate=self.opts.sample_rate,
         )
-        return Investigation(
+        inv = Investigation(
             target=target,
             backend=backend,
             started_at=started_at,
@@ -425,6 +433,7 @@ class _Session:
             leakhunt_version=__version__,
             options=self.opts.as_pairs(),
         )
+        return symbolize_live(inv, self.maps)
 
 
 # --- helpers ------------------------------------------------------------------------------------

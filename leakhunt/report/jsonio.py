@@ -85,12 +85,20 @@ def _hex(value: int | None) -> str | None:
 
 
 def _frame(frame: Frame) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "symbol": frame.symbol,
         "offset": frame.offset,
         "module": frame.module,
         "address": _hex(frame.address),
     }
+    # optional (schema v1 readers ignore them): only written when known
+    if frame.file is not None:
+        out["file"] = frame.file
+    if frame.line is not None:
+        out["line"] = frame.line
+    if frame.inlined:
+        out["inlined"] = True
+    return out
 
 
 class _StackTable:
@@ -529,6 +537,9 @@ def _read_frame(o: _Obj) -> Frame:
         offset=o.opt_int("offset"),
         module=o.opt_str("module"),
         address=o.opt_hex("address"),
+        file=o.opt_str("file"),
+        line=o.opt_int("line"),
+        inlined=o.get_bool("inlined", False),
     )
 
 
