@@ -37,6 +37,7 @@ class ParseStats:
     lost_events: int = 0
     notes: list[str] = field(default_factory=list)
     unknown_frames: int = 0
+    garbage_stacks: int = 0  # stacks cut at a garbage frame (parse.frames.cut_garbage)
 
     def bad_line(self, line: str) -> None:
         """Count a line no parser understood; keep the first few verbatim for the report."""
@@ -48,6 +49,17 @@ class ParseStats:
         """Record a remark once (duplicates are dropped, and the list is bounded)."""
         if text not in self.notes and len(self.notes) < _MAX_NOTES:
             self.notes.append(text)
+
+    def callers_lost(self, reason: str) -> None:
+        """A stack was cut at a frame that is not a code address (``frames.cut_garbage``)."""
+        self.garbage_stacks += 1
+        if self.garbage_stacks > 1:
+            return
+        self.note(
+            "callers lost: code without frame pointers (the stack walk read data as return addresses, "
+            f"first seen: {reason}); such stacks end in a '[callers lost]' frame and were merged on "
+            "the part before it. Fix: rebuild the program with -fno-omit-frame-pointer"
+        )
 
     def quality(self, **extra: object) -> DataQuality:
         """The counts as a ``model.DataQuality``; ``extra`` sets or overrides its other fields.

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
 from leakhunt.parse import ParseStats, stream_snapshots
-from leakhunt.parse.frames import parse_bpftrace_frame
+from leakhunt.parse.frames import cut_garbage, parse_bpftrace_frame
 
 MAX_LINE = 1 << 20  # a JSON map line holds a whole map; beyond this it is not ours
 MAX_KEY_LINES = 512  # frames of one text-mode key; bpftrace's stacks stop at 127
@@ -335,15 +335,20 @@ class BpftraceParser:
         self._last_t = pending.t
         sizes = pending.maps.get(BYTES_MAP, {})
         counts = pending.maps.get(COUNT_MAP, {})
-        samples: list[StackSample] = []
+        samples: dict[Stack, StackSample] = {}
         for key, size in sizes.items():
             count = counts.get(key)
             if size <= 0 and not count:
                 continue  # everything from this stack was freed again
-            samples.append(
-                StackSample(self._stack(key), max(size, 0), None if count is None else max(count, 0))
-            )
-        return Snapshot(t=pending.t, stacks=tuple(samples), clock=pending.clock)
+            stack = self._stack(key)
+            sample = StackSample(stack, max(size, 0), None if count is None else max(count, 0))
+            old = samples.get(stack)
+            if old is not None:
+                # two keys that differ only above a lost caller: one stack
+                both = None if old.count is None or sample.count is None else old.count + sample.count
+                sample = StackSample(stack, old.outstanding_bytes + sample.outstanding_bytes, both)
+            samples[stack] = sample
+        return Snapshot(t=pending.t, stacks=tuple(samples.values()), clock=pending.clock)
 
     def _stack(self, key: str) -> Stack:
         stack = self._stacks.get(key)
@@ -353,8 +358,11 @@ class BpftraceParser:
                 frame = parse_bpftrace_frame(part)
                 if frame is not None:
                     frames.append(frame)
-            stack = Stack(tuple(frames))
-            self.stats.unknown_frames += sum(1 for f in frames if f.is_unknown)
+            clean, garbage = cut_garbage(tuple(frames))
+            if garbage is not None:
+                self.stats.callers_lost(garbage)
+            stack = Stack(clean)
+            self.stats.unknown_frames += sum(1 for f in clean if f.is_unknown)
             if len(self._stacks) < 100_000:
                 self._stacks[key] = stack
         return stack

@@ -21,6 +21,11 @@ bpftrace ``ustack`` (offsets DECIMAL), default and ``perf`` forms::
     7f52eed60930 ([unknown])
 
 The functions here return None when a line is not a frame; they never raise.
+
+``cut_garbage`` ends a user stack at its first frame that cannot be a code address (a frame-pointer
+walk through code built without frame pointers reads saved registers and text as return addresses):
+memleak then prints ``0x622d36313a383475 [unknown]`` ("u48:16-b" read as an address), a different
+value per call, so one leak site becomes many stacks.
 """
 
 from __future__ import annotations
@@ -42,6 +47,55 @@ _BLAZE_LOC = re.compile(r"(?P<head>.+\+0x[0-9a-fA-F]{1,16}) (?P<loc>\S+):\d+")
 _BT_SYM_DEC = re.compile(r"(?P<sym>.+)\+(?P<off>\d{1,12})")
 _BT_PERF = re.compile(r"(?P<addr>[0-9a-fA-F]{1,16}) (?P<rest>.*?) ?\((?P<mod>[^()]*)\)")
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
+
+
+CALLERS_LOST_NO_FP = "[callers lost: code without frame pointers]"
+_USER_TOP = 0x0000_8000_0000_0000  # x86-64 / arm64 user addresses are below (canonical, 47-48 bits)
+_KERNEL_BOTTOM = 0xFFFF_8000_0000_0000
+_LOW = 0x10000  # nothing is mapped below (vm.mmap_min_addr); small values are counters or flags
+_SMALL = "a small number, not an address"
+
+
+def garbage_reason(frame: Frame) -> str | None:
+    """Why ``frame`` cannot be a frame of a real stack, or None when it may be one.
+
+    Only frames no tool could name are judged: a value that is not a canonical user address
+    (kernel frames say ``[kernel]``), a tiny value, or eight printable bytes (text)."""
+    if not frame.is_unknown or frame.module == "kernel":
+        return None
+    value = frame.address
+    if value is None and frame.symbol.startswith("0x"):
+        try:
+            value = int(frame.symbol, 16)
+        except ValueError:
+            return None
+    if value is None:
+        return None
+    if value >= _KERNEL_BOTTOM:
+        return None
+    raw = value.to_bytes(8, "little")
+    if all(0x20 <= b < 0x7F for b in raw):
+        return f"text read as an address ({raw.decode('ascii')!r})"
+    if value >= _USER_TOP:
+        return "not a user-space address"
+    if value < _LOW:
+        return _SMALL
+    return None
+
+
+def cut_garbage(frames: tuple[Frame, ...]) -> tuple[tuple[Frame, ...], str | None]:
+    """``frames`` up to (not including) the first garbage frame, closed by a
+    ``[callers lost: code without frame pointers]`` frame, and the reason; unchanged when clean.
+    The stack keeps at least its first frame, so the allocation site stays."""
+    for i, frame in enumerate(frames):
+        reason = garbage_reason(frame)
+        if reason is None or i == 0:
+            continue
+        if i == len(frames) - 1 and reason == _SMALL:
+            # the value a frame-pointer chain ends on past the program's entry: nothing is lost
+            return frames, None
+        return (*frames[:i], Frame(CALLERS_LOST_NO_FP)), reason
+    return frames, None
 
 
 def module_name(text: str | None) -> str | None:

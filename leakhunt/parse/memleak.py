@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
 from leakhunt.parse import ParseStats, stream_snapshots
-from leakhunt.parse.frames import parse_bcc_frame, parse_libbpf_frame
+from leakhunt.parse.frames import cut_garbage, parse_bcc_frame, parse_libbpf_frame
 
 MAX_LINE = 8192  # longer lines are not memleak output (and would make regexes slow)
 DAY = 86400
@@ -201,7 +201,9 @@ class MemleakParser:
             return None
         merged: dict[tuple[Frame, ...], StackSample] = {}
         for raw in block.stacks:
-            frames = tuple(raw.frames)
+            frames, garbage = cut_garbage(tuple(raw.frames))
+            if garbage is not None:
+                self.stats.callers_lost(garbage)
             if frames not in self._seen_stacks:
                 self._seen_stacks.add(frames)
                 self.stats.unknown_frames += sum(1 for f in frames if f.is_unknown)

@@ -3,7 +3,8 @@
 // Usage: unwind_leaker [SECONDS]: for SECONDS (default 8) every 100 ms it leaks 64 request buffers
 // through main -> serve -> handle_request -> parse_request -> make_buffer (always inlined) -> malloc,
 // and 16 names through
-// main -> serve -> remember_name -> strdup; a buffer that is freed at once is churn.
+// main -> serve -> remember_name -> strdup, and 16 request lines through main -> serve -> log_request
+// -> store_line -> malloc; a buffer that is freed at once is churn.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,23 @@ NOINLINE void remember_name(int id) {
     names[nnames++] = copy;
 }
 
+// Built without frame pointers, %rbp holds `line` across the malloc call, so a frame-pointer walk
+// reads the request text as return addresses (memleak prints e.g. 0x30302f6d65746920 [unknown]).
+NOINLINE char *store_line(const char *line, size_t n) {
+    char *copy = malloc(n + 1);  // LEAK: stored request line
+    if (copy != NULL) {
+        memcpy(copy, line, n);
+        copy[n] = 0;
+    }
+    return copy;
+}
+
+NOINLINE void log_request(int id) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "GET /item/%04d/detail HTTP/1.1", id % 9);
+    sink += store_line(line, (size_t)n)[0];
+}
+
 NOINLINE void churn(int id) {
     char *p = malloc(512 + (id & 15));
     sink += p != NULL;
@@ -56,6 +74,7 @@ NOINLINE void serve(int round) {
     }
     for (int i = 0; i < 16; i++) {
         remember_name(round * 16 + i);
+        log_request(round * 16 + i);
     }
 }
 
