@@ -13,6 +13,7 @@ import pwd
 import resource
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
@@ -265,10 +266,13 @@ class SeriesBuffer:
         "_vms",
         "capacity",
         "stride",
+        "window",
     )
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, window: float | None = None) -> None:
         self.capacity = max(capacity, 8)
+        # Only the last ``window`` seconds are kept (``leakhunt agent``: judged over a sliding window).
+        self.window = window
         self.stride = 1  # keep one sweep in ``stride``
         self._t = array("d")
         self._rss = array("q")
@@ -287,6 +291,10 @@ class SeriesBuffer:
         """Record one sample taken ``t`` seconds into the scan."""
         self._latest = mem
         self._latest_t = t
+        if self.window is not None and self._t and self._t[0] < t - self.window:
+            old = bisect_left(self._t, t - self.window)
+            for column in (self._t, self._rss, self._vms, self._shared, self._swap):
+                del column[:old]
         self._since_kept += 1
         if self._t and self._since_kept < self.stride:
             return
@@ -354,6 +362,7 @@ class Sweeper:
         accept: Callable[[Candidate], bool] | None = None,
         exclude: Collection[int] = (),
         capacity: int = DEFAULT_CAPACITY,
+        window: float | None = None,
         proc_root: str = "/proc",
         source: Literal["status", "statm"] | None = None,
     ) -> None:
@@ -361,6 +370,7 @@ class Sweeper:
         self.accept = accept
         self.exclude = frozenset(exclude)
         self.capacity = capacity
+        self.window = window  # seconds of samples kept per process (None: the whole scan)
         self.proc_root = proc_root
         self.source = source  # None: statm on a host without swap, else status
         self._tracked: dict[int, _Tracked] = {}
@@ -519,7 +529,7 @@ class Sweeper:
             _close(dir_fd)
             self._rejected.add(pid)
             return "rejected"
-        tracked = _Tracked(pid, create_time, starttime, dir_fd, SeriesBuffer(self.capacity))
+        tracked = _Tracked(pid, create_time, starttime, dir_fd, SeriesBuffer(self.capacity, self.window))
         self._tracked[pid] = tracked
         self._info[(pid, create_time)] = candidate
         self.seen.add((pid, create_time))
@@ -577,6 +587,15 @@ class Sweeper:
                 )
             )
         return out
+
+    def forget_finished(self) -> None:
+        """Drop what is kept of processes that ended, and the scan-long tallies (``seen``,
+        ``unreadable``): a sweeper that runs for days (``leakhunt agent``) keeps only the living."""
+        for tracked, _info in self._finished:
+            self._info.pop((tracked.pid, tracked.create_time), None)
+        self._finished.clear()
+        self.seen = {(t.pid, t.create_time) for t in self._tracked.values()}
+        self.unreadable.clear()
 
     def close(self) -> None:
         """Release the directory descriptors of tracked processes."""

@@ -2,7 +2,7 @@
 # Sets up a Debian 12 or 13 machine to run leakhunt and its tests. Idempotent: run it again any time.
 #   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the targets;
 #     with --with-test-tools (scripts/test.sh passes it) also the readers the tests check the reports
-#     with: chromium (headless), golang-go (go tool pprof), node/npm (speedscope)
+#     with: chromium (headless), golang-go (go tool pprof), node/npm (speedscope), prometheus
 #   - kernel headers: the exact linux-headers-$(uname -r) when Debian has them, else the nearest
 #     cloud/generic headers linked where BCC looks (/lib/modules/$(uname -r)/{build,source})
 #   - tracefs and debugfs mounted (uprobe_events and BCC's trace_pipe live there)
@@ -32,6 +32,8 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
     # Readers of the reports and exports, used by the tests: headless chromium, `go tool pprof`
     # (golang-go, ~80 MB download, ~10 s) and speedscope (npm, below; runs in chromium).
     pkgs+=(chromium golang-go)
+    # Debian's Prometheus server and promtool: the agent's test scrapes it and fires the example alert.
+    pkgs+=(prometheus)
     # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
     command -v npm >/dev/null || pkgs+=(nodejs npm)
   fi
@@ -70,6 +72,11 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
     say "apt-get install ${missing[*]}"
     [ "${apt_updated:-0}" = 1 ] || apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The package starts a Prometheus service listening on every address; the tests start their own
+    # on loopback, so a systemd machine gets it stopped and disabled.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   fi
   if ! [ -e "/lib/modules/$kver/build/Makefile" ] && ! [ -e /sys/kernel/kheaders.tar.xz ]; then
     # Link the newest installed headers where BCC looks for them.

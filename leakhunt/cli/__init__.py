@@ -17,6 +17,7 @@ from leakhunt.errors import LeakhuntError
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "scan": "leakhunt.cli.scan:scan",
+    "agent": "leakhunt.cli.agent:agent",
     "investigate": "leakhunt.cli.investigate:investigate",
     "run": "leakhunt.cli.investigate:run",
     "trace": "leakhunt.cli.trace:trace",
