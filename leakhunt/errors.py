@@ -2,10 +2,14 @@
 
 Exit codes: 0 ok, 1 a finding the caller asked to fail on (``diff`` regressions), 2 bad input or an
 environment that cannot probe (not root, missing tools, no such pid), 3 a probe or tool failure,
+4 the probes saw nothing (no allocation: the report is written, but it proves nothing),
 130 interrupted before anything could be saved.
 """
 
 from __future__ import annotations
+
+# A run that saw no allocation must not exit like "checked, no leak" (0).
+EXIT_SAW_NOTHING = 4
 
 
 class LeakhuntError(Exception):

@@ -180,6 +180,9 @@ class DataQuality:
     unknown_frames: int = 0
     sample_rate: int = 1  # 1 = every allocation
     notes: tuple[str, ...] = ()  # free text: "target exited after 12.0 s", "interrupted by Ctrl-C"
+    # Allocator calls the probe counted (None: the backend cannot count them, e.g. memleak).
+    allocations_seen: int | None = None
+    frees_seen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,31 @@ class Investigation:
     host: str = ""
     leakhunt_version: str = ""
     options: tuple[tuple[str, str], ...] = ()  # probe options as given (min_size, sample_rate, ...)
+
+    def blind_reason(self) -> str | None:
+        """Why this run cannot tell "no leak" (the probes saw nothing), or None when it can.
+
+        A run in which no allocation was seen would otherwise look clean: reports lead with this
+        and the command-line tools exit with a status that does not mean "checked, no leak".
+        """
+        seen = self.quality.allocations_seen
+        if not self.snapshots:
+            return None  # "no snapshot was taken" is said on its own
+        if seen == 0:
+            frees = self.quality.frees_seen
+            freed = f" ({frees:,} frees)" if frees else ""
+            return (
+                f"the probes saw no allocation call{freed} in {self.duration_s:.1f} s: the target did "
+                "not allocate, or allocates through functions that were not hooked (another "
+                "allocator such as jemalloc or tcmalloc, a static binary: see --obj)"
+            )
+        if seen is None and not any(snap.stacks for snap in self.snapshots):
+            return (
+                f"no outstanding allocation was seen in any of the {len(self.snapshots)} snapshots: "
+                "the target freed everything it allocated, or its allocations were not seen "
+                "(another allocator such as jemalloc or tcmalloc, a static binary: see --obj)"
+            )
+        return None
 
 
 # --- trace mode ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from leakhunt.analyze.stacks import analyze_snapshots
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.cli.common import output_options, write_and_announce
 from leakhunt.cli.trace import print_trace_summary
-from leakhunt.errors import ReportError, UsageError
+from leakhunt.errors import EXIT_SAW_NOTHING, ReportError, UsageError
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats
 from leakhunt.parse.bpftrace import parse_bpftrace
@@ -99,18 +99,23 @@ def import_(
       leakhunt import --kind memleak-trace - < trace.txt
 
     Exit status: 0 when the reports were written, 2 when a file cannot be read or holds nothing
-    leakhunt understands.
+    leakhunt understands, 4 when a log's snapshots hold no allocation at all (reports written;
+    they prove nothing).
     """
     out = Console(highlight=False, soft_wrap=True)
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
+    saw_nothing = False
     for name in files:
         doc = import_file(name, kind=kind, min_growth=min_growth, older_than_ms=older_than_ms, say=out.print)
         if isinstance(doc, TraceResult):
             print_trace_summary(out, doc)
         else:
             _investigation_summary(out, doc)
+            saw_nothing = saw_nothing or doc.blind_reason() is not None
         write_and_announce(doc, output_dir, formats, redact=not no_redact, echo=out.print)
+    if saw_nothing:
+        raise SystemExit(EXIT_SAW_NOTHING)
 
 
 def import_file(
@@ -268,6 +273,9 @@ def _interval(snapshots: tuple[Snapshot, ...]) -> float:
 
 def _investigation_summary(out: Console, inv: Investigation) -> None:
     leaks = [f for f in inv.findings if f.verdict == "leak"]
+    blind = inv.blind_reason()
+    if blind is not None:
+        out.print(f"inconclusive, not a clean result: {blind}", markup=False)
     out.print(
         f"{len(inv.snapshots)} snapshots over {inv.duration_s:.0f} s, {len(inv.findings)} stacks, "
         f"{len(leaks)} judged leaking",

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from leakhunt.cli.common import human_size, output_options, write_despite_interrupt
-from leakhunt.errors import UsageError
+from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
 from leakhunt.probe import session, tools
 
@@ -167,6 +167,7 @@ def investigate(pid: int, output_dir: Path, formats: tuple[str, ...], no_redact:
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
     3 when the probe failed (if it had printed anything, a partial report is still written),
+    4 when the probes saw nothing (no allocation: the result proves nothing; report written),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
@@ -176,6 +177,8 @@ def investigate(pid: int, output_dir: Path, formats: tuple[str, ...], no_redact:
         raise SystemExit(130)
     if inv.stop_reason == "error":
         raise SystemExit(3)  # the probe died under us: the report holds what it printed before
+    if inv.blind_reason() is not None:
+        raise SystemExit(EXIT_SAW_NOTHING)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
@@ -197,6 +200,7 @@ def run(
       sudo leakhunt run --duration 30 --backend bcc -- python3 app.py
 
     Exit status: the command's own (128+N when killed by signal N), 2/3 for leakhunt's errors,
+    4 when the probes saw nothing although the command succeeded (the result proves nothing),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
@@ -204,6 +208,8 @@ def run(
     _finish(inv, opts, output_dir, formats, no_redact)
     if inv.stop_reason == "interrupted":
         raise SystemExit(130)
+    if inv.blind_reason() is not None and not inv.target.exit_code:
+        raise SystemExit(EXIT_SAW_NOTHING)
     code = inv.target.exit_code
     if code is None:
         return
@@ -294,10 +300,13 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
         f"{inv.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.stop_reason}"
     )
     leaks = [f for f in inv.findings if f.verdict == "leak"]
+    blind = inv.blind_reason()
+    if blind is not None:
+        out.print(f"[bold yellow]inconclusive, not a clean result:[/bold yellow] {escape(blind)}")
     if leaks:
         rate = sum(f.growth_bytes_per_sec for f in leaks)
         out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {human_size(rate)}/s")
-    else:
+    elif blind is None:
         out.print("[green]no stack kept growing[/green]")
     if inv.findings:
         table = Table(show_header=True, header_style="bold", expand=False)

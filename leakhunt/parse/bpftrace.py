@@ -37,6 +37,24 @@ from leakhunt.model import Frame, Snapshot, Stack, StackSample
 from leakhunt.parse import ParseStats, stream_snapshots
 from leakhunt.parse.frames import cut_garbage, parse_bpftrace_frame
 
+# leakhunt's investigate script prints gauges as one-value maps each interval (JSON or text): @live
+# (blocks tracked now: the map fill), @allocs and @frees (calls counted since the script was armed)
+_GAUGE_RE = re.compile(
+    r'^(?:\{"type": ?"map", ?"data": ?\{"@(live|allocs|frees)": ?"?|@(live|allocs|frees): )(-?\d{1,19})'
+)
+
+
+def parse_gauge(line: str) -> tuple[str, int] | None:
+    """``("live" | "allocs" | "frees", value)`` for a gauge line of the investigate script, else None.
+
+    >>> parse_gauge('{"type": "map", "data": {"@allocs": 12}}')
+    ('allocs', 12)
+    """
+    match = _GAUGE_RE.search(line)
+    if match is None:
+        return None
+    return (match.group(1) or match.group(2), int(match.group(3)))
+
 MAX_LINE = 1 << 20  # a JSON map line holds a whole map; beyond this it is not ours
 MAX_KEY_LINES = 512  # frames of one text-mode key; bpftrace's stacks stop at 127
 DAY = 86400

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import socket
 import tempfile
@@ -37,6 +36,7 @@ from leakhunt.model import (
     Target,
 )
 from leakhunt.parse import LineParser, ParseStats
+from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
@@ -45,10 +45,6 @@ from leakhunt.symbols.maps import Mapping, read_maps
 from leakhunt.symbols.symbolize import symbolize_live
 
 __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
-
-# the script's map-fill gauge, printed as a map each interval (JSON or text)
-_LIVE_RE = re.compile(r'^(?:\{"type": ?"map", ?"data": ?\{"@live": ?"?|@live: )(-?\d{1,19})')
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -170,6 +166,9 @@ class _Session:
         self.target_gone_at: float | None = None
         self.dropped_after_exit = 0
         self.max_live = 0
+        # allocator calls counted by the probe; None while the backend cannot count them
+        self.allocs_seen: int | None = 0 if choice.name == "bpftrace" else None
+        self.frees_seen: int | None = 0 if choice.name == "bpftrace" else None
         self.stopping = False
         self.pid: int | None = None
         self.maps: tuple[Mapping, ...] = ()  # the target's mappings, last read (for source lines)
@@ -328,10 +327,16 @@ class _Session:
             return
         if line.strip() == bpftrace_backend.ATTACHED_MARKER:
             return
-        live = _LIVE_RE.search(line)
-        if live is not None:
-            # the script's map-fill gauge: kept here, not in the report's notes
-            self.max_live = max(self.max_live, int(live.group(1)))
+        gauge = parse_gauge(line)
+        if gauge is not None:
+            # the script's gauges: kept here, not in the report's notes
+            name, value = gauge
+            if name == "live":
+                self.max_live = max(self.max_live, value)
+            elif name == "allocs":
+                self.allocs_seen = max(self.allocs_seen or 0, value)
+            else:
+                self.frees_seen = max(self.frees_seen or 0, value)
             return
         snap = parser.feed(line)
         if isinstance(snap, Snapshot):
@@ -416,6 +421,8 @@ class _Session:
             notes=tuple(n for n in notes if n not in self.stats.notes),
             map_full=map_full,
             sample_rate=self.opts.sample_rate,
+            allocations_seen=self.allocs_seen,
+            frees_seen=self.frees_seen,
         )
         inv = Investigation(
             target=target,

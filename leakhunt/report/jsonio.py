@@ -140,7 +140,7 @@ def _backend(b: BackendInfo) -> dict[str, object]:
 
 
 def _quality(q: DataQuality) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "lost_events": q.lost_events,
         "unparsed_lines": q.unparsed_lines,
         "unparsed_examples": list(q.unparsed_examples),
@@ -151,6 +151,12 @@ def _quality(q: DataQuality) -> dict[str, object]:
         "sample_rate": q.sample_rate,
         "notes": list(q.notes),
     }
+    # optional (schema v1): absent when the backend cannot count them
+    if q.allocations_seen is not None:
+        out["allocations_seen"] = q.allocations_seen
+    if q.frees_seen is not None:
+        out["frees_seen"] = q.frees_seen
+    return out
 
 
 def _mem(m: MemSample) -> dict[str, object]:
@@ -518,6 +524,8 @@ def _read_quality(o: _Obj) -> DataQuality:
         unknown_frames=o.get_int("unknown_frames", 0),
         sample_rate=o.get_int("sample_rate", 1),
         notes=o.strs("notes", []),
+        allocations_seen=o.opt_int("allocations_seen"),
+        frees_seen=o.opt_int("frees_seen"),
     )
 
 

@@ -191,6 +191,9 @@ def verdict_sentence(inv: Investigation) -> str:
         return (
             f"No data: the probe took no snapshot ({stop_text(inv.stop_reason, inv.duration_s, inv.target)})."
         )
+    blind = inv.blind_reason()
+    if blind is not None and not found:
+        return f"Inconclusive, not a clean result: {blind}."
     if found:
         top = found[0]
         more = f" ({len(found)} leaking stacks in all)" if len(found) > 1 else ""
@@ -325,5 +328,17 @@ def quality_lines(q: DataQuality, *, snapshots: int, truncated_snapshots: int) -
             f"{truncated_snapshots:,}",
             truncated_snapshots > 0,
             "snapshots where the tool printed only its top N stacks",
+        ),
+        QualityLine(
+            "Allocations seen",
+            "not counted by this backend" if q.allocations_seen is None else f"{q.allocations_seen:,}",
+            q.allocations_seen == 0,
+            "allocator calls the probe counted; 0 means the run saw nothing and proves nothing",
+        ),
+        QualityLine(
+            "Frees seen",
+            "not counted by this backend" if q.frees_seen is None else f"{q.frees_seen:,}",
+            False,
+            "free calls the probe counted",
         ),
     ]

@@ -62,6 +62,8 @@ def test_allocations_at_the_first_line_of_main_are_counted(
     assert first["outstanding_bytes"] == FIRST_SIZE * FIRST_COUNT
     # bpftrace prints @count after @bytes: if the command exited in between, that count is lost
     assert first["count"] in (FIRST_COUNT, None)
+    seen = report["quality"].get("allocations_seen")
+    assert seen is None if backend == "bcc" else seen >= FIRST_COUNT
     assert_no_probe_left(target["pid"])
 
 
@@ -102,6 +104,31 @@ def test_run_finds_the_leak_among_decoys(
     # In launch mode the whole 4 MiB cache is seen being built: bigger, yet ranked below the leak.
     assert named["cache_fill"]["outstanding_bytes"] == 40 * 100 * 1024
     assert named["cache_fill"]["rank"] > first["rank"]
+    assert_no_probe_left(report["target"]["pid"])
+
+
+@pytest.mark.parametrize(("backend", "mode"), [("bpftrace", "idle"), ("bcc", "idle"), ("bpftrace", "mmap")])
+def test_a_run_that_saw_nothing_is_not_reported_clean(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str, mode: str
+) -> None:
+    """A command that never calls malloc (idle, or growing through its own mmap allocator) gives
+    the probes nothing to see: that is said first everywhere and the exit status is 4, never the
+    "no stack kept growing" of a checked, clean run."""
+    binary = build_target("mmap_only")
+    code, out, err = run_leakhunt(
+        ["run", "--backend", backend, "--duration", "20", "--interval", "1", "--output-dir", str(tmp_path),
+         "--format", "json,md,html", "--", str(binary), "4", *(["idle"] if mode == "idle" else [])]
+    )  # fmt: skip
+    assert code == 4, out + err
+    assert "inconclusive, not a clean result" in out and "no stack kept growing" not in out
+    report = load_report(tmp_path)
+    assert report["target"]["exit_code"] == 0
+    assert report["quality"].get("allocations_seen") == (None if backend == "bcc" else 0)
+    assert not any(f["verdict"] == "leak" for f in report["findings"])
+    (md,) = tmp_path.glob("*.md")
+    assert "Inconclusive, not a clean result" in md.read_text()
+    (html,) = tmp_path.glob("*.html")
+    assert "Inconclusive, not a clean result" in html.read_text()
     assert_no_probe_left(report["target"]["pid"])
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from leakhunt.errors import UsageError
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
+from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.probe import session
 
 
@@ -25,16 +26,18 @@ def test_clock_since_start() -> None:
 @pytest.mark.parametrize(
     ("line", "value"),
     [
-        ('{"type": "map", "data": {"@live": 123}}', "123"),
-        ('{"type":"map","data":{"@live":"7"}}', "7"),  # 0.24+: no spaces, big ints as strings
-        ("@live: 45", "45"),
+        ('{"type": "map", "data": {"@live": 123}}', ("live", 123)),
+        ('{"type":"map","data":{"@live":"7"}}', ("live", 7)),  # 0.24+: no spaces, big ints as strings
+        ("@live: 45", ("live", 45)),
+        ('{"type": "map", "data": {"@allocs": 9001}}', ("allocs", 9001)),
+        ("@frees: 0", ("frees", 0)),
         ('{"type": "map", "data": {"@bytes": {}}}', None),
         ('{"type": "printf", "data": "@live: 3"}', None),
+        ("@allocsx: 3", None),
     ],
 )
-def test_live_gauge_lines(line: str, value: str | None) -> None:
-    match = session._LIVE_RE.search(line)
-    assert (match.group(1) if match else None) == value
+def test_gauge_lines(line: str, value: tuple[str, int] | None) -> None:
+    assert parse_gauge(line) == value
 
 
 def test_mostly_unresolved() -> None:
