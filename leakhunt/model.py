@@ -23,13 +23,14 @@ VERDICT_ORDER: tuple[Verdict, ...] = ("leak", "plateau", "transient", "stable")
 
 ScanVerdict = Literal["leak-suspect", "growing", "sawtooth", "plateau", "stable"]
 
-BackendName = Literal["bpftrace", "bcc"]
+BackendName = Literal["native", "bpftrace", "bcc"]
 
 # The libc allocator entry points leakhunt probes (the list; memleak probes the same set).
 ALLOCATOR_FUNCTIONS: tuple[str, ...] = (
     "malloc",
     "calloc",
     "realloc",
+    "reallocarray",
     "free",
     "posix_memalign",
     "aligned_alloc",

@@ -65,10 +65,12 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--backend",
-            type=click.Choice(["auto", "bpftrace", "bcc"]),
+            type=click.Choice(["auto", "native", "bpftrace", "bcc"]),
             default="auto",
             show_default=True,
-            help="Probe tool. auto picks bpftrace when installed (no compiler needed), else BCC's memleak.",
+            help="Probe tool. native: leakhunt's own BPF probe (BCC; the cheapest). auto picks native, "
+            "else BCC's memleak, else a bpftrace that filters by pid, and says why; it never picks a "
+            "bpftrace older than 0.20, which slows every process on the host (ask for it by name).",
         ),
         click.option(
             "--min-size",
@@ -88,6 +90,15 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default=1,
             show_default=True,
             help="Record about 1 in N allocations: cheaper on allocation-heavy targets (memleak -s).",
+        ),
+        click.option(
+            "--sample-bytes",
+            callback=_size_option,
+            metavar="SIZE",
+            default=None,
+            help="native backend: sample about one allocation per SIZE bytes (Poisson by bytes, as "
+            "tcmalloc does, e.g. 512k); outstanding bytes stay unbiased estimates and the report "
+            "states their uncertainty. Default: every allocation.",
         ),
         click.option(
             "--older-than",
@@ -116,7 +127,7 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(min=1024),
             default=131072,
             show_default=True,
-            help="bpftrace backend: live allocations tracked at once; a full map is reported.",
+            help="bpftrace and native backends: live allocations tracked at once; a full map is reported.",
         ),
         click.option(
             "--min-growth",
@@ -145,6 +156,7 @@ def _options(kw: dict[str, Any]) -> session.ProbeOptions:
         obj=kw["obj"],
         map_keys=kw["map_keys"],
         min_growth_bytes=kw["min_growth"],
+        sample_bytes=kw["sample_bytes"],
     )
 
 
@@ -268,6 +280,8 @@ def _probe(
         soft_wrap=True,
         markup=False,
     )
+    if choice.warning:
+        err.print(f"leakhunt: WARNING: {choice.warning}", soft_wrap=True, markup=False)
     if bar is not None:
         bar.start()
     try:

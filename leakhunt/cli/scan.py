@@ -399,11 +399,17 @@ def scan(
 
 
 def other_backend(choice: BackendChoice) -> BackendChoice | None:
-    """The backend that is not ``choice``, if it is usable here."""
-    try:
-        return choose_backend("bcc" if choice.name == "bpftrace" else "bpftrace")
-    except LeakhuntError:
-        return None
+    """Another backend than ``choice`` that is usable here and slows no other process, if any."""
+    for name in ("native", "bcc", "bpftrace"):
+        if name == choice.name:
+            continue
+        try:
+            other = choose_backend(name)
+        except LeakhuntError:
+            continue
+        if other.warning is None:
+            return other
+    return None
 
 
 def investigate_suspects(

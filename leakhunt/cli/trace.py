@@ -47,7 +47,9 @@ SUMMARY_ROWS = 8
     default="auto",
     show_default=True,
     help="Tracer. bcc = memleak -t (BCC's Python tool); bpftrace = leakhunt's script printing one "
-    "line per call. auto picks bpftrace when installed.",
+    "line per call. auto picks bcc (its probes fire for the target only), else a bpftrace that "
+    "filters by pid (>= 0.20); a bpftrace older than that slows every process on the host and must be "
+    "asked for by name.",
 )
 @click.option(
     "--save-raw",

@@ -6,6 +6,7 @@ One module per tool output:
   libbpf-tools memleak blocks -> ``Snapshot``;
 - ``bpftrace``: bpftrace ``-f json`` events and plain text maps of leakhunt's probe protocol ->
   ``Snapshot``;
+- ``native``: the output of leakhunt's own probe (``leakhunt/probe/native_host.py``) -> ``Snapshot``;
 - ``trace``: per-call events (memleak ``-t`` tuples, leakhunt's bpftrace trace script) -> ``TraceEvent``;
 - ``frames``: one stack frame of any of these tools -> ``Frame``;
 - ``detect``: which of the above a captured log is.
@@ -38,6 +39,8 @@ class ParseStats:
     notes: list[str] = field(default_factory=list)
     unknown_frames: int = 0
     garbage_stacks: int = 0  # stacks cut at a garbage frame (parse.frames.cut_garbage)
+    dropped_stacks: int = 0  # stacks a probe could not store (native backend)
+    map_full: bool = False  # a probe map filled up (native backend)
 
     def bad_line(self, line: str) -> None:
         """Count a line no parser understood; keep the first few verbatim for the report."""
@@ -71,6 +74,8 @@ class ParseStats:
             unparsed_lines=self.unparsed,
             unparsed_examples=tuple(self.unparsed_examples),
             unknown_frames=self.unknown_frames,
+            dropped_stacks=self.dropped_stacks,
+            map_full=self.map_full,
             notes=tuple(self.notes),
         )
         if "notes" in extra:

@@ -1,6 +1,7 @@
 """What a probe backend hands the live session: the command to run and how to read it.
 
-``leakhunt.probe.bpftrace`` and ``leakhunt.probe.memleak`` each build a ``ProbeCommand``;
+``leakhunt.probe.native``, ``leakhunt.probe.bpftrace`` and ``leakhunt.probe.memleak`` each build a
+``ProbeCommand``;
 ``leakhunt.probe.session`` runs it, waits for ``attached()``, and feeds its output lines to
 ``new_parser()``.
 """
@@ -26,7 +27,7 @@ class ProbeOptions:
 
     duration: float = 60.0
     interval: float = 5.0
-    backend: Literal["auto", "bpftrace", "bcc"] = "auto"
+    backend: Literal["auto", "native", "bpftrace", "bcc"] = "auto"
     min_size: int | None = None
     max_size: int | None = None
     sample_rate: int = 1  # record ~1 in N allocations
@@ -35,6 +36,7 @@ class ProbeOptions:
     obj: str | None = None  # allocator library or static binary to probe instead of the target's libc
     map_keys: int = 131072  # bpftrace map size: live allocations tracked at once
     min_growth_bytes: int = 4096  # growth below this is never a leak
+    sample_bytes: int | None = None  # native backend: Poisson sampling, one sample per this many bytes
 
     def as_pairs(self) -> tuple[tuple[str, str], ...]:
         """The options as (name, value) text pairs for ``Investigation.options``."""
@@ -50,6 +52,7 @@ class ProbeOptions:
             ("max_size", self.max_size),
             ("older_than_ms", self.older_than_ms),
             ("obj", self.obj),
+            ("sample_bytes", self.sample_bytes),
         ):
             if value is not None:
                 pairs.append((name, str(value)))
@@ -74,3 +77,4 @@ class ProbeCommand:
     arm: Callable[[int], None] | None = None
     script: str | None = None  # the bpftrace program, for the record
     max_tracked: int | None = None  # map capacity for live allocations (bpftrace)
+    notes: tuple[str, ...] = ()  # for the report's data quality (native: probes left at offset 0)

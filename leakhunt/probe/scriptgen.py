@@ -93,13 +93,22 @@ def render_probe(name: str, **values: TemplateValue) -> str:
     Only validated types are accepted (ints, bools, ``ScriptPath``, ``Identifier`` and tuples of
     identifiers): a plain ``str`` raises TypeError, so an unchecked string can never reach a script.
     """
+    return _render(name, "bt", values)
+
+
+def render_bpf_c(name: str, **values: TemplateValue) -> str:
+    """Render templates/probe/NAME.bpf.c.j2 (BPF C for BCC) with ``values``, checked like ``render_probe``."""
+    return _render(name, "bpf.c", values)
+
+
+def _render(name: str, suffix: str, values: dict[str, TemplateValue]) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise UsageError(f"no probe template named {name!r}")
     for key, value in values.items():
         _check_value(key, value)
     env = text_env()
     try:
-        template = env.get_template(f"probe/{name}.bt.j2")
+        template = env.get_template(f"probe/{name}.{suffix}.j2")
     except Exception as err:  # jinja2.TemplateNotFound and friends
         raise UsageError(f"no probe template named {name!r}") from err
     return template.render(**values)

@@ -79,7 +79,9 @@ def run_trace(
     if (pid is None) == (command is None):
         raise UsageError("give either a pid or a command after --")
     tools.require_root()
-    choice = choose_backend(opts.backend)
+    choice = choose_backend(opts.backend, allow_native=False)
+    if choice.warning and say is not None:
+        say(f"WARNING: {choice.warning}")
     if choice.name == "bcc" and choice.tool.flavor == "libbpf":
         raise ToolMissing(
             "libbpf-tools' memleak prints no per-call trace",

@@ -89,7 +89,8 @@ def script(**overrides: object) -> str:
 
 def test_script_filters_the_pid_and_hooks_every_allocator_function() -> None:
     text = script()
-    funcs = tools.allocator_functions(LIBC)
+    # reallocarray has no probe of its own in the script: glibc's tail-jumps to realloc
+    funcs = tuple(f for f in tools.allocator_functions(LIBC) if f != "reallocarray")
     assert {"malloc", "calloc", "realloc", "free", "posix_memalign"} <= set(funcs)
     for fn in funcs:
         assert f"uprobe:{LIBC}:{fn} /pid == 4321" in text

@@ -1,0 +1,286 @@
+"""The host program of leakhunt's own probe, run by the *system* Python (it has BCC's ``bcc`` module).
+
+    /usr/bin/python3 native_host.py CONFIG.json
+
+leakhunt (``leakhunt.probe.native``) renders the BPF C program, decides where each probe goes, and
+writes CONFIG.json (0600, in its private temporary directory); this program compiles the C with
+BCC, attaches every probe with ``pid=`` (the kernel fires them for the target only), then prints a
+snapshot of the kernel's per-stack totals every interval until SIGINT, when it prints a last one and
+exits. It imports nothing from leakhunt (the system Python need not have leakhunt's dependencies)
+and checks the configuration's types again before using any of it.
+
+Output, one record per line (read by ``leakhunt.parse.native``)::
+
+    leakhunt-native: compiled
+    leakhunt-native: attached 19 probes
+    T 12:00:05 5.002                       a snapshot starts: wall clock, seconds since armed
+    S 4096 4 4 0 3                         a stack: bytes, blocks, tracked blocks, variance (KiB^2), frames
+    F 0x000055d0c0a1b18b leaky_alloc+0x12 [leak]
+    F 0x000055d0c0a1b1c2 main+0x21 [leak]
+    F 0x00007f939ce4224a __libc_start_call_main+0x7a [libc.so.6]
+    C calls=10 allocs=9 frees=5 blocks_full=0 stack_lost=0 aggs_full=0 inflight_full=0 ...
+    E                                      the snapshot ends
+
+Errors go to stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+COUNTERS = (
+    "allocs",
+    "frees",
+    "blocks_full",
+    "stack_lost",
+    "aggs_full",
+    "inflight_full",
+    "calls",
+    "sampled_out",
+    "replaced",
+)
+LOST_STACK = 0xFFFFFFFF
+_PROGRAMS = {
+    "lh_enter_alloc0",
+    "lh_enter_alloc1",
+    "lh_enter_calloc",
+    "lh_enter_realloc",
+    "lh_enter_reallocarray",
+    "lh_enter_posix_memalign",
+    "lh_free",
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _int(doc: dict[str, object], key: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    value = doc.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key}: expected an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _str(doc: dict[str, object], key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value or "\0" in value or "\n" in value:
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def load_config(path: str) -> dict[str, object]:
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc, dict):
+        raise ConfigError("the configuration is not an object")
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, list) or not hooks:
+        raise ConfigError("hooks: expected a non-empty list")
+    checked = []
+    for hook in hooks:
+        if not isinstance(hook, dict):
+            raise ConfigError("hooks: expected objects")
+        program = _str(hook, "program")
+        if program not in _PROGRAMS:
+            raise ConfigError(f"unknown program {program!r}")
+        path_ = _str(hook, "path")
+        if not os.path.isabs(path_):
+            raise ConfigError(f"{path_!r} is not an absolute path")
+        checked.append(
+            {
+                "path": path_,
+                "symbol": _str(hook, "symbol"),
+                "address": _int(hook, "address", 1),
+                "program": program,
+                "returns": bool(hook.get("returns")),
+            }
+        )
+    return {
+        "pid": _int(doc, "pid", 1, 2**22),
+        "source": _str(doc, "source"),
+        "interval_ms": _int(doc, "interval_ms", 100, 86_400_000),
+        "arm_now": bool(doc.get("arm_now")),
+        "older_than_ns": _int(doc, "older_than_ns"),
+        "sample_bytes": _int(doc, "sample_bytes", 0, 1 << 28),
+        "hooks": checked,
+    }
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+class Host:
+    def __init__(self, config: dict[str, object]) -> None:
+        from bcc import BPF  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 (system Python only)
+
+        self.config = config
+        self.pid = int(config["pid"])  # type: ignore[call-overload]
+        with open(str(config["source"]), encoding="utf-8") as fh:
+            text = fh.read()
+        self.bpf = BPF(text=text, cflags=["-Wno-macro-redefined", "-Wno-unused-function"])
+        _say("leakhunt-native: compiled")
+        self.t0 = time.monotonic()
+        self.symbols: dict[int, str] = {}
+        self.sample_bytes = int(config["sample_bytes"])  # type: ignore[call-overload]
+        if self.sample_bytes:
+            table = self.bpf["ptable"]
+            for k in range(4097):
+                table[table.Key(k)] = table.Leaf(int((1.0 - math.exp(-k / 256.0)) * 2**32))
+
+    def attach(self) -> int:
+        n = 0
+        hooks = self.config["hooks"]
+        assert isinstance(hooks, list)
+        # frees first: an allocation recorded before its free probe is in would never be released
+        for hook in sorted(hooks, key=lambda h: h["program"] != "lh_free"):
+            # By address (the ELF virtual address of the probed instruction; BCC turns it into the
+            # file offset): the return probe shares the entry probe's address, so one trap serves
+            # both (the stack pointer there still points at the return address; see placement.py).
+            try:
+                self.bpf.attach_uprobe(
+                    name=hook["path"], addr=hook["address"], fn_name=hook["program"], pid=self.pid
+                )
+                n += 1
+                if hook["returns"]:
+                    self.bpf.attach_uretprobe(
+                        name=hook["path"], addr=hook["address"], fn_name="lh_return", pid=self.pid
+                    )
+                    n += 1
+            except Exception as err:
+                raise RuntimeError(f"cannot attach to {hook['symbol']} in {hook['path']}: {err}") from err
+        return n
+
+    def arm(self) -> None:
+        armed = self.bpf["armed"]
+        armed[armed.Key(0)] = armed.Leaf(1)
+        self.t0 = time.monotonic()
+
+    def _symbol(self, addr: int) -> str:
+        text = self.symbols.get(addr)
+        if text is None:
+            raw = self.bpf.sym(addr, self.pid, show_module=True, show_offset=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            text = text.replace("\n", " ").replace("\r", " ")
+            if "[unknown]" not in text:
+                self.symbols[addr] = text
+        return text
+
+    def _rows(self) -> list[tuple[int, int, int, int, int]]:
+        """(stack id, bytes, blocks/65536, tracked, variance) of every stack with bytes outstanding."""
+        older = int(self.config["older_than_ns"])  # type: ignore[call-overload]
+        rows: dict[int, list[int]] = {}
+        if older:
+            # memleak -o: only blocks older than that; read block by block
+            now = _ktime_ns()
+            for _addr, block in self.bpf["blocks"].items():
+                if now - block.ts < older:
+                    continue
+                row = rows.setdefault(block.stack_id, [0, 0, 0, 0])
+                row[0] += block.weight
+                row[1] += block.cweight
+                row[2] += 1
+                row[3] += block.var
+        else:
+            for key, agg in self.bpf["aggs"].items():
+                if agg.kept > 0:
+                    rows[key.value] = [agg.bytes, agg.cblocks, agg.kept, agg.var]
+        return [(sid, r[0], r[1], r[2], r[3]) for sid, r in rows.items()]
+
+    def counters(self) -> dict[str, int]:
+        table = self.bpf["counters"]
+        out = {}
+        for i, name in enumerate(COUNTERS):
+            out[name] = int(sum(table[table.Key(i)]))
+        return out
+
+    def snapshot(self) -> None:
+        rows = self._rows()
+        stacks = self.bpf["stack_traces"]
+        out = [f"T {time.strftime('%H:%M:%S')} {time.monotonic() - self.t0:.3f}"]
+        retried = False
+        for sid, nbytes, cblocks, kept, var in sorted(rows, key=lambda r: -r[1]):
+            frames: list[int] = []
+            if sid != LOST_STACK:
+                try:
+                    frames = list(stacks.walk(sid))
+                except KeyError:
+                    frames = []
+            texts = [self._symbol(a) for a in frames]
+            if not retried and any("[unknown]" in t for t in texts):
+                # a library loaded after the symbol cache was made: read the process's maps again
+                retried = True
+                _drop_symbol_cache(self.pid)
+                texts = [self._symbol(a) for a in frames]
+            blocks = (cblocks + 32768) >> 16
+            out.append(f"S {nbytes} {blocks} {kept} {var} {len(frames)}")
+            out.extend(f"F {a:#018x} {t}" for a, t in zip(frames, texts, strict=True))
+        counters = self.counters()
+        counters["tracked"] = sum(r[3] for r in rows)
+        out.append("C " + " ".join(f"{k}={v}" for k, v in counters.items()))
+        out.append("E")
+        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+
+
+def _ktime_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def _drop_symbol_cache(pid: int) -> None:
+    try:
+        from bcc import BPF  # noqa: PLC0415 (system Python only)
+
+        BPF._sym_caches.pop(pid, None)
+    except (ImportError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        sys.stderr.write("usage: native_host.py CONFIG.json\n")
+        return 2
+    try:
+        config = load_config(argv[1])
+    except (OSError, ValueError, ConfigError) as err:
+        sys.stderr.write(f"leakhunt-native: bad configuration: {err}\n")
+        return 2
+    interval = int(config["interval_ms"]) / 1000.0  # type: ignore[call-overload]
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        host = Host(config)
+        n = host.attach()
+    except Exception as err:  # BCC raises plain Exception for compile and attach failures
+        sys.stderr.write(f"leakhunt-native: {err}\n")
+        return 1
+    if config["arm_now"]:
+        host.arm()
+    _say(f"leakhunt-native: attached {n} probes")
+    due = time.monotonic() + interval
+    while not stop:
+        left = due - time.monotonic()
+        if left > 0:
+            time.sleep(min(left, 0.1))
+            continue
+        host.snapshot()
+        due += interval
+    host.snapshot()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,93 @@
+"""The native probe's output (leakhunt.parse.native): snapshots, counters, sampling uncertainty."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leakhunt.parse import ParseStats
+from leakhunt.parse.native import NativeParser, parse_native
+
+BLOCK = """leakhunt-native: compiled
+leakhunt-native: attached 17 probes
+T 12:00:05 5.002
+S 4096 4 4 0 2
+F 0x000055d0c0a1b18b leaky_alloc+0x12 [leak_mix]
+F 0x000055d0c0a1b1c2 main+0x21 [leak_mix]
+S 100 1 1 0 0
+C calls=10 allocs=9 frees=5 blocks_full=0 stack_lost=1 aggs_full=0 inflight_full=0 tracked=5
+E
+T 12:00:10 10.001
+S 8192 8 8 0 2
+F 0x000055d0c0a1b18b leaky_alloc+0x12 [leak_mix]
+F 0x000055d0c0a1b1c2 main+0x21 [leak_mix]
+S 512 1 1 0 2
+F 0x000055d0c0a1b18b leaky_alloc+0x12 [leak_mix]
+F 0x000055d0c0a1b1c2 main+0x21 [leak_mix]
+C calls=20 allocs=19 frees=10 blocks_full=3 stack_lost=1 aggs_full=0 inflight_full=2 tracked=9
+E
+"""
+
+
+def test_snapshots_frames_and_counters() -> None:
+    stats = ParseStats()
+    snaps = list(parse_native(BLOCK.splitlines(), stats))
+    assert [s.t for s in snaps] == [5.002, 10.001]
+    assert snaps[0].clock == "12:00:05"
+    first = {s.stack.key: (s.outstanding_bytes, s.count) for s in snaps[0].stacks}
+    assert first == {"leaky_alloc+0x12 [leak_mix];main+0x21 [leak_mix]": (4096, 4), "[no stack]": (100, 1)}
+    frame = snaps[0].stacks[0].stack.frames[0]
+    assert (frame.symbol, frame.offset, frame.module, frame.address) == (
+        "leaky_alloc",
+        0x12,
+        "leak_mix",
+        0x55D0C0A1B18B,
+    )
+    # two rows with the same frames add up (threads that exited leave equal stacks apart)
+    (only,) = snaps[1].stacks
+    assert (only.outstanding_bytes, only.count) == (8704, 9)
+    assert stats.unparsed == 0
+    quality = stats.quality()
+    assert quality.map_full and quality.dropped_stacks == 1 and quality.lost_events == 2
+    assert any("3 allocations were not tracked" in n for n in quality.notes)
+    assert any("the probe saw 20 allocator calls" in n for n in quality.notes)
+
+
+def test_a_snapshot_cut_off_before_its_end_is_dropped() -> None:
+    stats = ParseStats()
+    text = BLOCK.split("T 12:00:10", maxsplit=1)[0] + "T 12:00:10 10.0\nS 1 1 1 0 0\n"
+    snaps = list(parse_native(text.splitlines(), stats))
+    assert len(snaps) == 1
+    assert any("cut off" in n for n in stats.notes)
+
+
+def test_sampled_estimates_carry_their_uncertainty() -> None:
+    stats = ParseStats()
+    parser = NativeParser(stats, sample_bytes=65536)
+    lines = [
+        "T 12:00:05 5.0",
+        "S 1310720 20 20 1600 1",  # 20 samples of ~64 KiB: variance 1600 KiB^2 -> sd 40 KiB
+        "F 0x0000000000401000 leaky_alloc+0x12 [leak_mix]",
+        "C calls=1000 allocs=20 frees=0",
+        "E",
+    ]
+    snaps = [s for line in lines if (s := parser.feed(line)) is not None]
+    parser.finish()
+    assert snaps[0].stacks[0].outstanding_bytes == 1310720
+    (u,) = parser.uncertainty
+    assert (u.estimate, round(u.stddev), u.tracked) == (1310720, 40960, 20)
+    assert any("1310720 B ± 40960 B" in n for n in stats.notes)
+
+
+def test_garbage_is_counted_not_raised() -> None:
+    stats = ParseStats()
+    lines = ["S 1 1 1 0 0", "E", "T nonsense", "F 0x1 x", "random text", "C what", "T 12:00:01 1.0", "S x"]
+    assert list(parse_native(lines, stats)) == []
+    assert stats.unparsed == 7
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=80), st.sampled_from(BLOCK.splitlines())), max_size=60))
+def test_arbitrary_input_never_raises(lines: list[str]) -> None:
+    for snap in parse_native(lines, ParseStats()):
+        assert all(s.outstanding_bytes > 0 or (s.count or 0) > 0 for s in snap.stacks)
