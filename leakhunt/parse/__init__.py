@@ -41,6 +41,9 @@ class ParseStats:
     garbage_stacks: int = 0  # stacks cut at a garbage frame (parse.frames.cut_garbage)
     dropped_stacks: int = 0  # stacks a probe could not store (native backend)
     map_full: bool = False  # a probe map filled up (native backend)
+    # allocations counted and frees of counted blocks, from a probe that counts them (native)
+    allocations_seen: int | None = None
+    frees_seen: int | None = None
 
     def bad_line(self, line: str) -> None:
         """Count a line no parser understood; keep the first few verbatim for the report."""

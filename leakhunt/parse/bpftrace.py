@@ -55,6 +55,7 @@ def parse_gauge(line: str) -> tuple[str, int] | None:
         return None
     return (match.group(1) or match.group(2), int(match.group(3)))
 
+
 MAX_LINE = 1 << 20  # a JSON map line holds a whole map; beyond this it is not ours
 MAX_KEY_LINES = 512  # frames of one text-mode key; bpftrace's stacks stop at 127
 DAY = 86400

@@ -204,10 +204,14 @@ class NativeParser:
                 f"{c['replaced']} addresses were returned again while still tracked: their free went "
                 "unseen (a function leakhunt does not probe freed them)"
             )
-        self.stats.note(
-            f"the probe saw {c.get('calls', 0)} allocator calls, counted {c.get('allocs', 0)} allocations "
-            f"and {c.get('frees', 0)} frees of counted blocks"
-        )
+        self.stats.allocations_seen = c.get("allocs", 0)
+        self.stats.frees_seen = c.get("frees", 0)
+        left_out = c.get("sampled_out", 0)
+        if left_out:
+            self.stats.note(
+                f"{left_out} of {c.get('calls', 0)} allocator calls were left out by the size filters or "
+                "sampling options"
+            )
         if self.sample_bytes and self.uncertainty:
             total = sum(u.estimate for u in self.uncertainty)
             sd = math.sqrt(sum(u.stddev**2 for u in self.uncertainty))

@@ -47,6 +47,7 @@ from leakhunt.symbols.symbolize import symbolize_live
 
 __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
 
+
 @dataclass(frozen=True)
 class Progress:
     """What the terminal shows while probing."""
@@ -505,8 +506,10 @@ class _Session:
             notes=tuple(n for n in notes if n not in self.stats.notes),
             map_full=map_full or self.stats.map_full,
             sample_rate=self.opts.sample_rate,
-            allocations_seen=self.allocs_seen,
-            frees_seen=self.frees_seen,
+            allocations_seen=self.allocs_seen
+            if self.allocs_seen is not None
+            else self.stats.allocations_seen,
+            frees_seen=self.frees_seen if self.frees_seen is not None else self.stats.frees_seen,
         )
         inv = Investigation(
             target=target,
