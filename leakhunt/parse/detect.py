@@ -16,6 +16,8 @@ KINDS = ("memleak", "memleak-trace", "bpftrace-trace", "bpftrace", "bpftrace-jso
 PEEK_LINES = 500
 
 _MEMLEAK = re.compile(r"\s*\[\d{1,2}:\d{1,2}:\d{1,2}\] Top \d+ stacks with outstanding allocations:")
+# pasted memleak output often lacks the header: its stack lines say it too
+_MEMLEAK_STACK = re.compile(r"\s*\d{1,20} bytes in \d{1,20} allocations? from stack")
 _TUPLE = re.compile(r"\(b?['\"].*, \d+, \d+, b?['\"].*['\"], [\d.]+, b?['\"](alloc|free) (entered|exited)")
 _BT_EVENT = re.compile(r"[AF] \d+ \d+ \d+ [0-9a-fA-F]+")
 _MEMLEAK_GREETING = re.compile(r"Attaching to (pid \d+|kernel allocators), Ctrl\+C to quit\.")
@@ -69,7 +71,7 @@ def detect_kind(lines: Iterable[str]) -> tuple[Detection, Iterator[str]]:
 
 
 def _classify(text: str) -> str | None:
-    if _MEMLEAK.match(text):
+    if _MEMLEAK.match(text) or _MEMLEAK_STACK.fullmatch(text):
         return "memleak"
     if text.startswith("(") and _TUPLE.match(text):
         return "memleak-trace"

@@ -19,6 +19,11 @@ first, and the ``addr =`` lines of each stack under its own header::
     \\taddr = 0x563cd58debc0 size = 1024
     \\t0 [<0000563cc6a8f18b>] leaky_alloc+0x12 [/tmp/leak]
 
+Output pasted into tickets and articles often has no ``[HH:MM:SS] Top N`` header and has lost its
+leading tabs (``30 bytes in 1 allocations from stack``, ``0x00007fc75f6a33ef      __strdup+0x1f
+[libc.so.6]``): a stack or address line with no header before it opens a block of its own (one
+snapshot, no clock), and the flavor is decided by the first frame line, not the indentation.
+
 A block is complete when the next header arrives (``MemleakParser.feed`` returns it then) or at
 the end of input (``finish``). Lines that are none of the above are counted in ``ParseStats``.
 """
@@ -45,6 +50,8 @@ _STACK = re.compile(
 )
 _ADDR = re.compile(r"\s*addr = (?:0x)?(?P<addr>[0-9a-fA-F]{1,16}) size = (?P<size>\d{1,20})")
 _LIBBPF_FRAME = re.compile(r"\s*\d{1,5} \[<[0-9a-fA-F]{1,16}>\].*")
+# an unindented BCC frame (pasted): an address column, a symbol with an offset, or [unknown]
+_BCC_FRAME_START = re.compile(r"0x[0-9a-fA-F]{1,16}\s|[^\s\[]+\+0x[0-9a-fA-F]+\b|\[unknown\]")
 _TRACEBACK_START = "Traceback (most recent call last):"
 _STATUS = (
     re.compile(r"Attaching to (?:pid \d+|kernel allocators), Ctrl\+C to quit\."),
@@ -90,7 +97,8 @@ class MemleakParser:
         self._day_offset = 0
         self._in_traceback = False
         self._seen_stacks: set[tuple[Frame, ...]] = set()
-        self.flavor: str | None = None  # "bcc" or "libbpf", once a stack line told
+        self.flavor: str | None = None  # "bcc" or "libbpf", once a stack or frame line told
+        self._headerless = False
 
     # --- public API -------------------------------------------------------------------------
 
@@ -142,21 +150,24 @@ class MemleakParser:
             self._in_traceback = True
             return
         m = _STACK.fullmatch(line)
-        if m is not None and self._block is not None:
-            self.flavor = self.flavor or ("bcc" if m.group("indent") else "libbpf")
+        if m is not None:
+            if m.group("indent"):
+                self.flavor = self.flavor or "bcc"  # libbpf-tools does not indent its stack lines
+            block = self._block or self._headerless_block()
             self._stack = _Stack(int(m.group("bytes")), int(m.group("count")))
-            self._block.stacks.append(self._stack)
+            block.stacks.append(self._stack)
             return
         m = _ADDR.fullmatch(line)
-        if m is not None and self._block is not None:
+        if m is not None:
+            block = self._block or self._headerless_block()
             pair = (int(m.group("addr"), 16), int(m.group("size")))
             # libbpf-tools lists a stack's addresses under its header; BCC lists all of them first
             if self._stack is not None and not self._stack.frames:
                 self._stack.addresses.append(pair)
             else:
-                self._block.addresses.append(pair)
+                block.addresses.append(pair)
             return
-        if self._stack is not None and (line[:1] in ("\t", " ") or self.flavor == "libbpf"):
+        if self._stack is not None:
             if text == _LOST_STACK:
                 self._stack.lost = True
                 self.stats.note("memleak lost some stack traces (stack map full or hash collisions)")
@@ -175,10 +186,28 @@ class MemleakParser:
 
     def _frame(self, line: str) -> Frame | None:
         if _LIBBPF_FRAME.fullmatch(line):
+            self.flavor = self.flavor or "libbpf"
             return parse_libbpf_frame(line)
         if self.flavor == "libbpf":
             return None
-        return parse_bcc_frame(line)
+        if line[:1] not in ("\t", " ") and _BCC_FRAME_START.match(line) is None:
+            return None  # unindented text that does not start like a frame (pasted prose)
+        frame = parse_bcc_frame(line)
+        if frame is not None:
+            self.flavor = self.flavor or "bcc"
+        return frame
+
+    def _headerless_block(self) -> _Block:
+        """A block for pasted output that lost its ``[HH:MM:SS] Top N`` header."""
+        if not self._headerless:
+            self._headerless = True
+            self.stats.note(
+                "no '[HH:MM:SS] Top N stacks' header before the stacks (pasted output?): "
+                "they were read as one snapshot without a time"
+            )
+        self._block = _Block("", 0.0, 0)
+        self._stack = None
+        return self._block
 
     # --- blocks -----------------------------------------------------------------------------
 
@@ -222,7 +251,7 @@ class MemleakParser:
         return Snapshot(
             t=block.t,
             stacks=tuple(merged.values()),
-            clock=block.clock,
+            clock=block.clock or None,
             truncated=truncated,
             top_n=block.top_n,
             addresses=tuple(block.addresses),

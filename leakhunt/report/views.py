@@ -194,6 +194,18 @@ def verdict_sentence(inv: Investigation) -> str:
     blind = inv.blind_reason()
     if blind is not None and not found:
         return f"Inconclusive, not a clean result: {blind}."
+    if len(inv.snapshots) == 1 and not found:
+        biggest = max(inv.findings, key=lambda f: f.outstanding_bytes, default=None)
+        holds = (
+            f"; the stack holding the most, in {top_frame(biggest)}, holds "
+            f"{human_bytes(biggest.outstanding_bytes)}"
+            if biggest is not None
+            else ""
+        )
+        return (
+            f"Inconclusive: one snapshot cannot show growth{holds}. Capture several intervals "
+            "(memleak prints one block per interval) to tell a leak from a cache."
+        )
     if found:
         top = found[0]
         more = f" ({len(found)} leaking stacks in all)" if len(found) > 1 else ""

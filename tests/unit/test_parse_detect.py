@@ -19,6 +19,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
         ("bcc-0.26-periodic-cpp.txt", "memleak"),
         ("bcc-0.26-periodic-a.txt", "memleak"),
         ("bcc-0.26-kernel.txt", "memleak"),
+        ("bcc-0.26-periodic-a-pasted.txt", "memleak"),  # no header, tabs lost
         ("bcc-0.26-trace.txt", "memleak-trace"),
         ("bpftrace-0.17-protocol.json", "bpftrace-json"),
         ("bpftrace-0.17-protocol.txt", "bpftrace"),

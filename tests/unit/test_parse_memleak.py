@@ -139,3 +139,47 @@ def test_garbage_is_counted_with_examples() -> None:
     assert stats.unparsed == 8 and stats.unparsed_examples == noise[:5]
     quality = stats.quality(notes=("target exited",))
     assert quality.unparsed_lines == 8 and quality.notes[-1] == "target exited"
+
+
+def test_pasted_output_without_header_or_tabs_reads_as_the_block_it_came_from() -> None:
+    """memleak -a output as pasted into tickets: no `[HH:MM:SS] Top N` header, leading tabs lost,
+    the tab before each symbol turned into spaces (derived from the last block of
+    bcc-0.26-periodic-a.txt). It is one snapshot equal to that block, and says it had no header."""
+    stats = ParseStats()
+    (pasted,) = parse_memleak(lines("bcc-0.26-periodic-a-pasted.txt"), stats)
+    original = list(parse_memleak(lines("bcc-0.26-periodic-a.txt")))[-1]
+    assert stats.unparsed == 0
+    assert any("no '[HH:MM:SS] Top N stacks' header" in note for note in stats.notes)
+    assert pasted.clock is None and pasted.t == 0.0
+    assert pasted.stacks == original.stacks
+    assert pasted.addresses == original.addresses and len(pasted.addresses) == 167
+    assert pasted.stacks[0].stack.frames[0] == Frame("work", 0xFA, "trace_leaker", 0x55E2374BD411)
+
+
+def test_pasted_lines_from_the_issue() -> None:
+    stats = ParseStats()
+    text = [
+        "addr = 560cdc84a080 size = 29",
+        "30 bytes in 1 allocations from stack",
+        "0x00007fc75f6a33ef      __strdup+0x1f [libc.so.6]",
+        "0x0000560cdb2e71c2      main+0x21 [prog]",
+    ]
+    (snap,) = parse_memleak(text, stats)
+    assert stats.unparsed == 0
+    (only,) = snap.stacks
+    assert (only.outstanding_bytes, only.count) == (30, 1)
+    assert [f.symbol for f in only.stack.frames] == ["__strdup", "main"]
+    assert snap.addresses == ((0x560CDC84A080, 29),)
+
+
+def test_prose_around_a_paste_is_not_read_as_frames() -> None:
+    stats = ParseStats()
+    text = [
+        "Here is what memleak said:",
+        "30 bytes in 1 allocations from stack",
+        "main+0x21 [prog]",
+        "Thanks!",
+    ]
+    (snap,) = parse_memleak(text, stats)
+    assert [f.symbol for f in snap.stacks[0].stack.frames] == ["main"]
+    assert stats.unparsed == 2
