@@ -135,3 +135,17 @@ def stop_leftovers(probes: tuple[runner.Child | None, ...], gate: runner.GatedCo
     with contextlib.suppress(Exception):
         if gate is not None:
             gate.stop(grace=2.0)
+
+
+def target_exit_note(elapsed: float, planned: float) -> str:
+    """What to say when the target ended ``elapsed`` s into a run planned for ``planned`` s.
+
+    After the planned end the run was only waiting for its last snapshot: "before the planned
+    10 s" would then contradict the 11.5 s beside it.
+    """
+    if elapsed < planned:
+        return f"the target exited after {elapsed:.1f} s, before the planned {planned:g} s"
+    return (
+        f"the target exited after {elapsed:.1f} s, past the planned {planned:g} s, "
+        "while the last snapshot was awaited"
+    )

@@ -396,9 +396,7 @@ class _Session:
                 return "duration"
             if not self._alive(pid, create_time, gate):
                 self.target_gone_at = now
-                self.notes.append(
-                    f"the target exited after {now:.1f} s, before the planned {self.opts.duration:g} s"
-                )
+                self.notes.append(live.target_exit_note(now, self.opts.duration))
                 return "target-exited"
             line = probe.get_line(live.POLL)
             if line is not None:

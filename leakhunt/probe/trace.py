@@ -296,9 +296,7 @@ class _Trace:
                 return "duration"
             alive = gate.child.poll() is None if gate is not None else live.same_process(pid, create_time)
             if not alive:
-                self.notes.append(
-                    f"the target exited after {now:.1f} s, before the planned {self.opts.duration:g} s"
-                )
+                self.notes.append(live.target_exit_note(now, self.opts.duration))
                 return "target-exited"
             for line in probe.drain(min(live.POLL, max(self.opts.duration - now, 0.01))):
                 self._line(line)

@@ -71,3 +71,11 @@ def test_options_as_pairs() -> None:
     assert pairs["min_size"] == "64"
     assert pairs["obj"] == "jemalloc"
     assert "max_size" not in pairs
+
+
+def test_target_exit_note_never_contradicts_itself() -> None:
+    from leakhunt.probe.live import target_exit_note
+
+    assert target_exit_note(4.25, 10) == "the target exited after 4.2 s, before the planned 10 s"
+    late = target_exit_note(11.5, 10)
+    assert "before" not in late and "past the planned 10 s" in late and "11.5 s" in late
