@@ -10,6 +10,7 @@ from leakhunt.errors import UsageError
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
 from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.probe import session
+from leakhunt.probe.live import target_exit_note
 
 
 def test_clock_since_start() -> None:
@@ -74,8 +75,6 @@ def test_options_as_pairs() -> None:
 
 
 def test_target_exit_note_never_contradicts_itself() -> None:
-    from leakhunt.probe.live import target_exit_note
-
     assert target_exit_note(4.25, 10) == "the target exited after 4.2 s, before the planned 10 s"
     late = target_exit_note(11.5, 10)
     assert "before" not in late and "past the planned 10 s" in late and "11.5 s" in late
