@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 SCHEMA_VERSION = 1
@@ -40,7 +41,7 @@ ALLOCATOR_FUNCTIONS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One frame of a call stack.
 
@@ -91,11 +92,21 @@ _HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{6,}")
 
 @dataclass(frozen=True)
 class Stack:
-    """A call stack, innermost frame first. Identity (hash/eq) is the frame tuple."""
+    """A call stack, innermost frame first. Identity (hash/eq) is the frame tuple.
+
+    The hash and the text key are computed once (a long run looks each stack up millions of times).
+    """
 
     frames: tuple[Frame, ...]
 
-    @property
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(self.frames)
+
+    @cached_property
     def key(self) -> str:
         """A stable text key: the displayed frames joined by ``;`` innermost first."""
         return ";".join(f.display() for f in self.frames) if self.frames else "[no stack]"
@@ -106,7 +117,7 @@ class Stack:
         return self.frames[0].symbol if self.frames else "[no stack]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StackSample:
     """Outstanding allocations of one stack at one snapshot."""
 
@@ -186,7 +197,7 @@ class DataQuality:
     frees_seen: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SeriesPoint:
     t: float
     outstanding_bytes: int

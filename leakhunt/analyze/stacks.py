@@ -16,12 +16,20 @@ slope of 0 B/s; a 10 KiB/s leak is rank 1 although it holds 1/50th of the bytes.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+import numpy.typing as npt
+
 from leakhunt.model import VERDICT_ORDER, Finding, SeriesPoint, Snapshot, Stack, Verdict
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 # A leak must keep at least this share of its whole-run slope in the second half of the run;
 # below it the stack "grew then stopped" (plateau).
@@ -29,6 +37,11 @@ LATE_SLOPE_RATIO = 0.25
 # Mann-Kendall z below this is not a trend (z=1.0 ~ 84% one-sided). Low on purpose: confidence
 # carries the doubt, and three snapshots of a perfectly steady leak give z=1.04.
 MIN_TREND_Z = 1.0
+# Theil-Sen and Mann-Kendall are quadratic in the points: longer series are judged on this many
+# evenly spaced points (about 0.5 ms a stack).
+STAT_POINTS = 200
+# Snapshots a run keeps (evenly spaced over the whole run once there are more).
+WINDOW_SNAPSHOTS = 512
 
 
 @dataclass(frozen=True)
@@ -48,37 +61,36 @@ class SeriesStats:
     drops: int  # falls by more than a quarter of the series' peak
 
 
-def theil_sen(ts: Sequence[float], ys: Sequence[float]) -> float:
-    """Median of pairwise slopes: robust to outliers (up to ~29% of them). 0.0 for < 2 points."""
-    slopes: list[float] = []
-    n = len(ts)
-    for i in range(n):
-        for j in range(i + 1, n):
-            dt = ts[j] - ts[i]
-            if dt > 0:
-                slopes.append((ys[j] - ys[i]) / dt)
-    if not slopes:
+def theil_sen(ts: Sequence[float] | FloatArray, ys: Sequence[float] | FloatArray) -> float:
+    """Median of pairwise slopes: robust to outliers (up to ~29% of them). 0.0 for < 2 points.
+
+    Pairs (i < j) with ``ts[j] <= ts[i]`` are left out. Vectorised: n(n-1)/2 slopes in numpy, so callers
+    keep n bounded (``STAT_POINTS``; series_stats thins longer series evenly).
+    """
+    y = np.asarray(ys, dtype=np.float64)
+    if y.size < 2:
         return 0.0
-    slopes.sort()
-    mid = len(slopes) // 2
-    return slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+    dt, ok = _time_pairs(np.asarray(ts, dtype=np.float64))
+    i, j = _pairs(y.size)
+    return _median_slope(y[j] - y[i], dt, ok)
 
 
-def mann_kendall(ys: Sequence[float]) -> tuple[float, float]:
-    """(z, tau) of the Mann-Kendall trend test; (0, 0) for fewer than 3 points."""
-    n = len(ys)
-    if n < 3:
-        return 0.0, 0.0
-    s = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            diff = ys[j] - ys[i]
-            s += (diff > 0) - (diff < 0)
+def _median_slope(dy: FloatArray, dt: FloatArray, ok: BoolArray | None) -> float:
+    if ok is not None:
+        dy = dy[ok]
+        if dy.size == 0:
+            return 0.0
+    return float(np.median(dy / dt))
+
+
+def _mk(diff: FloatArray, y: FloatArray) -> tuple[float, float]:
+    """Mann-Kendall (z, tau) from the pairwise differences ``diff`` (pairs i < j) of ``y``."""
+    n = y.size
+    s = int(np.count_nonzero(diff > 0)) - int(np.count_nonzero(diff < 0))
     # Ties shrink the variance; a series of equal values has none (no trend at all).
-    counts: dict[float, int] = {}
-    for y in ys:
-        counts[y] = counts.get(y, 0) + 1
-    var = (n * (n - 1) * (2 * n + 5) - sum(c * (c - 1) * (2 * c + 5) for c in counts.values())) / 18
+    counts = np.unique(y, return_counts=True)[1].astype(np.int64)
+    ties = int((counts * (counts - 1) * (2 * counts + 5)).sum())
+    var = (n * (n - 1) * (2 * n + 5) - ties) / 18
     tau = s / (n * (n - 1) / 2)
     if var <= 0:
         return 0.0, tau
@@ -86,34 +98,74 @@ def mann_kendall(ys: Sequence[float]) -> tuple[float, float]:
     return z, tau
 
 
+def mann_kendall(ys: Sequence[float] | FloatArray) -> tuple[float, float]:
+    """(z, tau) of the Mann-Kendall trend test; (0, 0) for fewer than 3 points."""
+    y = np.asarray(ys, dtype=np.float64)
+    if y.size < 3:
+        return 0.0, 0.0
+    i, j = _pairs(y.size)
+    return _mk(y[j] - y[i], y)
+
+
+def thin_indices(n: int, limit: int = STAT_POINTS) -> IntArray:
+    """At most ``limit`` evenly spaced indices of ``range(n)``, always the first and the last."""
+    if n <= limit:
+        return np.arange(n)
+    step = (n - 1) / (limit - 1)
+    return np.unique(np.rint(np.arange(limit) * step).astype(np.int64))
+
+
 def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
     """Trend figures of one stack's series (points sorted by time)."""
-    ts = [p.t for p in points]
-    ys = [float(p.outstanding_bytes) for p in points]
-    if not points:
+    ts = np.fromiter((p.t for p in points), dtype=np.float64, count=len(points))
+    ys = np.fromiter((p.outstanding_bytes for p in points), dtype=np.int64, count=len(points))
+    return _stats(ts, ys)
+
+
+def _stats(ts: FloatArray, ys: IntArray) -> SeriesStats:
+    """series_stats over columns: times (sorted) and outstanding bytes.
+
+    Growth, drops and the tail are read from every point; the Theil-Sen slopes and Mann-Kendall are
+    computed on at most ``STAT_POINTS`` evenly spaced points of a longer series (their cost is
+    quadratic, and a slope over 200 points of an hour-long run is as well measured as over 3,600).
+    """
+    n = int(ys.size)
+    if n == 0:
         return SeriesStats(0.0, 0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0)
-    first, last = points[0].outstanding_bytes, points[-1].outstanding_bytes
-    peak = max(p.outstanding_bytes for p in points)
-    mid_t = (ts[0] + ts[-1]) / 2
-    late = [i for i, t in enumerate(ts) if t >= mid_t]
-    late_slope = theil_sen([ts[i] for i in late], [ys[i] for i in late]) if len(late) >= 2 else 0.0
-    late_growth = last - points[late[0]].outstanding_bytes if late else 0
-    tail_from = ts[-1] - (ts[-1] - ts[0]) / 3
-    tail = [i for i, t in enumerate(ts) if t >= tail_from]
-    if len(tail) < 2:
-        tail = list(range(max(len(ts) - 2, 0), len(ts)))
-    tail_growth = last - points[tail[0]].outstanding_bytes
-    tail_span = ts[-1] - ts[tail[0]]
-    z, tau = mann_kendall(ys)
-    vanished = 0
-    drops = 0
-    for prev, cur in itertools.pairwise(points):
-        if prev.outstanding_bytes > 0 and cur.outstanding_bytes == 0:
-            vanished += 1
-        if peak > 0 and prev.outstanding_bytes - cur.outstanding_bytes > peak / 4:
-            drops += 1
+    first, last = int(ys[0]), int(ys[-1])
+    peak = int(ys.max())
+    t_first, t_last = float(ts[0]), float(ts[-1])
+    yf = ys.astype(np.float64)
+    mid_t = (t_first + t_last) / 2
+    late = np.flatnonzero(ts >= mid_t)
+    if late.size >= 2:
+        late_pick = late[thin_indices(late.size)]
+        late_slope = theil_sen(ts[late_pick], yf[late_pick])
+    else:
+        late_slope = 0.0
+    late_growth = last - int(ys[late[0]]) if late.size else 0
+    tail_from = t_last - (t_last - t_first) / 3
+    tail_start = int(np.argmax(ts >= tail_from))
+    if n - tail_start < 2:
+        tail_start = max(n - 2, 0)
+    tail_growth = last - int(ys[tail_start])
+    tail_span = t_last - float(ts[tail_start])
+    pick = thin_indices(n)
+    y_pick = yf[pick]
+    slope, z, tau = 0.0, 0.0, 0.0
+    if n >= 2:
+        # one set of pairwise differences for the slope and the trend test
+        i, j = _pairs(y_pick.size)
+        diff = y_pick[j] - y_pick[i]
+        dt, ok = _time_pairs(ts[pick])
+        slope = _median_slope(diff, dt, ok)
+        if n >= 3:
+            z, tau = _mk(diff, y_pick)
+    prev, cur = ys[:-1], ys[1:]
+    vanished = int(np.count_nonzero((prev > 0) & (cur == 0)))
+    drops = int(np.count_nonzero((prev - cur) > peak / 4)) if peak > 0 else 0
     return SeriesStats(
-        slope=theil_sen(ts, ys),
+        slope=slope,
         late_slope=late_slope,
         growth=last - first,
         rise=peak - first,
@@ -127,13 +179,62 @@ def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
     )
 
 
+_DT_CACHE: dict[bytes, tuple[FloatArray, BoolArray | None]] = {}
+
+
+def _time_pairs(t: FloatArray) -> tuple[FloatArray, BoolArray | None]:
+    """Pairwise time steps (pairs i < j) of ``t`` with only the positive ones kept, and the mask that
+    selected them (None when all are). Cached: the stacks of one run share their snapshot times."""
+    key = t.tobytes()
+    hit = _DT_CACHE.get(key)
+    if hit is not None:
+        return hit
+    i, j = _pairs(t.size)
+    dt = t[j] - t[i]
+    ok: BoolArray | None = dt > 0
+    assert ok is not None
+    if bool(ok.all()):
+        ok = None
+    else:
+        dt = dt[ok]
+    dt.setflags(write=False)
+    if len(_DT_CACHE) >= 8:
+        _DT_CACHE.pop(next(iter(_DT_CACHE)))
+    _DT_CACHE[key] = (dt, ok)
+    return dt, ok
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs(n: int) -> tuple[IntArray, IntArray]:
+    """Index arrays (i, j) of every pair i < j of n points (cached: series lengths repeat)."""
+    i, j = np.triu_indices(n, 1)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
+
+
 def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tuple[Verdict, float, str]:
     """(verdict, confidence 0..1, reason) for one stack's series."""
-    st = series_stats(points)
-    n = len(points)
+    if not points:
+        return "stable", 0.0, "seen in one snapshot only: growth unknown"
+    peak = max(p.outstanding_bytes for p in points)
+    span = points[-1].t - points[0].t
+    last = points[-1].outstanding_bytes
+    return _judge(
+        series_stats(points),
+        n=len(points),
+        span=span,
+        last=last,
+        peak=peak,
+        min_growth_bytes=min_growth_bytes,
+    )
+
+
+def _judge(
+    st: SeriesStats, *, n: int, span: float, last: int, peak: int, min_growth_bytes: int
+) -> tuple[Verdict, float, str]:
     if n < 2:
         return "stable", 0.0, "seen in one snapshot only: growth unknown"
-    span = points[-1].t - points[0].t
     late_ratio = st.late_slope / st.slope if st.slope > 0 else 0.0
     if (
         st.slope > 0
@@ -153,8 +254,7 @@ def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tup
             f"still {_size(st.late_slope)}/s in the second half (trend z={st.trend_z:.1f}, {n} snapshots)"
         )
         return "leak", confidence, reason
-    peak = max(p.outstanding_bytes for p in points)
-    if st.vanished or (st.drops and points[-1].outstanding_bytes < 0.5 * peak):
+    if st.vanished or (st.drops and last < 0.5 * peak):
         confidence = _clip(0.5 + 0.25 * (st.vanished + st.drops))
         reason = f"comes and goes: fell to zero {st.vanished}x, dropped by >1/4 of its peak {st.drops}x"
         return "transient", confidence, reason
@@ -172,73 +272,235 @@ def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tup
     return "stable", confidence, reason
 
 
+_UNKNOWN = -(1 << 63)  # a stack's bytes at a truncated snapshot that did not list it: unknown, not 0
+_NO_COUNT = -1  # the tool gave no allocation count
+
+
+class SnapshotWindow:
+    """The snapshots of a run, bounded: at most ``capacity`` kept, evenly spaced over the whole run.
+
+    When full, every second kept snapshot is dropped and the stride doubles (as ``scan`` keeps its
+    memory series), so an hour of 1 s snapshots is held as 256..512 snapshots spread over the hour;
+    the newest snapshot is always kept apart. Each stack's outstanding bytes and count are kept as
+    columns aligned with the kept snapshots (8 bytes a value, no object per point), updated as each
+    snapshot arrives, so ranking while the probe runs reads columns instead of rebuilding series.
+
+    Snapshots are added in time order. A stack missing from a complete snapshot had nothing
+    outstanding (0); missing from a snapshot truncated to its top N, it is unknown there.
+    """
+
+    def __init__(self, capacity: int = WINDOW_SNAPSHOTS) -> None:
+        self.capacity = max(capacity, 4)
+        self.stride = 1
+        self.taken = 0  # snapshots added, kept or not
+        self._since_kept = 0
+        self._kept: list[Snapshot] = []
+        self._latest: Snapshot | None = None
+        self._times = array("d")
+        self._bytes: dict[Stack, array[int]] = {}  # per stack, aligned with _times
+        self._counts: dict[Stack, array[int]] = {}
+        # the newest snapshot's values when it is not among the kept ones
+        self._latest_totals: dict[Stack, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.snapshots_view())
+
+    def add(self, snap: Snapshot) -> None:
+        """Record the next snapshot (not older than the previous one)."""
+        self.taken += 1
+        self._latest = snap
+        totals = _totals(snap)
+        self._latest_totals = totals
+        self._since_kept += 1
+        if self._kept and self._since_kept < self.stride:
+            return
+        self._since_kept = 0
+        if len(self._kept) >= self.capacity:
+            del self._kept[1::2]
+            del self._times[1::2]
+            for column in self._bytes.values():
+                del column[1::2]
+            for column in self._counts.values():
+                del column[1::2]
+            self.stride *= 2
+        self._append(snap, totals)
+
+    def _append(self, snap: Snapshot, totals: dict[Stack, tuple[int, int]]) -> None:
+        k = len(self._times)
+        missing = _UNKNOWN if snap.truncated else 0
+        for stack in totals:
+            if stack in self._bytes:
+                continue
+            # new stack: nothing outstanding at the complete snapshots before, unknown at truncated ones
+            self._bytes[stack] = array("q", (0 if not s.truncated else _UNKNOWN for s in self._kept))
+            self._counts[stack] = array("q", (0 if not s.truncated else _NO_COUNT for s in self._kept))
+        self._kept.append(snap)
+        self._times.append(snap.t)
+        for stack, column in self._bytes.items():
+            value = totals.get(stack)
+            if value is None:
+                column.append(missing)
+                self._counts[stack].append(0 if not snap.truncated else _NO_COUNT)
+            else:
+                column.append(value[0])
+                self._counts[stack].append(value[1])
+        assert all(len(c) == k + 1 for c in self._bytes.values())
+
+    def snapshots_view(self) -> list[Snapshot]:
+        """The kept snapshots, oldest first, ending with the newest one added."""
+        out = list(self._kept)
+        if self._latest is not None and (not out or out[-1] is not self._latest):
+            out.append(self._latest)
+        return out
+
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        return tuple(self.snapshots_view())
+
+    @property
+    def stacks(self) -> int:
+        return len(self._bytes)
+
+    def columns(self, stack: Stack) -> tuple[FloatArray, IntArray, IntArray]:
+        """(times, bytes, counts) of one stack at the snapshots where it is known (counts -1: none)."""
+        # copies: the columns shrink in place when the window is full (no buffer may be exported then)
+        times = np.array(self._times, dtype=np.float64)
+        b = np.array(self._bytes[stack], dtype=np.int64)
+        c = np.array(self._counts[stack], dtype=np.int64)
+        latest = self._latest
+        if latest is not None and (not self._kept or self._kept[-1] is not latest):
+            value = self._latest_totals.get(stack)
+            if value is None:
+                value = (_UNKNOWN, _NO_COUNT) if latest.truncated else (0, 0)
+            times = np.append(times, latest.t)
+            b = np.append(b, value[0])
+            c = np.append(c, value[1])
+        known = b != _UNKNOWN
+        if not bool(known.all()):
+            times, b, c = times[known], b[known], c[known]
+        return times, b, c
+
+    def findings(
+        self, *, min_growth_bytes: int = 4096, only: Iterable[Stack] | None = None
+    ) -> tuple[Finding, ...]:
+        """Every stack (or the ``only`` ones) judged and ranked leak-first (rank 1 = most likely leak)."""
+        findings = [
+            _finding(stack, *self.columns(stack), min_growth_bytes)
+            for stack in (self._bytes if only is None else only)
+        ]
+        return rank(findings)
+
+    def growing(
+        self, *, min_growth_bytes: int = 4096, top: int = 10, candidates: int = 50
+    ) -> tuple[Finding, ...]:
+        """The current top stacks while the probe runs: leaks first, then the largest.
+
+        Only the ``candidates`` stacks that grew most since they were first seen are judged (a stack
+        must grow by ``min_growth_bytes`` to be a leak), so the cost per snapshot stays bounded
+        whatever the number of stacks.
+        """
+        scored: list[tuple[int, Stack]] = []
+        for stack, column in self._bytes.items():
+            latest = self._latest_totals.get(stack, (0, 0))[0]
+            first = next((v for v in column if v != _UNKNOWN), 0)
+            scored.append((latest - first, stack))
+        scored.sort(key=lambda x: x[0], reverse=True)
+        chosen = [stack for grown, stack in scored[:candidates]]
+        return self.findings(min_growth_bytes=min_growth_bytes, only=chosen)[:top]
+
+
+def _totals(snap: Snapshot) -> dict[Stack, tuple[int, int]]:
+    totals: dict[Stack, tuple[int, int]] = {}
+    for sample in snap.stacks:
+        # one stack may appear twice in a block (same frames, different stack ids): add them
+        old_bytes, old_count = totals.get(sample.stack, (0, _NO_COUNT))
+        count = old_count
+        if sample.count is not None:
+            count = (0 if old_count == _NO_COUNT else old_count) + sample.count
+        totals[sample.stack] = (old_bytes + sample.outstanding_bytes, count)
+    return totals
+
+
+def _finding(stack: Stack, ts: FloatArray, ys: IntArray, counts: IntArray, min_growth_bytes: int) -> Finding:
+    n = int(ys.size)
+    st = _stats(ts, ys)
+    peak = int(ys.max()) if n else 0
+    last = int(ys[-1]) if n else 0
+    span = float(ts[-1] - ts[0]) if n else 0.0
+    verdict, confidence, reason = _judge(
+        st, n=n, span=span, last=last, peak=peak, min_growth_bytes=min_growth_bytes
+    )
+    present = np.flatnonzero(ys > 0)
+    if present.size == 0:
+        present = np.arange(n)
+    series = tuple(
+        SeriesPoint(t=t, outstanding_bytes=b, count=None if c == _NO_COUNT else c)
+        for t, b, c in zip(ts.tolist(), ys.tolist(), counts.tolist(), strict=True)
+    )
+    last_count = int(counts[-1]) if n else _NO_COUNT
+    return Finding(
+        rank=0,
+        stack=stack,
+        verdict=verdict,
+        outstanding_bytes=last,
+        count=None if last_count == _NO_COUNT else last_count,
+        growth_bytes_per_sec=st.slope,
+        confidence=round(confidence, 3),
+        first_seen=float(ts[present[0]]) if n else 0.0,
+        last_seen=float(ts[present[-1]]) if n else 0.0,
+        series=series,
+        reason=reason,
+    )
+
+
+def rank(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """Findings ordered leak-first with dense ranks from 1.
+
+    Order: verdict (leak, plateau, transient, stable); leaks by growth rate weighted by confidence,
+    the others by outstanding bytes.
+    """
+
+    def order(f: Finding) -> tuple[int, float, int, str]:
+        weight = f.growth_bytes_per_sec * max(f.confidence, 0.05) if f.verdict == "leak" else 0.0
+        return (VERDICT_ORDER.index(f.verdict), -weight, -f.outstanding_bytes, f.stack.key)
+
+    ordered = sorted(findings, key=order)
+    return tuple(replace(f, rank=i) for i, f in enumerate(ordered, start=1))
+
+
 def stack_series(snapshots: Sequence[Snapshot]) -> dict[Stack, list[SeriesPoint]]:
     """Each stack's (t, outstanding bytes, count) over the snapshots, sorted by time.
 
     A stack missing from a complete snapshot had nothing outstanding (0); missing from a snapshot
     truncated to its top N, it is unknown, and that snapshot is skipped for it.
     """
-    ordered = sorted(snapshots, key=lambda s: s.t)
-    per_snap: list[dict[Stack, tuple[int, int | None]]] = []
-    for snap in ordered:
-        totals: dict[Stack, tuple[int, int | None]] = {}
-        for sample in snap.stacks:
-            # one stack may appear twice in a block (same frames, different stack ids): add them
-            old_bytes, old_count = totals.get(sample.stack, (0, None))
-            count = old_count
-            if sample.count is not None:
-                count = (old_count or 0) + sample.count
-            totals[sample.stack] = (old_bytes + sample.outstanding_bytes, count)
-        per_snap.append(totals)
-    seen: dict[Stack, list[SeriesPoint]] = {}
-    for totals in per_snap:
-        for stack in totals:
-            seen.setdefault(stack, [])
-    for stack, points in seen.items():
-        for snap, totals in zip(ordered, per_snap, strict=True):
-            value = totals.get(stack)
-            if value is None:
-                if snap.truncated:
-                    continue
-                value = (0, 0)
-            points.append(SeriesPoint(t=snap.t, outstanding_bytes=value[0], count=value[1]))
-    return seen
+    window = SnapshotWindow(capacity=max(len(snapshots), 4))
+    for snap in sorted(snapshots, key=lambda s: s.t):
+        window.add(snap)
+    out: dict[Stack, list[SeriesPoint]] = {}
+    for stack in window._bytes:
+        ts, ys, counts = window.columns(stack)
+        out[stack] = [
+            SeriesPoint(t=t, outstanding_bytes=b, count=None if c == _NO_COUNT else c)
+            for t, b, c in zip(ts.tolist(), ys.tolist(), counts.tolist(), strict=True)
+        ]
+    return out
+
+
+def window_of(snapshots: Iterable[Snapshot], capacity: int = WINDOW_SNAPSHOTS) -> SnapshotWindow:
+    """A SnapshotWindow holding ``snapshots`` (sorted by time first)."""
+    window = SnapshotWindow(capacity)
+    for snap in sorted(snapshots, key=lambda s: s.t):
+        window.add(snap)
+    return window
 
 
 def analyze_snapshots(snapshots: Sequence[Snapshot], *, min_growth_bytes: int = 4096) -> tuple[Finding, ...]:
     """Findings for every stack seen, ranked leak-first (rank 1 = most likely leak).
 
-    Order: verdict (leak, plateau, transient, stable); leaks by growth rate weighted by confidence,
-    the others by outstanding bytes.
+    More than ``WINDOW_SNAPSHOTS`` snapshots are judged on an evenly spaced subset of them (always
+    the first and the last), as a live session keeps them.
     """
-    findings: list[Finding] = []
-    for stack, points in stack_series(snapshots).items():
-        verdict, confidence, reason = classify(points, min_growth_bytes)
-        st = series_stats(points)
-        present = [p for p in points if p.outstanding_bytes > 0] or points
-        last = points[-1]
-        findings.append(
-            Finding(
-                rank=0,
-                stack=stack,
-                verdict=verdict,
-                outstanding_bytes=last.outstanding_bytes,
-                count=last.count,
-                growth_bytes_per_sec=st.slope,
-                confidence=round(confidence, 3),
-                first_seen=present[0].t,
-                last_seen=present[-1].t,
-                series=tuple(points),
-                reason=reason,
-            )
-        )
-
-    def order(f: Finding) -> tuple[int, float, int, str]:
-        weight = f.growth_bytes_per_sec * max(f.confidence, 0.05) if f.verdict == "leak" else 0.0
-        return (VERDICT_ORDER.index(f.verdict), -weight, -f.outstanding_bytes, f.stack.key)
-
-    findings.sort(key=order)
-    return tuple(replace(f, rank=i) for i, f in enumerate(findings, start=1))
+    return window_of(snapshots).findings(min_growth_bytes=min_growth_bytes)
 
 
 def _phi(z: float) -> float:

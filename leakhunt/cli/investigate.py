@@ -19,9 +19,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from leakhunt.cli.common import human_size, output_options, write_despite_interrupt
+from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
 from leakhunt.probe import session, tools
+from leakhunt.probe.session import LIVE_TOP
 
 _SIZE = re.compile(r"(?P<n>\d{1,15})\s*(?P<unit>[kKmMgG]?)(?:i?[bB])?")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -241,7 +243,9 @@ def _probe(
     state = {"attached": False}
     bar: Progress | None = None
     task = None
-    if err.is_terminal:
+    # the top stacks, live: a table on a terminal, else a line per snapshot on stdout
+    view = LiveView(top=min(opts.top, LIVE_TOP))
+    if err.is_terminal and not view.terminal:
         bar = Progress(
             TextColumn("[bold]{task.fields[status]}"),
             BarColumn(),
@@ -265,6 +269,7 @@ def _probe(
                 soft_wrap=True,
                 markup=False,
             )
+        view.update(p)
         if bar is not None and task is not None:
             top = f"top: {p.top.stack.top} ({p.top.verdict})" if p.top is not None else ""
             bar.update(
@@ -285,9 +290,10 @@ def _probe(
     if bar is not None:
         bar.start()
     try:
-        return session.run_investigation(
-            pid, command=command, options=opts, progress=on_progress, backend=choice
-        )
+        with view:
+            return session.run_investigation(
+                pid, command=command, options=opts, progress=on_progress, backend=choice
+            )
     finally:
         if bar is not None:
             bar.stop()

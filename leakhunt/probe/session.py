@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from leakhunt import __version__, sample
-from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.errors import ProbeFailed, TargetError, ToolMissing, UsageError
 from leakhunt.model import (
     BackendInfo,
@@ -47,6 +47,9 @@ from leakhunt.symbols.symbolize import symbolize_live
 
 __all__ = ["BackendChoice", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
 
+# stacks shown live (Progress.leaders)
+LIVE_TOP = 10
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -57,6 +60,7 @@ class Progress:
     duration: float
     snapshots: int
     top: Finding | None  # the current rank 1
+    leaders: tuple[Finding, ...] = ()  # the current top stacks, rank order (see SnapshotWindow.growing)
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,9 @@ class _Session:
         self.opts = opts
         self.progress = progress or (lambda p: None)
         self.stats = ParseStats()
-        self.snapshots: list[Snapshot] = []
+        # the snapshots, bounded over a long run (evenly spaced), with each stack's series kept up to date
+        self.window = SnapshotWindow()
+        self.any_stacks = False  # some snapshot held a stack
         self.memory: list[MemSample] = []
         self.notes: list[str] = []
         self.t0 = time.monotonic()
@@ -288,14 +294,18 @@ class _Session:
                     "interrupted (Ctrl-C or SIGTERM): the report holds what was gathered so far"
                 )
             duration = time.monotonic() - self.t0
-            self.progress(Progress("stopping", duration, self.opts.duration, len(self.snapshots), None))
+            self.progress(Progress("stopping", duration, self.opts.duration, self.window.taken, None))
             target_alive = self._alive(pid, create_time, gate)
             if not target_alive and self.target_gone_at is None:
                 self.target_gone_at = duration
             probe_exit = self._stop_probe(probe, parser, cmd)
             if gate is not None:
                 exit_code, stop_reason = self._finish_command(gate, stop_reason)
-            if probe_exit.returncode not in (0, -2, 130) and not self.snapshots and stop_reason == "duration":
+            if (
+                probe_exit.returncode not in (0, -2, 130)
+                and not self.window.taken
+                and stop_reason == "duration"
+            ):
                 raise ProbeFailed(
                     f"{cmd.info.name} ended with {probe_exit.describe()} before printing anything",
                     hint=_probe_hint(probe.stderr_text),
@@ -390,7 +400,7 @@ class _Session:
                     self.memory.append(mem)
                 next_mem = now + self.opts.interval
             if now >= self.opts.duration and (
-                len(self.snapshots) >= expected or now >= self.opts.duration + self.opts.interval + 2.0
+                self.window.taken >= expected or now >= self.opts.duration + self.opts.interval + 2.0
             ):
                 # the interval due at the end has been printed (or is not coming)
                 return "duration"
@@ -431,7 +441,7 @@ class _Session:
             # Printed after the target exited: its stacks can no longer be symbolised.
             self.dropped_after_exit += 1
             return
-        if self.stopping and not snap.stacks and any(s.stacks for s in self.snapshots):
+        if self.stopping and not snap.stacks and self.any_stacks:
             # an empty block at the very end is a tool cut off while printing, not "all freed"
             self.notes.append("an incomplete last snapshot printed while the probe stopped was dropped")
             return
@@ -440,15 +450,17 @@ class _Session:
             # (memleak's block is complete only when the next one starts, an interval later).
             at = _clock_since(snap.clock, self.wall0)
             self.snap_offset = max((at if at is not None else now) - snap.t, 0.0)
-        self.snapshots.append(replace(snap, t=round(snap.t + self.snap_offset, 3)))
+        self.window.add(replace(snap, t=round(snap.t + self.snap_offset, 3)))
+        self.any_stacks = self.any_stacks or bool(snap.stacks)
         if self.pid is not None and self.target_gone_at is None:
             # kept from the last read while the target lives: frames are placed in files at the end
             self.maps = read_maps(self.pid) or self.maps
-        top = None
-        if len(self.snapshots) >= 2:
-            findings = analyze_snapshots(self.snapshots, min_growth_bytes=self.opts.min_growth_bytes)
-            top = findings[0] if findings else None
-        self.progress(Progress("probing", now, self.opts.duration, len(self.snapshots), top))
+        leaders: tuple[Finding, ...] = ()
+        if self.window.taken >= 2:
+            # bounded: only the stacks that grew most are judged, over the window's kept snapshots
+            leaders = self.window.growing(min_growth_bytes=self.opts.min_growth_bytes, top=LIVE_TOP)
+        top = leaders[0] if leaders else None
+        self.progress(Progress("probing", now, self.opts.duration, self.window.taken, top, leaders))
 
     def _stop_probe(self, probe: runner.Child, parser: LineParser, cmd: ProbeCommand) -> runner.Exit:
         # SIGINT: both tools print a last snapshot (bpftrace's END block, memleak... only when
@@ -484,8 +496,14 @@ class _Session:
     def _build(
         self, target: Target, backend: BackendInfo, started_at: str, duration: float, stop_reason: str
     ) -> Investigation:
-        findings = analyze_snapshots(self.snapshots, min_growth_bytes=self.opts.min_growth_bytes)
+        findings = self.window.findings(min_growth_bytes=self.opts.min_growth_bytes)
+        snapshots = self.window.snapshots()
         notes = list(self.notes)
+        if self.window.stride > 1:
+            notes.append(
+                f"long run: {self.window.taken} snapshots taken, {len(snapshots)} kept evenly spaced "
+                f"(1 in {self.window.stride}) for the analysis and the reports"
+            )
         if self.dropped_after_exit:
             notes.append(
                 f"{self.dropped_after_exit} snapshot(s) printed after the target exited were dropped: "
@@ -498,7 +516,7 @@ class _Session:
                 f"bpftrace tracked up to {self.max_live} live allocations against a map size of "
                 f"{self.opts.map_keys}: later allocations may be missing (raise --map-keys)"
             )
-        if not self.snapshots:
+        if not self.window.taken:
             notes.append("no snapshot was taken: the run ended before the first interval")
         quality = self.stats.quality(
             notes=tuple(n for n in notes if n not in self.stats.notes),
@@ -515,7 +533,7 @@ class _Session:
             started_at=started_at,
             duration_s=round(duration, 3),
             interval_s=self.opts.interval,
-            snapshots=tuple(self.snapshots),
+            snapshots=snapshots,
             findings=findings,
             memory=tuple(self.memory),
             quality=quality,
