@@ -26,7 +26,7 @@ def run_under_pty(argv: list[str], timeout: float = 120.0) -> tuple[int, str]:
     pid, fd = pty.fork()
     if pid == 0:  # the child: its stdio is the pty
         os.environ["COLUMNS"] = "200"
-        os.execv(argv[0], argv)
+        os.execv(argv[0], argv)  # noqa: S606 (argv is ours: the test's python and leakhunt)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -81,7 +81,8 @@ def test_live_table_is_redrawn_on_a_terminal(
     # the leak appeared in the live table as a leak (the same rank 1 as in the report)
     live = text.split("stopped: ")[0]
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", live)
-    assert re.search(r"1\s+leak\s+[\d.]+ KiB\s+[\d.]+ [KM]iB\s+[\d.]+\s+leaky_alloc\+0x", plain), plain[-3000:]
+    row = r"1\s+leak\s+[\d.]+ KiB\s+[\d.]+ [KM]iB\s+[\d.]+\s+leaky_alloc\+0x"
+    assert re.search(row, plain), plain[-3000:]
     report = load_report(tmp_path)
     assert report["findings"][0]["frames"][0].startswith("leaky_alloc+0x")
     assert by_top_function(report)["leaky_alloc"]["verdict"] == "leak"
