@@ -8,8 +8,12 @@ with file pages, and a leak under memory pressure moves from RSS to swap. Verdic
 - ``plateau``: grew by >= ``min_growth_bytes``, then the last third is flat (a cache that filled);
 - ``sawtooth``: rises and falls (>= 2 significant drops); judged on its lower envelope (the troughs
   after each drop), so a sawtooth whose floor keeps rising is a ``leak-suspect`` again;
-- ``growing``: grew, but too few samples or too noisy a trend to say more;
-- ``stable``: grew by less than ``min_growth_bytes`` (KB of noise are never suspects).
+- ``growing``: grew, but too few samples or too noisy a trend to say more; or a slow leak: less
+  than ``min_growth_bytes`` so far, but a clean, significant linear trend at or above
+  ``min_rate_per_hour`` (a 16 KiB/s leak is 59 MB an hour yet only 640 KiB in a 40 s scan); the
+  note says how long a scan would reach ``min_growth_bytes`` and confirm it;
+- ``stable``: grew by less than ``min_growth_bytes`` and not at a steady rate above
+  ``min_rate_per_hour`` (KB of noise are never suspects).
 
 ``address_space_growth`` is a separate flag (VSZ grew far more than RSS): thread stacks, arenas and
 reservations do that too, so on its own it never makes a suspect.
@@ -27,6 +31,13 @@ from leakhunt.model import MemSample, ProcessTrend, ScanResult, ScanVerdict, Tre
 from leakhunt.sample import Series
 
 MIN_GROWTH_BYTES = 1 << 20
+# A clean linear trend at this rate or more is a suspect even before it reaches MIN_GROWTH_BYTES
+# (10 MB an hour: the default of Coroot, the fleet tool that flags leaks from memory trends).
+MIN_RATE_PER_HOUR = 10_000_000
+# "Clean": the trend line explains at least this much of the variance (R^2) ...
+STEADY_FIT = 0.9
+# ... and the last third still grows at this fraction of the whole window's slope or more.
+STEADY_TAIL = 0.5
 # Mann-Kendall z above which growth counts as a sustained trend (one-sided p ~ 0.001).
 MIN_TREND_Z = 3.0
 # A fit worse than this (R^2 of the trend line) is too noisy to call a leak: ``growing``.
@@ -128,7 +139,12 @@ def troughs(
     return lower_envelope(ts, anon, drops) if len(drops) >= 2 else []
 
 
-def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BYTES) -> Judgement:
+def judge(
+    samples: Sequence[MemSample],
+    *,
+    min_growth_bytes: int = MIN_GROWTH_BYTES,
+    min_rate_per_hour: float = MIN_RATE_PER_HOUR,
+) -> Judgement:
     """The verdict on one process's series (sorted by time) and the numbers behind it."""
     pts = thin(samples)
     if len(pts) > QUIET_POINTS and _quiet(pts, min_growth_bytes / 8):
@@ -216,14 +232,35 @@ def judge(samples: Sequence[MemSample], *, min_growth_bytes: int = MIN_GROWTH_BY
     k = max(1, n // 8)
     robust_growth = _median(anon[-k:]) - _median(anon[:k])
     trend_growth = slope * span
-    if max(trend_growth, robust_growth) < min_growth:
-        return done("stable", f"{head}: below the {_size(min_growth)} minimum growth")
 
     tail = [i for i in range(n) if ts[i] >= ts[-1] - span / 3]
     if len(tail) < 3:
         tail = list(range(max(n - 3, 0), n))
     tail_ts = [ts[i] for i in tail]
-    tail_slope = theil_sen(tail_ts, [anon[i] for i in tail])
+
+    def tail_slope_() -> float:
+        return theil_sen(tail_ts, [anon[i] for i in tail])
+
+    if max(trend_growth, robust_growth) < min_growth:
+        # cheap tests first: thousands of quiet processes end here
+        steady = (
+            n >= MIN_POINTS
+            and slope * 3600 >= min_rate_per_hour > 0
+            and z >= MIN_TREND_Z
+            and r2 >= STEADY_FIT
+            and tail_slope_() >= STEADY_TAIL * slope
+        )
+        if steady:
+            confirm = math.ceil(min_growth / slope)
+            return done(
+                "growing",
+                f"{head}; a steady {_size(slope * 3600)}/h, above the {_size(min_rate_per_hour)}/h "
+                f"rate threshold, but under the {_size(min_growth)} minimum growth so far: scan "
+                f"at least {confirm} s to confirm",
+            )
+        return done("stable", f"{head}: below the {_size(min_growth)} minimum growth")
+
+    tail_slope = tail_slope_()
     tail_growth = tail_slope * (tail_ts[-1] - tail_ts[0])
     early_slope = max(slope, robust_growth / span if span > 0 else 0.0)
     if tail_growth < FLAT_TAIL_GROWTH * min_growth and tail_slope <= FLAT_TAIL_SLOPE * early_slope:
@@ -251,14 +288,17 @@ def rank_key(trend: ProcessTrend) -> tuple[int, float, int]:
 
 
 def judge_all(
-    series: Iterable[Series], *, min_growth_bytes: int = MIN_GROWTH_BYTES
+    series: Iterable[Series],
+    *,
+    min_growth_bytes: int = MIN_GROWTH_BYTES,
+    min_rate_per_hour: float = MIN_RATE_PER_HOUR,
 ) -> tuple[ProcessTrend, ...]:
     """Judge every series and rank them suspects first."""
     trends = []
     for s in series:
         if not s.samples:
             continue
-        j = judge(s.samples, min_growth_bytes=min_growth_bytes)
+        j = judge(s.samples, min_growth_bytes=min_growth_bytes, min_rate_per_hour=min_rate_per_hour)
         trends.append(
             ProcessTrend(
                 key=s.key,

@@ -219,7 +219,16 @@ Examples:
     default="1M",
     show_default=True,
     metavar="SIZE",
-    help="Growth over the window below SIZE is never a suspect (noise).",
+    help="Growth over the window below SIZE is not a leak-suspect (noise), unless it is a clean, "
+    "steady trend at --min-rate or more (then: growing, with the scan length that would confirm it).",
+)
+@click.option(
+    "--min-rate",
+    default="10M",
+    show_default=True,
+    metavar="SIZE",
+    help="A clean, significant linear trend at SIZE an hour or more is a suspect even before it "
+    "grew --min-growth (a slow leak in a short scan). 0 turns this off.",
 )
 @click.option(
     "--top",
@@ -275,6 +284,7 @@ def scan(
     user: str | None,
     min_rss: str,
     min_growth: str,
+    min_rate: str,
     top: int,
     as_json: bool,
     output_dir: Path | None,
@@ -293,7 +303,7 @@ def scan(
       growing       grew, but too short or too noisy a trend to say more
       sawtooth      rises and falls (judged on its troughs)
       plateau       grew, then stopped (a cache that filled)
-      stable        grew less than --min-growth
+      stable        grew less than --min-growth, and not steadily at --min-rate an hour
 
     "+VSZ" marks address-space growth (VSZ grew far more than RSS): a hint, not a leak by itself.
 
@@ -302,6 +312,7 @@ def scan(
     """
     min_rss_bytes = parse_size(min_rss, "--min-rss")
     min_growth_bytes = parse_size(min_growth, "--min-growth") or MIN_GROWTH_BYTES
+    min_rate_per_hour = parse_size(min_rate, "--min-rate")
     fmts = parse_formats(formats)
     if "folded" in fmts or "pprof" in fmts:
         raise UsageError(
@@ -358,7 +369,9 @@ def scan(
             started_at=started_at,
             duration_s=covered,
             interval_s=interval,
-            processes=judge_all(series, min_growth_bytes=min_growth_bytes),
+            processes=judge_all(
+                series, min_growth_bytes=min_growth_bytes, min_rate_per_hour=min_rate_per_hour
+            ),
             sampled=len(sweeper.seen),
             unreadable=sum(n for _, n in reasons),
             unreadable_reasons=reasons,

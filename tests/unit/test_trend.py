@@ -73,11 +73,14 @@ def test_kilobytes_of_noise_are_never_suspects() -> None:
         assert judge(series(anon)).verdict == "stable"
 
 
-def test_slow_creep_below_the_minimum_growth_is_stable() -> None:
-    # 20 KiB/s for 30 s = 600 KiB: perfectly monotonic, but under the 1 MiB minimum.
+def test_slow_creep_below_the_minimum_growth_is_growing_not_stable() -> None:
+    # 20 KiB/s for 30 s = 600 KiB: under the 1 MiB minimum, but a perfect line at 70 MiB an hour
+    # is a suspect ("growing": scan longer to confirm), unless the rate threshold is turned off.
     anon = [BASE + 20 * KIB * i for i in range(31)]
     j = judge(series(anon))
-    assert j.verdict == "stable" and "minimum growth" in j.evidence.note
+    assert j.verdict == "growing" and "minimum growth so far: scan at least 52 s" in j.evidence.note
+    off = judge(series(anon), min_rate_per_hour=0)
+    assert off.verdict == "stable" and "minimum growth" in off.evidence.note
     # The same creep is a suspect when the user asks for a lower minimum.
     assert judge(series(anon), min_growth_bytes=256 * KIB).verdict == "leak-suspect"
 
@@ -365,3 +368,34 @@ def test_series_buffer_any_length(capacity: int, n: int) -> None:
     assert samples[0].t == 0.0 and samples[-1].t == n - 1  # the whole window, up to the newest
     assert all(a.t < b.t for a, b in itertools.pairwise(samples))
     assert all(s.rss == s.t for s in samples)  # real samples, never averaged or invented
+
+
+def _pages(rate: float, seconds: int, *, jitter: int = 0, seed: int = 1) -> list[float]:
+    """anon of a process leaking ``rate`` B/s, seen in whole pages (as /proc shows it), 1 s apart."""
+    rng = random.Random(seed)
+    return [
+        BASE + 4096 * (int(rate * t) // 4096) + rng.randint(-jitter, jitter) * 4096 for t in range(seconds)
+    ]
+
+
+def test_a_slow_perfectly_steady_leak_in_a_short_scan_is_a_suspect_with_the_length_to_confirm() -> None:
+    """16 KiB/s for 40 s is 640 KiB, under the 1 MiB minimum growth, but 57 MiB an hour on a clean
+    line (issue: it was judged "stable")."""
+    j = judge(series(_pages(16 * KIB, 40)))
+    assert j.verdict == "growing", j.evidence.note
+    assert "scan at least 64 s to confirm" in j.evidence.note and "/h" in j.evidence.note
+    # the threshold is an option: above the leak's rate, it is below notice again
+    assert judge(series(_pages(16 * KIB, 40)), min_rate_per_hour=100 * MIB).verdict == "stable"
+    assert judge(series(_pages(16 * KIB, 40)), min_rate_per_hour=0).verdict == "stable"
+    # scanned long enough, the same leak is a leak-suspect
+    assert judge(series(_pages(16 * KIB, 120))).verdict == "leak-suspect"
+
+
+def test_slow_growth_that_is_not_a_clean_line_stays_stable() -> None:
+    # a step of 300 KiB, then flat: no steady rate
+    step = [BASE] * 20 + [BASE + 300 * KIB] * 20
+    assert judge(series(step)).verdict == "stable"
+    # page-level noise around a flat line
+    assert judge(series(_pages(0, 60, jitter=3))).verdict == "stable"
+    # growth under the rate threshold (4 KiB every 10 s = 1.4 MiB/h) on a clean line
+    assert judge(series(_pages(4096 / 10, 60))).verdict == "stable"
