@@ -108,6 +108,7 @@ class Escalator:
         argv = [
             sys.executable, "-m", "leakhunt", "investigate", str(trend.key.pid),
             "--duration", f"{self.config.investigate_duration:g}",
+            "--interval", f"{min(5.0, max(1.0, self.config.investigate_duration / 6)):g}",
             "--output-dir", str(folder), "--format", "html,md,json,pprof",
         ]  # fmt: skip
         self.say(

@@ -10,7 +10,9 @@ What the profile holds, for an investigation:
 - sample types ``inuse_space/bytes`` (the default), ``inuse_objects/count`` and
   ``growth_space/bytes`` (bytes gained over the run, clamped at 0; see ``report.export``);
 - one sample per finding; labels ``verdict`` (text), ``rank`` and ``growth_rate`` (bytes per
-  second, rounded) so ``pprof -tagfocus=verdict=leak`` shows only leaks;
+  second, rounded) so ``pprof -tagfocus=verdict=leak`` shows only leaks, and ``host``, ``pid``,
+  ``comm`` and ``backend`` (what Pyroscope and Parca keep as profile labels, so profiles of many
+  hosts stay apart);
 - one location per distinct frame (symbol, offset, module, address): its address when the tool
   printed one, one line pointing at the function, a mapping per module (file name only: leakhunt
   does not know load addresses, so ``has_functions`` is set and pprof needs no symbolization);
@@ -239,6 +241,18 @@ def build_profile(doc: Document) -> Message:
             p.comment.append(b.string(text))
     key_verdict, key_rank, key_rate = b.string("verdict"), b.string("rank"), b.string("growth_rate")
     unit_rate = b.string("bytes_per_second")
+    origin: list[tuple[int, str]] = []
+    if isinstance(doc, Investigation | TraceResult):
+        origin = [
+            (b.string(key), value)
+            for key, value in (
+                ("host", doc.host),
+                ("pid", str(doc.target.pid)),
+                ("comm", doc.target.comm),
+                ("backend", doc.backend.name),
+            )
+            if value
+        ]
     for stack in export_stacks(doc):
         sample = p.sample.add()
         for frame in stack.frames:  # innermost first, as pprof wants: location_id[0] is the leaf
@@ -249,6 +263,8 @@ def build_profile(doc: Document) -> Message:
         if stack.rank is not None:
             sample.label.add(key=key_rank, num=stack.rank)
         sample.label.add(key=key_rate, num=_int(stack.growth_bytes_per_sec), num_unit=unit_rate)
+        for key, value in origin:
+            sample.label.add(key=key, str=b.string(value))
     message: Message = p
     return message
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, require_or_skip
+from tests.integration._probecli import probes_for
 
 RULES = ROOT / "examples" / "prometheus" / "leakhunt-rules.yml"
 
@@ -188,3 +189,56 @@ def test_agent_refuses_a_bad_or_busy_address() -> None:
         )  # fmt: skip
     assert done.returncode != 0 and "cannot serve on 127.0.0.1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.probe
+def test_escalation_probes_one_suspect_at_a_time_and_keeps_the_newest_reports(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    leakers = [start_ready([str(build_target("scan_leak")), "1024"]) for _ in range(2)]
+    port = free_port()
+    out = tmp_path / "reports"
+    agent = subprocess.Popen(
+        [
+            sys.executable, "-m", "leakhunt", "agent", "--listen", f"127.0.0.1:{port}",
+            "--interval", "0.5", "--judge-every", "1", "--window", "120", "--name", "^scan_leak$",
+            "--investigate-top", "2", "--escalate-rate", "1M", "--investigate-duration", "6",
+            "--output-dir", str(out), "--keep-reports", "1", "--duration", "90",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    most_at_once = 0
+    try:
+
+        def both_done() -> bool:
+            nonlocal most_at_once
+            running = sum(len(probes_for(p.pid)) for p in leakers)
+            most_at_once = max(most_at_once, running)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                return False
+            return 'leakhunt_investigations_total{outcome="ok"} 2.0' in text
+
+        deadline = time.monotonic() + 80
+        while not both_done():
+            assert time.monotonic() < deadline, "two investigations did not finish"
+            time.sleep(0.2)
+    finally:
+        stop(agent)
+        for p in leakers:
+            stop(p)
+    assert agent.stderr is not None
+    log = agent.stderr.read()
+    assert "Traceback" not in log, log
+    assert most_at_once <= 1
+    assert {f"investigating pid {p.pid} (scan_leak)" in log for p in leakers} == {True}, log
+    (kept,) = [d for d in out.iterdir() if d.is_dir()]  # --keep-reports 1: the older folder is gone
+    (report,) = kept.glob("*.json")
+    doc = json.loads(report.read_text())
+    assert doc["target"]["pid"] in {p.pid for p in leakers}
+    assert doc["findings"] and doc["findings"][0]["verdict"] == "leak"
+    assert list(kept.glob("*.pb.gz")), "the pprof export for Pyroscope/Parca is written too"

@@ -83,6 +83,9 @@ def test_protobuf_parser_reads_types_values_strings_and_locations() -> None:
     assert profile.duration_nanos == int(inv.duration_s * 1e9)
     labels = {strings[label.key]: strings[label.str] or label.num for label in profile.sample[0].label}
     assert labels["verdict"] == inv.findings[0].verdict and labels["rank"] == 1
+    # What Pyroscope and Parca keep apart profiles of many hosts by.
+    assert labels["pid"] == str(inv.target.pid) and labels["comm"] == inv.target.comm
+    assert labels["backend"] == inv.backend.name and labels.get("host", "") == inv.host
 
 
 def test_go_tool_pprof_reads_samples_and_functions(tmp_path: Path) -> None:
@@ -94,6 +97,7 @@ def test_go_tool_pprof_reads_samples_and_functions(tmp_path: Path) -> None:
         sample = got[tuple(fr.symbol for fr in f.stack.frames)]
         assert sample.values[:2] == (f.outstanding_bytes, f.count)
         assert f"verdict:[{f.verdict}]" in sample.labels
+        assert f"comm:[{inv.target.comm}]" in sample.labels and f"pid:[{inv.target.pid}]" in sample.labels
     assert set(raw.mappings) == {"fixleak", "libc.so.6"}
 
 
