@@ -31,6 +31,9 @@ def _strategy(tp: Any, field_name: str = "") -> st.SearchStrategy[Any]:
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return st.lists(_strategy(args[0], field_name), max_size=3).map(tuple)
+        if "address" in field_name and args == (int, int):
+            # (address, size): an unsigned 64-bit address, a size that fits a signed 64-bit integer
+            return st.tuples(st.integers(0, 2**64 - 1), _int)
         return st.tuples(*[_strategy(a, field_name) for a in args])
     if tp is type(None):
         return st.none()

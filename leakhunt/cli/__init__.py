@@ -6,13 +6,15 @@ so ``leakhunt --help`` stays fast and one broken import never hides the other co
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
 import click
 
 from leakhunt import __version__
-from leakhunt.errors import LeakhuntError
+from leakhunt.errors import LeakhuntError, UsageError
+from leakhunt.report.output import discard_stdout, stdout_error
 
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
@@ -59,10 +61,34 @@ def cli() -> None:
     """
 
 
+# errors of a write to standard output that no retry fixes (files leakhunt writes say their own)
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script and ``python -m leakhunt``."""
     try:
-        code = cli.main(args=argv, prog_name="leakhunt", standalone_mode=False)
+        try:
+            code = cli.main(args=argv, prog_name="leakhunt", standalone_mode=False)
+        finally:
+            # what is still buffered is written now, while a failure can still be reported
+            sys.stdout.flush()
+    except OSError as err:
+        if err.errno not in _OUTPUT_ERRNOS or isinstance(err, BrokenPipeError):
+            if isinstance(err, BrokenPipeError):
+                discard_stdout()
+                sys.exit(141)  # what a shell reports for a reader that went away (128 + SIGPIPE)
+            raise
+        click.echo(f"leakhunt: error: {stdout_error(err)}", err=True)
+        sys.exit(UsageError.exit_code)
+    except MemoryError:
+        discard_stdout()
+        click.echo(
+            "leakhunt: error: out of memory\n  hint: the input is too large for this host's memory "
+            "limit; give a smaller input or raise the limit",
+            err=True,
+        )
+        sys.exit(3)
     except LeakhuntError as err:
         click.echo(f"leakhunt: error: {err}", err=True)
         sys.exit(err.exit_code)
@@ -75,6 +101,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("leakhunt: interrupted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

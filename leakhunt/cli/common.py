@@ -12,6 +12,7 @@ parsed, so a typo fails before any probe starts.
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -133,6 +134,38 @@ def write_despite_interrupt(
         return write_and_announce(doc, output_dir, formats, redact=redact, echo=echo)
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+# The longest time any option takes: a year. Longer is a typo (or 1e308), and would overflow the
+# clocks and deadlines computed from it.
+MAX_SECONDS = 365 * 24 * 3600.0
+
+
+class Seconds(click.ParamType[float, object]):
+    """A number of seconds in [min, MAX_SECONDS]: finite (``inf`` and ``nan`` are refused)."""
+
+    name = "seconds"
+
+    def __init__(self, min: float = 0.0) -> None:
+        self.min = min
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float) and math.isfinite(value) and self.min <= value <= MAX_SECONDS:
+            return value
+        try:
+            seconds = float(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        if seconds < self.min:
+            self.fail(f"{value!r} is less than the minimum of {self.min:g} s", param, ctx)
+        if seconds > MAX_SECONDS:
+            self.fail(f"{value!r} is more than a year ({MAX_SECONDS:.0f} s)", param, ctx)
+        return seconds
+
+    def __repr__(self) -> str:
+        return f"Seconds(min={self.min:g})"
 
 
 def human_size(n: float) -> str:

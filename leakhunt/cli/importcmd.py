@@ -8,16 +8,13 @@ allocations only.
 
 from __future__ import annotations
 
-import io
 import itertools
-import os
 import re
-import sys
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import click
 from rich.console import Console
@@ -28,6 +25,7 @@ from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.cli.common import output_options, write_and_announce
 from leakhunt.cli.trace import print_trace_summary
 from leakhunt.errors import EXIT_SAW_NOTHING, ReportError, UsageError
+from leakhunt.inputfile import open_input, read_lines
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats
 from leakhunt.parse.bpftrace import parse_bpftrace
@@ -156,25 +154,17 @@ def import_file(
 
 
 def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
-    """Lines of ``name`` (decoding errors replaced) and the log's time (file mtime, or now)."""
-    if name == "-":
-        stream: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        return iter(stream), datetime.now(UTC).isoformat(timespec="seconds")
-    path = Path(name)
-    try:
-        if path.is_dir():
-            raise ReportError(f"{name} is a directory", hint="give the log file itself")
-        fh = stack.enter_context(open(path, encoding="utf-8", errors="replace"))  # noqa: SIM115
-        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
-    except FileNotFoundError as err:
-        raise ReportError(f"{name}: no such file") from err
-    except PermissionError as err:
-        raise ReportError(
-            f"{name}: permission denied", hint="run leakhunt as a user who can read it"
-        ) from err
-    except OSError as err:
-        raise ReportError(f"{name}: cannot read it ({err.strerror})") from err
-    return iter(fh), mtime.isoformat(timespec="seconds")
+    """Lines of ``name`` (decoding errors replaced, bounded in length) and the log's time (file
+    mtime, or now for standard input and pipes). Devices and directories are refused."""
+    stream, st = open_input(name)
+    if name != "-":
+        stack.callback(stream.close)
+    if name == "-" or not stat.S_ISREG(st.st_mode):
+        when = datetime.now(UTC)
+    else:
+        when = datetime.fromtimestamp(st.st_mtime, UTC)
+    shown = "standard input" if name == "-" else name
+    return read_lines(stream, shown, st), when.isoformat(timespec="seconds")
 
 
 def _backend(kind: str, name: str) -> BackendInfo:

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leakhunt.cli.common import human_size, output_options, write_despite_interrupt
+from leakhunt.cli.common import Seconds, human_size, output_options, write_despite_interrupt
 from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
@@ -53,14 +53,14 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--duration",
-            type=click.FloatRange(min=0.5),
+            type=Seconds(min=0.5),
             default=60.0,
             show_default=True,
             help="Seconds to probe (the run also ends when the target exits).",
         ),
         click.option(
             "--interval",
-            type=click.FloatRange(min=0.1),
+            type=Seconds(min=0.1),
             default=5.0,
             show_default=True,
             help="Seconds between snapshots of outstanding allocations (BCC rounds to whole seconds).",

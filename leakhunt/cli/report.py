@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -19,6 +16,7 @@ from leakhunt.errors import UsageError
 from leakhunt.report import EXTENSIONS, Document, default_stem, jsonio, make_output_dir, render_bytes
 from leakhunt.report import diffreport as dr
 from leakhunt.report import folded as folded_mod
+from leakhunt.report.output import STDOUT, write_atomic, write_output
 from leakhunt.report.redact import redact as redact_doc
 
 # File name endings that name a format, longest first (".pb.gz" before ".gz").
@@ -44,36 +42,11 @@ def _format_from_name(path: str, allowed: Sequence[str]) -> str | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one; the file is readable by its owner only."""
-    parent = path.parent if str(path.parent) else Path()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise UsageError(
-            f"cannot write {path}: {err.strerror}", hint="check that the directory exists"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise UsageError(f"cannot write {path}: {err.strerror}") from None
-
-
 def _emit(data: bytes, output: str) -> None:
-    """Write to ``-`` (stdout) or a file."""
-    if output == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    _write_atomic(Path(output), data)
-    click.echo(f"report: {output}", err=True)
+    """Write to ``-`` (stdout), a device or FIFO (streamed into) or a file (replaced atomically)."""
+    write_output(output, data)
+    if output != STDOUT:
+        click.echo(f"report: {output}", err=True)
 
 
 def _resolve_formats(
@@ -167,7 +140,7 @@ def report(
     stem = default_stem(doc)
     for fmt, data in rendered:
         path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
-        _write_atomic(path, data)
+        write_atomic(path, data)
         click.echo(f"report: {path}", err=True)
 
 
@@ -299,6 +272,6 @@ def diff(
         stem = f"leakhunt-diff-{default_stem(after_doc).removeprefix('leakhunt-investigation-')}"
         for fmt, data in rendered:
             path = output_dir / f"{stem}{dr.EXTENSIONS[fmt]}"
-            _write_atomic(path, data)
+            write_atomic(path, data)
             click.echo(f"report: {path}", err=True)
     ctx.exit(result.exit_code(fail))

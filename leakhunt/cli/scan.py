@@ -25,6 +25,7 @@ from rich.table import Table
 
 from leakhunt import __version__
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
+from leakhunt.cli.common import Seconds
 from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
 from leakhunt.model import Investigation, ProcessTrend, ScanResult
 from leakhunt.probe.runner import sigterm_as_interrupt
@@ -180,14 +181,14 @@ Examples:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.0),
+    type=Seconds(min=0.0),
     default=60.0,
     show_default=True,
     help="Seconds to sample for (a leak needs time to show; minutes are better than seconds).",
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.05),
+    type=Seconds(min=0.05),
     default=1.0,
     show_default=True,
     help="Seconds between two samples of every process.",
@@ -269,7 +270,7 @@ Examples:
 )
 @click.option(
     "--investigate-duration",
-    type=click.FloatRange(min=1.0),
+    type=Seconds(min=1.0),
     default=30.0,
     show_default=True,
     metavar="S",

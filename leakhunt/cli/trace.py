@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leakhunt.analyze.trace import group_by_size, group_by_thread
-from leakhunt.cli.common import human_size, output_options, write_despite_interrupt
+from leakhunt.cli.common import Seconds, human_size, output_options, write_despite_interrupt
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
 from leakhunt.probe.trace import TraceOptions, run_trace
@@ -25,7 +25,7 @@ SUMMARY_ROWS = 8
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.5),
+    type=Seconds(min=0.5),
     default=10.0,
     show_default=True,
     help="Seconds to trace (tracing also ends when the target exits). Every call is traced: "
@@ -60,7 +60,7 @@ SUMMARY_ROWS = 8
 )
 @click.option(
     "--bucket",
-    type=click.FloatRange(min=0.01),
+    type=Seconds(min=0.01),
     default=1.0,
     show_default=True,
     metavar="SECONDS",

@@ -20,11 +20,8 @@ pprof      investigation, trace        report.pprof.render_pprof (binary, .pb.gz
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +31,7 @@ from leakhunt.errors import UsageError
 from leakhunt.model import Investigation, ScanResult, TraceResult
 from leakhunt.report import html, jsonio, markdown
 from leakhunt.report.jsonio import Document, kind_of
+from leakhunt.report.output import write_atomic
 from leakhunt.report.redact import redact as redact_doc
 
 __all__ = [
@@ -189,22 +187,6 @@ def default_stem(doc: Document) -> str:
     return f"leakhunt-{kind_of(doc)}-{_safe_part(doc.target.comm)}-{doc.target.pid}-{stamp}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o600)  # mkstemp already makes 0600; say it explicitly
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def make_output_dir(output_dir: Path) -> None:
     """Create ``output_dir`` (and its parents) for reports; UsageError when that is not possible."""
     if output_dir.exists() and not output_dir.is_dir():
@@ -244,11 +226,6 @@ def write_reports(
     paths: list[Path] = []
     for fmt, data in rendered:
         path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
-        try:
-            _write_atomic(path, data)
-        except OSError as err:
-            raise UsageError(
-                f"cannot write {path}: {err.strerror}", hint="choose another --output-dir"
-            ) from None
+        write_atomic(path, data, hint="choose another --output-dir")
         paths.append(path)
     return paths

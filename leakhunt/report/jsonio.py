@@ -27,12 +27,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar, cast, get_args
 
 from leakhunt.errors import ReportError
+from leakhunt.inputfile import read_document
 from leakhunt.model import (
     SCHEMA_VERSION,
     BackendInfo,
@@ -459,13 +459,17 @@ def _as_int(value: JSONValue, path: str) -> int:
     if isinstance(value, bool):
         raise _bad(path, "an integer", value)
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+        number = value
     # Big integers written as strings by other tools (bpftrace 0.2x does that) are accepted too.
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    raise _bad(path, "an integer", value)
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and value.lstrip("-").isdigit() and len(value) <= 20
+    ):
+        number = int(value)
+    else:
+        raise _bad(path, "an integer", value)
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise _bad(path, "an integer within 64 bits", value)
+    return number
 
 
 def _as_float(value: JSONValue, path: str) -> float:
@@ -485,9 +489,12 @@ def _as_str(value: JSONValue, path: str) -> str:
 def _as_hex(value: JSONValue, path: str) -> int:
     if isinstance(value, str):
         try:
-            return int(value, 16)
+            address = int(value, 16) if len(value) <= 18 else -1
         except ValueError:
-            raise _bad(path, "a hex address like 0x7f00aa", value) from None
+            address = -1
+        if not 0 <= address <= _ADDR_MAX:
+            raise _bad(path, "a hex address like 0x7f00aa", value)
+        return address
     return _as_int(value, path)
 
 
@@ -743,6 +750,11 @@ def from_dict(data: JSONValue, *, source: str = "document") -> Document:
             f"{source}: no schema_version: not a leakhunt JSON report",
             hint="give a JSON report written by leakhunt (--format json)",
         )
+    if version < 1:
+        raise ReportError(
+            f"{source}: schema_version {version} does not exist (the first is 1)",
+            hint="give a JSON report written by leakhunt (--format json)",
+        )
     if version > SCHEMA_VERSION:
         raise ReportError(
             f"{source}: schema_version {version} is newer than this leakhunt understands ({SCHEMA_VERSION})",
@@ -755,10 +767,51 @@ def from_dict(data: JSONValue, *, source: str = "document") -> Document:
         raise ReportError(f"{source}: {err.message}", hint=err.hint) from None
 
 
+class _BadNumber(ValueError):
+    """A number json.dumps never writes for leakhunt: raised from inside json.loads."""
+
+
+# Every integer leakhunt writes (bytes, counts, pids, ids) fits in a signed 64-bit integer; hex
+# addresses in an unsigned one. Larger ones come from a hostile or broken file, and would crash
+# the pprof encoder or make float() overflow.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_ADDR_MAX = 2**64 - 1
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 20:
+        raise _BadNumber(f"the integer {_shown(text)} is out of range (64 bits)")
+    value = int(text)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise _BadNumber(f"the integer {text} is out of range (64 bits)")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"the number {_shown(text)} is out of range")
+    return value
+
+
+def _parse_constant(name: str) -> float:
+    raise _BadNumber(f"{name} is not a number JSON allows (leakhunt writes null)")
+
+
 def loads(text: str, *, source: str = "document") -> Document:
     """Parse JSON text into a document; raises ReportError on bad JSON or a bad document."""
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
+    except _BadNumber as err:
+        raise ReportError(
+            f"{source}: {err}", hint="give a JSON report written by leakhunt (--format json)"
+        ) from None
     except json.JSONDecodeError as err:
         raise ReportError(
             f"{source}: not JSON ({err.msg} at line {err.lineno} column {err.colno})",
@@ -770,18 +823,18 @@ def loads(text: str, *, source: str = "document") -> Document:
 
 
 def load(path: Path | str) -> Document:
-    """Read a saved JSON report (``-`` reads standard input)."""
-    if str(path) == "-":
-        return loads(sys.stdin.read(), source="<stdin>")
-    p = Path(path)
+    """Read a saved JSON report (``-`` reads standard input).
+
+    Only regular files, standard input and pipes are read, at most ``MAX_DOCUMENT_BYTES``; a
+    device, an endless or empty input is a ReportError (see leakhunt.inputfile).
+    """
+    name = str(path)
+    data = read_document(name)
+    source = "<stdin>" if name == "-" else name
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{p}: no such file", hint="give the path of a leakhunt JSON report") from None
-    except IsADirectoryError:
-        raise ReportError(f"{p}: is a directory", hint="give the path of a leakhunt JSON report") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ReportError(f"{p}: not UTF-8 text", hint="give a JSON report written by leakhunt") from None
-    except OSError as err:
-        raise ReportError(f"{p}: cannot read: {err.strerror}") from None
-    return loads(text, source=str(p))
+        raise ReportError(
+            f"{source}: not UTF-8 text", hint="give a JSON report written by leakhunt"
+        ) from None
+    return loads(text, source=source)

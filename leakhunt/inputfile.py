@@ -1,0 +1,137 @@
+"""Opening what the user names as input (``report``, ``diff``, ``import``): bounded, never blocking.
+
+A path may name anything: ``/dev/zero`` (endless), a FIFO nobody writes to (blocks forever on
+open), a 200 MB file without a newline. What is accepted:
+
+- regular files, ``-`` (standard input) and FIFOs/pipes (``/dev/stdin``, ``<(cmd)``); a FIFO is
+  opened without waiting for a writer, and one that has none reads as empty;
+- not character or block devices (``/dev/zero``, a disk), sockets or directories: a clear error.
+
+Reads are bounded: a JSON document by ``MAX_DOCUMENT_BYTES``, a line of a captured log by
+``MAX_LINE_CHARS`` (bpftrace ``-f json`` prints a whole map on one line, hence the generous size).
+Every problem is a ``ReportError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from leakhunt.errors import ReportError
+
+__all__ = ["MAX_DOCUMENT_BYTES", "MAX_LINE_CHARS", "open_input", "read_document", "read_lines"]
+
+MAX_DOCUMENT_BYTES = 256 << 20
+MAX_LINE_CHARS = 64 << 20
+
+
+def _check_kind(name: str, st: os.stat_result, *, is_tty: bool) -> None:
+    mode = st.st_mode
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or is_tty:
+        return
+    if stat.S_ISDIR(mode):
+        raise ReportError(f"{name} is a directory", hint="give the file itself")
+    what = (
+        "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a file"
+    )
+    raise ReportError(
+        f"{name} is {what}, not a regular file",
+        hint="give a file (or `-` and pipe it in)",
+    )
+
+
+def open_input(name: str) -> tuple[BinaryIO, os.stat_result]:
+    """The binary stream of ``name`` (``-`` = standard input) and its stat, checked as above."""
+    if name == "-":
+        try:
+            fd = sys.stdin.fileno()
+        except (OSError, ValueError):  # replaced by an in-memory stream (embedding, tests)
+            data = sys.stdin.read()
+            return io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data), os.stat_result(
+                (stat.S_IFIFO, 0, 0, 0, 0, 0, len(data), 0, 0, 0)
+            )
+        st = os.fstat(fd)
+        _check_kind("standard input", st, is_tty=os.isatty(fd))
+        return sys.stdin.buffer, st
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once (blocking would wait forever)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ReportError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ReportError(f"{name} is a directory", hint="give the file itself") from None
+    except PermissionError:
+        raise ReportError(
+            f"{name}: permission denied", hint="run leakhunt as a user who can read it"
+        ) from None
+    except OSError as err:
+        raise ReportError(f"{name}: cannot read it ({err.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        _check_kind(name, st, is_tty=False)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb"), st
+
+
+def _empty(name: str, st: os.stat_result) -> ReportError:
+    fifo = " (a FIFO that nobody writes to)" if stat.S_ISFIFO(st.st_mode) else ""
+    return ReportError(f"{name} is empty{fifo}", hint="give a file with content")
+
+
+def read_document(name: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """All of ``name``, at most ``limit`` bytes (ReportError beyond; also for an empty input)."""
+    stream, st = open_input(name)
+    shown = "standard input" if name == "-" else name
+    try:
+        data = stream.read(limit + 1)
+    except OSError as err:
+        raise ReportError(f"{shown}: cannot read it ({err.strerror})") from None
+    finally:
+        if name != "-":
+            stream.close()
+    if len(data) > limit:
+        raise ReportError(
+            f"{shown} is too large: over {limit >> 20} MiB",
+            hint="a leakhunt JSON report is far smaller; is it the right file?",
+        )
+    if not data:
+        raise _empty(shown, st)
+    return data
+
+
+def read_lines(
+    stream: BinaryIO, name: str, st: os.stat_result, max_line: int = MAX_LINE_CHARS
+) -> Iterator[str]:
+    """Lines of ``stream`` decoded as UTF-8 (bad bytes replaced, any newline convention), each at
+    most ``max_line`` characters: a longer one is a ReportError, as is an input with no line."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    number = 0
+    while True:
+        try:
+            line = text.readline(max_line + 1)
+        except OSError as err:
+            raise ReportError(f"{name}: cannot read it ({err.strerror})") from None
+        if not line:
+            break
+        number += 1
+        if len(line) > max_line and not line.endswith("\n"):
+            raise ReportError(
+                f"{name}: line {number} is too long (over {max_line >> 20} MiB without a newline)",
+                hint="memleak and bpftrace print lines far shorter; is it the right file?",
+            )
+        yield line
+    if number == 0:
+        raise _empty(name, st)
