@@ -56,7 +56,6 @@ def parse_gauge(line: str) -> tuple[str, int] | None:
     return (match.group(1) or match.group(2), int(match.group(3)))
 
 
-MAX_LINE = 1 << 20  # a JSON map line holds a whole map; beyond this it is not ours
 MAX_KEY_LINES = 512  # frames of one text-mode key; bpftrace's stacks stop at 127
 DAY = 86400
 BYTES_MAP = "@bytes"
@@ -112,16 +111,17 @@ class BpftraceParser:
         self._key_map: str | None = None
         self._key_lines: list[str] = []
         self._skip_values = False  # text mode: indented value lines of an ignored map entry
+        # text mode: (map, last value) of the map print whose entries are arriving, None between prints
+        self._block: tuple[str, int] | None = None
 
     # --- public API -------------------------------------------------------------------------
 
     def feed(self, line: str) -> Snapshot | None:
         """Consume one line; return the previous interval's Snapshot when this line starts a new one."""
         self.stats.lines += 1
+        # No length limit: one JSON line holds a whole map (1,000 stacks of 25 frames are over 1 MiB),
+        # and dropping it would drop the snapshot.
         line = line.rstrip("\r\n")
-        if len(line) > MAX_LINE:
-            self.stats.bad_line(line)
-            return None
         if line.startswith("{"):
             return self._json_line(line)
         return self._text_line(line)
@@ -189,12 +189,17 @@ class BpftraceParser:
         return None
 
     def _json_object(self, pairs: list[tuple[str, object]]) -> dict[str, object]:
-        """A JSON object; repeated keys (empty stack keys, see ``_empty_key``) are summed."""
+        """A JSON object; repeated keys with numbers are summed.
+
+        One map print holds each key once, but the key is the stack as *text*: different stack ids
+        print the same text (empty keys when the lookup failed, see ``_empty_key``; unresolved
+        frames of threads that exited), and each one is outstanding memory of its own.
+        """
         out: dict[str, object] = {}
         for key, value in pairs:
             if key in out:
                 old, new = _to_int(out[key]), _to_int(value)
-                if not key.strip() and old is not None and new is not None:
+                if old is not None and new is not None:
                     out[key] = old + new
                     continue
             out[key] = value
@@ -216,6 +221,8 @@ class BpftraceParser:
             self.stats.bad_line(f"{self._key_map}[ (key not closed)")
             self._key_map, self._key_lines = None, []
         text = line.strip()
+        if not text.startswith("@"):
+            self._block = None  # a map print ends at anything that is not one of its entries
         if not text:
             self._skip_values = False
             return None
@@ -242,6 +249,7 @@ class BpftraceParser:
                 if value is not None and len(entry.group("value")) <= 25:
                     return self._text_entry(name, entry.group("key"), value)
             self._ignored_map(name)
+            self._block = None
             # a value printed over the next lines (a stack stored as a map value)
             self._skip_values = not entry.group("value")
             return None
@@ -269,11 +277,19 @@ class BpftraceParser:
             entries = self._open().maps.setdefault(name, {})
             entries[""] = entries.get("", 0) + value
             return None
+        block = self._block
         if pending is not None and name in pending.maps and key in pending.maps[name]:
-            # the same key twice within one interval: the map was printed again (bpftrace
-            # prints every map at exit) without a time event in between
+            if block is not None and block[0] == name and value >= block[1]:
+                # The same text again within one print of the map: another stack id whose frames
+                # print alike (unresolved frames of threads that exited). bpftrace prints a map
+                # sorted by value, so within one print values never decrease: add it up.
+                pending.maps[name][key] += value
+                self._block = (name, value)
+                return None
+            # the map was printed again (bpftrace prints every map at exit) without a time event
             done = self._flush()
         self._open().maps.setdefault(name, {})[key] = value
+        self._block = (name, value)
         return done
 
     # --- shared -----------------------------------------------------------------------------

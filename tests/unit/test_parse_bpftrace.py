@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from leakhunt.analyze.stacks import analyze_snapshots
 from leakhunt.model import Frame
 from leakhunt.parse import ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser, parse_bpftrace
@@ -104,6 +108,9 @@ def test_maps_printed_again_at_exit_make_a_new_snapshot() -> None:
         "@bytes[",
         "    f+1",
         "]: 10",
+        # bpftrace 0.17 prints two empty lines before the maps it prints at exit
+        "",
+        "",
         "@bytes[",
         "    f+1",
         "]: 30",
@@ -136,3 +143,56 @@ def test_stacks_freed_back_to_zero_are_dropped_and_garbage_counted() -> None:
     assert [s.stack.frames[0].symbol for s in snaps[0].stacks] == ["g"]
     assert stats.lost_events == 3 and stats.unparsed == 2
     assert stats.unparsed_examples == ["what is this", "{not json"]
+
+
+@pytest.mark.parametrize("name", ["bpftrace-0.17-equal-texts.txt", "bpftrace-0.17-equal-texts.json"])
+def test_entries_with_equal_stack_text_add_up(name: str) -> None:
+    # Short-lived threads each leaking 234 B: their stacks print alike, one entry per stack id.
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(lines(f"handmade/{name}"), stats))
+    assert stats.unparsed == 0
+    assert len(snaps) == 4  # equal keys within one print are not a second print of the map
+    for k, snap in enumerate(snaps, start=1):
+        by_top = {s.stack.frames[0].symbol: s for s in snap.stacks}
+        threads = by_top["[unknown]"] if "[unknown]" in by_top else by_top["0x7f3e5c9ff6d4"]
+        assert (threads.outstanding_bytes, threads.count) == (3 * k * 234, 3 * k)
+        assert by_top["main"].outstanding_bytes == 1024
+    findings = analyze_snapshots(snaps, min_growth_bytes=1024)
+    assert findings[0].verdict == "leak" and findings[0].stack.frames[0].is_unknown
+
+
+def test_a_map_printed_again_without_a_time_event_is_still_a_new_snapshot() -> None:
+    # bpftrace prints every map at exit: the second print starts again from the smallest value
+    text = [
+        "10:00:01",
+        "@bytes[",
+        "\tleaky+1",
+        "]: 100",
+        "@bytes[",
+        "\tcache+1",
+        "]: 5000",
+        "@bytes[",
+        "\tleaky+1",
+        "]: 200",
+        "@bytes[",
+        "\tcache+1",
+        "]: 5000",
+    ]
+    snaps = list(parse_bpftrace(text))
+    assert [sorted(s.outstanding_bytes for s in snap.stacks) for snap in snaps] == [[100, 5000], [200, 5000]]
+
+
+def test_a_map_line_over_a_mebibyte_is_read() -> None:
+    # 1,000 stacks of 25 frames in one -f json line: ~1.6 MiB (it used to be dropped whole)
+    frames = "".join(
+        f"\t7f00000{i:05x} function_with_a_long_name_{i}+{i} (/usr/lib/libfoo.so)\n" for i in range(25)
+    )
+    body = ", ".join(
+        json.dumps(f"\n\t55{k:010x} caller_{k}+1 (/tmp/x)\n" + frames) + f": {k + 1}" for k in range(1000)
+    )
+    line = '{"type": "map", "data": {"@bytes": {' + body + "}}}"
+    assert len(line) > 1 << 20
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(['{"type": "time", "data": "10:00:01\\n"}', line], stats))
+    assert stats.unparsed == 0
+    assert len(snaps) == 1 and len(snaps[0].stacks) == 1000
