@@ -23,6 +23,7 @@ from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
 from leakhunt.probe import session, tools
+from leakhunt.probe.backend import ProbeMode
 from leakhunt.probe.session import LIVE_TOP
 
 _SIZE = re.compile(r"(?P<n>\d{1,15})\s*(?P<unit>[kKmMgG]?)(?:i?[bB])?")
@@ -132,6 +133,27 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="bpftrace and native backends: live allocations tracked at once; a full map is reported.",
         ),
         click.option(
+            "--mode",
+            type=click.Choice(["alloc", "growth", "kernel"]),
+            default="alloc",
+            show_default=True,
+            help="What to measure. alloc: the target's allocator calls, outstanding bytes per stack "
+            "(exact, costs microseconds per call). growth: where the target first touches new pages "
+            "(page faults), pages added per stack; near free, but it shows memory growth, not memory "
+            "never freed. kernel: the kernel's own allocations (slab, percpu) per kernel stack.",
+        ),
+        click.option(
+            "--kernel",
+            is_flag=True,
+            help="Same as --mode kernel: trace kernel allocations (every task, or the one given).",
+        ),
+        click.option(
+            "--kernel-pages",
+            is_flag=True,
+            help="Kernel mode: trace page allocations too (they include every page fault and page "
+            "cache fill; BCC's memleak always traces them).",
+        ),
+        click.option(
             "--min-growth",
             callback=_size_option,
             metavar="SIZE",
@@ -146,7 +168,14 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _options(kw: dict[str, Any]) -> session.ProbeOptions:
+    mode: ProbeMode = "kernel" if kw["kernel"] else kw["mode"]
+    if kw["kernel"] and kw["mode"] not in ("alloc", "kernel"):
+        raise UsageError(f"--kernel contradicts --mode {kw['mode']}")
+    if kw["kernel_pages"] and mode != "kernel":
+        raise UsageError("--kernel-pages applies to kernel mode only", hint="add --kernel")
     return session.ProbeOptions(
+        mode=mode,
+        kernel_pages=kw["kernel_pages"],
         duration=kw["duration"],
         interval=kw["interval"],
         backend=kw["backend"],
@@ -163,21 +192,44 @@ def _options(kw: dict[str, Any]) -> session.ProbeOptions:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("pid", type=int)
+@click.argument("pid", type=int, required=False)
+@click.option(
+    "--pid",
+    "pid_option",
+    type=int,
+    default=None,
+    metavar="PID",
+    help="Kernel mode: only the kernel allocations this process makes (same as the PID argument).",
+)
 @probe_options
 @output_options
-def investigate(pid: int, output_dir: Path, formats: tuple[str, ...], no_redact: bool, **kw: Any) -> None:
-    """Find the call stacks that leak in the running process PID.
+def investigate(
+    pid: int | None,
+    pid_option: int | None,
+    output_dir: Path,
+    formats: tuple[str, ...],
+    no_redact: bool,
+    **kw: Any,
+) -> None:
+    """Find the call stacks that leak in the running process PID (or in the kernel).
 
     Attaches to PID (needs root), takes a snapshot of outstanding allocations per call stack every
     --interval seconds for --duration seconds, ranks the stacks whose outstanding bytes keep growing
     first (a big cache that stopped growing is not a leak), prints a summary and writes reports.
+
+    --mode growth counts the pages PID touches for the first time per stack instead: nearly free
+    on a busy process, it says where memory grows, not what is never freed (follow up in alloc
+    mode). --kernel traces the kernel's own allocations per kernel stack, of every task (the whole
+    host competes in the ranking) or of PID only.
 
     \b
     Examples:
       sudo leakhunt investigate 1234
       sudo leakhunt investigate 1234 --duration 120 --interval 10 --format html
       sudo leakhunt investigate 1234 --backend bcc --min-size 1k
+      sudo leakhunt investigate 1234 --mode growth --duration 300
+      sudo leakhunt investigate --kernel --duration 60
+      sudo leakhunt investigate --kernel --pid 1234
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
     3 when the probe failed (if it had printed anything, a partial report is still written),
@@ -185,6 +237,11 @@ def investigate(pid: int, output_dir: Path, formats: tuple[str, ...], no_redact:
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
+    if pid is not None and pid_option is not None and pid != pid_option:
+        raise UsageError(f"two different pids given: {pid} and --pid {pid_option}")
+    pid = pid if pid is not None else pid_option
+    if pid is None and opts.mode != "kernel":
+        raise UsageError("no PID given", hint="leakhunt investigate PID (or --kernel for the kernel)")
     inv = _probe(opts, pid=pid)
     _finish(inv, opts, output_dir, formats, no_redact)
     if inv.stop_reason == "interrupted":
@@ -263,7 +320,10 @@ def _probe(
             state["attached"] = True
         if p.status in ("probing", "stopping") and not choice_note:
             choice_note.append("shown")
-            target = f"pid {pid}" if pid is not None else " ".join(command or ())
+            if pid is None and command is None:
+                target = "the kernel (every task)"
+            else:
+                target = f"pid {pid}" if pid is not None else " ".join(command or ())
             err.print(
                 f"leakhunt: probes attached to {target}; probing for up to {opts.duration:g} s",
                 soft_wrap=True,
@@ -279,7 +339,7 @@ def _probe(
     tools.require_root()
     if pid is not None:
         tools.check_pid(pid)
-    choice = session.choose_backend(opts.backend)
+    choice = session.choose_backend(opts.backend, mode=opts.mode)
     err.print(
         f"leakhunt: backend {choice.name} ({choice.tool.path} {choice.tool.version}): {choice.reason}",
         soft_wrap=True,

@@ -14,11 +14,13 @@ libbpf-tools memleak (the leading number is the frame index)::
     3 [<ffffffff8160d5b1>] __vmalloc_node_noprof+0x41
     2 [<00007f939ce4224a>] <null sym>
 
-bpftrace ``ustack`` (offsets DECIMAL), default and ``perf`` forms::
+bpftrace ``ustack`` (offsets DECIMAL), default and ``perf`` forms, and ``kstack(perf)`` (no module:
+the kernel's; the address is always 16 hex digits, glued to the name in >= 0.24's JSON keys)::
 
     leaky_alloc+15
     7f52eed60930 leaky_alloc+15 (/tmp/leak)
     7f52eed60930 ([unknown])
+    ffffffff81652d20 kmem_cache_alloc_noprof+560
 
 The functions here return None when a line is not a frame; they never raise.
 
@@ -46,6 +48,8 @@ _LIBBPF = re.compile(r"\d{1,5} \[<(?P<addr>[0-9a-fA-F]{1,16})>\](?: (?P<rest>.*)
 _BLAZE_LOC = re.compile(r"(?P<head>.+\+0x[0-9a-fA-F]{1,16}) (?P<loc>\S+):\d+")
 _BT_SYM_DEC = re.compile(r"(?P<sym>.+)\+(?P<off>\d{1,12})")
 _BT_PERF = re.compile(r"(?P<addr>[0-9a-fA-F]{1,16}) (?P<rest>.*?) ?\((?P<mod>[^()]*)\)")
+_BT_KERNEL = re.compile(r"(?P<addr>[fF]{4}[0-9a-fA-F]{12}) ?(?P<rest>[^\s()]+)")
+KERNEL_MODULE = "kernel"  # the module name memleak prints for kernel frames; used for bpftrace's too
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}")
 
 
@@ -186,6 +190,9 @@ def parse_bpftrace_frame(line: str) -> Frame | None:
         if split is not None:
             address, rest, mod = split
             return _bt_symbol(rest, address, module_name(mod))
+    kernel = _BT_KERNEL.fullmatch(text)
+    if kernel is not None:
+        return _bt_symbol(kernel.group("rest"), int(kernel.group("addr"), 16), KERNEL_MODULE)
     return _bt_symbol(text, None, None)
 
 

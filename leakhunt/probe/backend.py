@@ -17,6 +17,14 @@ from leakhunt.parse import LineParser, ParseStats
 
 AttachState = Literal["waiting", "attached"]
 
+# What a live investigation measures:
+# - alloc: the target's allocator calls (malloc/free...), outstanding bytes per user stack (exact);
+# - growth: the target's first touches of new pages (page faults), pages added per user stack
+#   (near free, but memory touched is not memory leaked: see leakhunt.probe.growth);
+# - kernel: the kernel's own allocations (slab, percpu, pages), outstanding bytes per kernel stack.
+ProbeMode = Literal["alloc", "growth", "kernel"]
+PROBE_MODES: tuple[ProbeMode, ...] = ("alloc", "growth", "kernel")
+
 
 @dataclass(frozen=True)
 class ProbeOptions:
@@ -37,6 +45,8 @@ class ProbeOptions:
     map_keys: int = 131072  # bpftrace map size: live allocations tracked at once
     min_growth_bytes: int = 4096  # growth below this is never a leak
     sample_bytes: int | None = None  # native backend: Poisson sampling, one sample per this many bytes
+    mode: ProbeMode = "alloc"
+    kernel_pages: bool = False  # kernel mode: trace page allocations too (page faults, page cache)
 
     def as_pairs(self) -> tuple[tuple[str, str], ...]:
         """The options as (name, value) text pairs for ``Investigation.options``."""
@@ -47,6 +57,10 @@ class ProbeOptions:
             ("sample_rate", str(self.sample_rate)),
             ("top", str(self.top)),
         ]
+        if self.mode != "alloc":
+            pairs.insert(0, ("mode", self.mode))
+        if self.kernel_pages:
+            pairs.append(("kernel_pages", "true"))
         for name, value in (
             ("min_size", self.min_size),
             ("max_size", self.max_size),

@@ -81,8 +81,8 @@ def command(
         info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
         argv=argv,
         env=tuple(env.items()),
-        new_parser=_parser,
-        attached=_attached,
+        new_parser=parser,
+        attached=attached,
         is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
         arm=None if launched else arm,
         script=script,
@@ -95,9 +95,11 @@ def arm(pid: int) -> None:
     os.kill(pid, 0)
 
 
-def _parser(stats: ParseStats) -> LineParser:
+def parser(stats: ParseStats) -> LineParser:
+    """A parser of leakhunt's bpftrace protocol (every mode's script prints it)."""
     return BpftraceParser(stats)
 
 
-def _attached(line: str | None, stderr: str, pid: int) -> bool:
+def attached(line: str | None, stderr: str, pid: int) -> bool:
+    """True once bpftrace said every probe is attached (ATTACHED_MARKER, stdout or stderr)."""
     return (line is not None and line.strip() == ATTACHED_MARKER) or ATTACHED_MARKER in stderr

@@ -57,24 +57,30 @@ def command(tool: tools.Tool, pid: int, options: ProbeOptions, reason: str) -> P
         info=BackendInfo(name="bcc", tool=tool.path, version=tool.version, argv=argv, reason=reason),
         argv=argv,
         env=tuple(env.items()),
-        new_parser=_parser,
-        attached=_Attach().check if tool.flavor != "libbpf" else _libbpf_attached,
+        new_parser=parser,
+        attached=Attach().check if tool.flavor != "libbpf" else _libbpf_attached,
     )
 
 
-def _parser(stats: ParseStats) -> LineParser:
+def parser(stats: ParseStats) -> LineParser:
+    """A parser of memleak's periodic blocks."""
     return MemleakParser(stats)
 
 
-class _Attach:
-    """Attach detection for BCC's Python memleak (see the module docstring)."""
+class Attach:
+    """Attach detection for BCC's Python memleak (see the module docstring).
 
-    def __init__(self) -> None:
+    ``greeting`` is the line memleak prints before attaching: "Attaching to pid N" for a process,
+    "Attaching to kernel allocators" without -p.
+    """
+
+    def __init__(self, greeting: str = "Attaching to pid") -> None:
+        self.greeting = greeting
         self.announced = False
 
     def check(self, line: str | None, stderr: str, pid: int) -> bool:
         if line is not None:
-            if line.startswith("Attaching to pid"):
+            if line.startswith(self.greeting):
                 self.announced = True
             elif "stacks with outstanding allocations" in line:
                 return True
@@ -105,4 +111,4 @@ def sleeping(pid: int) -> bool:
         return False
 
 
-__all__ = ["argv_for", "command", "sleeping"]
+__all__ = ["Attach", "argv_for", "command", "parser", "sleeping"]

@@ -38,6 +38,7 @@ from leakhunt.model import (
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.probe import bpftrace as bpftrace_backend
+from leakhunt.probe import kernel as kernel_backend
 from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
 from leakhunt.probe import native as native_backend
@@ -91,7 +92,7 @@ def _host_wide_warning(tool: tools.Tool) -> str:
     )
 
 
-def choose_backend(requested: str, *, allow_native: bool = True) -> BackendChoice:
+def choose_backend(requested: str, *, allow_native: bool = True, mode: str = "alloc") -> BackendChoice:
     """The backend to use for ``--backend auto|native|bpftrace|bcc``, with the reason for the choice.
 
     auto never picks a backend that slows other processes: it prefers leakhunt's own probe
@@ -103,6 +104,8 @@ def choose_backend(requested: str, *, allow_native: bool = True) -> BackendChoic
     """
     if requested not in ("auto", "native", "bpftrace", "bcc"):
         raise UsageError(f"unknown backend {requested!r}", hint="choose auto, native, bpftrace or bcc")
+    if mode != "alloc":
+        return _choose_tracepoint_backend(requested, mode)
     if requested == "native":
         if not allow_native:
             raise UsageError("the native backend has no per-call trace", hint="use --backend bcc or bpftrace")
@@ -164,6 +167,35 @@ def choose_backend(requested: str, *, allow_native: bool = True) -> BackendChoic
     raise ToolMissing(f"no probe backend works here ({'; '.join(skipped)})", hint=tools.SETUP_HINT)
 
 
+def _choose_tracepoint_backend(requested: str, mode: str) -> BackendChoice:
+    """The backend of kernel and growth mode: tracepoints, not uprobes.
+
+    bpftrace first: its tracepoint scripts filter by pid and cost no process anything it does not
+    already pay (no uprobe: the slowdown of host-wide uprobes in bpftrace < 0.20 does not apply).
+    BCC's memleak without -p does kernel mode (every task); growth mode is bpftrace only.
+    """
+    if requested == "native":
+        raise UsageError(f"the native backend does not do --mode {mode}", hint="use --backend bpftrace")
+    bpftrace = tools.find_bpftrace() if requested in ("auto", "bpftrace") else None
+    if bpftrace is not None:
+        why = "requested with --backend bpftrace" if requested == "bpftrace" else (
+            f"auto: bpftrace {bpftrace.version} at {bpftrace.path} ({mode} mode reads tracepoints; "
+            "bpftrace filters them by pid)"
+        )  # fmt: skip
+        return BackendChoice("bpftrace", bpftrace, why)
+    if requested == "bpftrace" or mode == "growth":
+        raise ToolMissing(f"--mode {mode} needs bpftrace, which is not installed", hint=tools.SETUP_HINT)
+    memleak = tools.find_memleak()
+    if memleak is None or memleak.flavor != "bcc" or tools.kernel_headers_dir() is None:
+        raise ToolMissing(
+            "kernel mode needs bpftrace, or BCC's memleak with kernel headers", hint=tools.SETUP_HINT
+        )
+    why = (
+        "requested with --backend bcc" if requested == "bcc" else f"auto: bpftrace not found; {memleak.path}"
+    )
+    return BackendChoice("bcc", memleak, why)
+
+
 def _native_host() -> tuple[tools.Tool | None, str]:
     """The native backend's host Python, or None and why not."""
     why_not = native_backend.unusable_reason()
@@ -185,7 +217,9 @@ def run_investigation(
 ) -> Investigation:
     """Probe a running process (``pid``) or a command leakhunt starts (``command``) and analyse it.
 
-    Exactly one of ``pid`` and ``command`` is given. Raises LeakhuntError subclasses for problems
+    Exactly one of ``pid`` and ``command`` is given, except in kernel mode (``options.mode ==
+    "kernel"``), where neither means "the kernel allocations of every task" and a pid or command
+    keeps only the allocations that process makes. Raises LeakhuntError subclasses for problems
     found before probing starts (not root, no such pid, tools missing, the probe failing to
     attach). Once probing has started, every stop (duration, target exit, Ctrl-C, SIGTERM) returns
     an Investigation with what was gathered; ``stop_reason`` and ``quality.notes`` say why.
@@ -195,10 +229,14 @@ def run_investigation(
     """
     opts = options or ProbeOptions()
     _check_options(opts)
-    if (pid is None) == (command is None):
+    if pid is not None and command is not None:
+        raise UsageError("give either a pid or a command")
+    if pid is None and command is None and opts.mode != "kernel":
         raise UsageError("give either a pid or a command")
     tools.require_root()
-    choice = backend or choose_backend(opts.backend)
+    choice = backend or choose_backend(opts.backend, mode=opts.mode)
+    if opts.mode == "kernel":
+        kernel_backend.check_options(opts, choice.name, pid if command is None else 0)
     session = _Session(choice, opts, progress)
     with runner.sigterm_as_interrupt():
         return session.run(pid, tuple(command) if command is not None else None)
@@ -269,8 +307,7 @@ class _Session:
                 gate = runner.GatedCommand(command)
                 pid = gate.pid
                 gate.wait_ready()
-            assert pid is not None
-            info = tools.check_pid(pid)
+            info = tools.check_pid(pid) if pid is not None else _ALL_TASKS
             create_time = info.create_time
             self.pid = pid
             cmd = self._probe_command(pid, workdir, launched=gate is not None)
@@ -279,7 +316,7 @@ class _Session:
             try:
                 self._wait_attached(probe, cmd, parser, pid, gate)
                 if cmd.arm is not None:
-                    cmd.arm(pid)
+                    cmd.arm(pid or 0)
                 if gate is not None:
                     gate.release()
                     info = _describe_after_exec(gate, info)
@@ -314,12 +351,27 @@ class _Session:
         finally:
             live.stop_leftovers((probe,), gate)
             shutil.rmtree(workdir, ignore_errors=True)
-        target = live.target(pid, info, command, exit_code=exit_code, stop_reason=stop_reason)
+        target = live.target(pid or 0, info, command, exit_code=exit_code, stop_reason=stop_reason)
         return self._build(target, cmd.info, started_at, duration, stop_reason)
 
     # --- stages -----------------------------------------------------------------------------
 
-    def _probe_command(self, pid: int, workdir: str, *, launched: bool) -> ProbeCommand:
+    def _probe_command(self, pid: int | None, workdir: str, *, launched: bool) -> ProbeCommand:
+        if self.opts.mode == "kernel":
+            if self.choice.name == "bcc":
+                return kernel_backend.memleak_command(self.choice.tool, self.opts, reason=self.choice.reason)
+            script_path = os.path.join(workdir, "kernel.bt")
+            cmd = kernel_backend.bpftrace_command(
+                self.choice.tool,
+                pid,
+                self.opts,
+                script_path=script_path,
+                reason=self.choice.reason,
+                launched=launched,
+            )
+            _write_script(script_path, cmd)
+            return cmd
+        assert pid is not None
         if self.choice.name == "native":
             lib = _object_path(pid, self.opts.obj) if self.opts.obj else tools.target_libc(pid)
             cmd = native_backend.command(
@@ -342,10 +394,7 @@ class _Session:
                 reason=self.choice.reason,
                 launched=launched,
             )
-            assert cmd.script is not None
-            fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(cmd.script)
+            _write_script(script_path, cmd)
             return cmd
         if self.opts.obj:
             _object_path(pid, self.opts.obj)  # validate early; memleak takes the name as given
@@ -356,14 +405,14 @@ class _Session:
         probe: runner.Child,
         cmd: ProbeCommand,
         parser: LineParser,
-        pid: int,
+        pid: int | None,
         gate: runner.GatedCommand | None,
     ) -> None:
         watch = live.AttachWatch(
             probe,
             cmd.info.name,
-            pid,
-            launched=gate is not None,
+            pid or 0,
+            launched=gate is not None or pid is None,  # no process to watch: every task is traced
             timeout=live.attach_timeout(cmd.info.name),
             hint=_probe_hint,
             exit_status_in_message=True,
@@ -385,7 +434,7 @@ class _Session:
         self,
         probe: runner.Child,
         parser: LineParser,
-        pid: int,
+        pid: int | None,
         create_time: float,
         gate: runner.GatedCommand | None,
     ) -> str:
@@ -394,7 +443,7 @@ class _Session:
         expected = int(self.opts.duration / self.opts.interval + 1e-9)
         while True:
             now = time.monotonic() - self.t0
-            if now >= next_mem:
+            if now >= next_mem and pid is not None:
                 mem = sample.read_mem(pid, round(now, 3))
                 if mem is not None:
                     self.memory.append(mem)
@@ -413,7 +462,7 @@ class _Session:
                 self._feed(cmd_parser, None, line)
             elif probe.eof or not probe.alive():
                 self.notes.append(f"the probe ended on its own after {now:.1f} s")
-                return "error" if live.pid_alive(pid) else "target-exited"
+                return "error" if pid is None or live.pid_alive(pid) else "target-exited"
 
     def _feed(self, parser: LineParser, cmd: ProbeCommand | None, line: str) -> None:
         if cmd is not None and cmd.is_chatter(line):
@@ -486,9 +535,11 @@ class _Session:
         self.notes.append(f"the command {desc}")
         return code, "target-exited" if stop_reason == "target-exited" else stop_reason
 
-    def _alive(self, pid: int, create_time: float, gate: runner.GatedCommand | None) -> bool:
+    def _alive(self, pid: int | None, create_time: float, gate: runner.GatedCommand | None) -> bool:
         if gate is not None:
             return gate.child.poll() is None
+        if pid is None:
+            return True  # kernel mode over every task: nothing to outlive
         return live.same_process(pid, create_time)
 
     # --- result -----------------------------------------------------------------------------
@@ -547,6 +598,26 @@ class _Session:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+# The "process" of a kernel-mode run over every task (reports show pid 0, comm "kernel").
+_ALL_TASKS = sample.ProcessInfo(
+    pid=0,
+    create_time=0.0,
+    comm="kernel",
+    cmdline=(),
+    exe=None,
+    username=None,
+    is_kernel_thread=True,
+    status="running",
+)
+
+
+def _write_script(path: str, cmd: ProbeCommand) -> None:
+    """The probe's bpftrace program, written where its argv expects it (private, never reused)."""
+    assert cmd.script is not None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(cmd.script)
 
 
 def _describe_after_exec(gate: runner.GatedCommand, before: sample.ProcessInfo) -> sample.ProcessInfo:

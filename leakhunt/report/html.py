@@ -121,6 +121,7 @@ def render_investigation(inv: Investigation) -> str:
     ctx.update(
         inv=inv,
         verdict=views.verdict_sentence(inv),
+        mode_note=views.mode_note(inv),
         has_leak=bool(found),
         top=found[0] if found else None,
         top_frame=views.top_frame(found[0]) if found else "",

@@ -95,6 +95,7 @@ def render_investigation(inv: Investigation) -> str:
     ctx: dict[str, object] = {
         "inv": inv,
         "verdict": views.verdict_sentence(inv),
+        "mode_note": views.mode_note(inv),
         "leaks": found[:3],
         "rows": views.rows(inv),
         "snapshots": views.snapshot_rows(inv),

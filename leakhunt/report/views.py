@@ -76,9 +76,81 @@ _ALLOC_SYMBOLS = frozenset(ALLOCATOR_FUNCTIONS) | frozenset(
 )
 
 
+# The kernel's allocator layers (slab, page, percpu, vmalloc), named as in /proc/kallsyms: the
+# telling frame of a kernel stack is the first caller outside them (do_eventfd, not kmalloc).
+_KERNEL_ALLOC_PREFIXES = (
+    "kmalloc",
+    "__kmalloc",
+    "kmem_cache_alloc",
+    "__kmem_cache_alloc",
+    "kvmalloc",
+    "__kvmalloc",
+    "kzalloc",
+    "krealloc",
+    "kmemdup",
+    "kstrdup",
+    "__alloc_pages",
+    "alloc_pages",
+    "__alloc_frozen_pages",
+    "alloc_frozen_pages",
+    "__folio_alloc",
+    "folio_alloc",
+    "get_page_from_freelist",
+    "pcpu_alloc",
+    "__alloc_percpu",
+    "alloc_percpu",
+    "__vmalloc",
+    "vmalloc",
+    "___slab_alloc",
+    "__slab_alloc",
+    "allocate_slab",
+    "new_slab",
+    "alloc_slab",
+)
+
+
 def _is_allocator(symbol: str, module: str | None) -> bool:
     base = symbol.split("(", maxsplit=1)[0].strip()
+    if module == "kernel":
+        return base.startswith(_KERNEL_ALLOC_PREFIXES)
     return base in _ALLOC_SYMBOLS or base.startswith("operator new")
+
+
+def mode_of(inv: Investigation) -> str:
+    """What the run measured: ``alloc`` (allocator calls), ``growth`` (page faults) or ``kernel``."""
+    return dict(inv.options).get("mode", "alloc")
+
+
+def mode_note(inv: Investigation) -> str:
+    """What the numbers of a growth or kernel run mean, said before anything else ("" for alloc)."""
+    mode = mode_of(inv)
+    if mode == "growth":
+        return (
+            "Growth mode: the numbers are pages the process touched for the first time (page faults), "
+            "per call stack, not outstanding allocations. A stack that keeps adding pages makes memory "
+            "grow; that is not proof that memory is never freed (freed memory is reused without a new "
+            "fault, and memory returned to the system faults again when touched). Confirm a stack with "
+            "the exact allocation probes (--mode alloc)."
+        )
+    if mode == "kernel":
+        who = (
+            "of every task on the host (other processes' kernel work competes in the ranking)"
+            if inv.target.pid == 0
+            else f"made by pid {inv.target.pid} (freed by anyone)"
+        )
+        return (
+            f"Kernel mode: outstanding kernel allocations ({_kernel_kinds(inv)}) {who}, per kernel "
+            "stack. A kernel cache that fills and stays is a plateau, not a leak."
+        )
+    return ""
+
+
+def _kernel_kinds(inv: Investigation) -> str:
+    if inv.backend.name == "bcc":
+        return "slab, pages"  # memleak without -p: kmalloc, kmem_cache, pages; percpu only apart
+    if dict(inv.options).get("kernel_pages") == "true":
+        return "slab, percpu, pages"
+    return "slab, percpu"
 
 
 def stop_text(stop_reason: str, duration_s: float, target: Target) -> str:
@@ -106,7 +178,7 @@ def reproduce_command(inv: Investigation | TraceResult, command: str) -> str:
     """The leakhunt command line that repeats this run (for the cmdline as recorded, maybe redacted)."""
     opts: list[str] = [command]
     t = inv.target
-    if not t.launched:
+    if not t.launched and t.pid > 0:
         opts.append(str(t.pid))
     given = dict(inv.options) if isinstance(inv, Investigation) else {}
     # The planned duration when recorded, else the measured one.
@@ -206,12 +278,22 @@ def verdict_sentence(inv: Investigation) -> str:
             f"Inconclusive: one snapshot cannot show growth{holds}. Capture several intervals "
             "(memleak prints one block per interval) to tell a leak from a cache."
         )
+    mode = mode_of(inv)
+    if found and mode == "growth":
+        top = found[0]
+        more = f" ({len(found)} growing stacks in all)" if len(found) > 1 else ""
+        return (
+            f"Memory growth found: the stack touching new pages in {top_frame(top)} added "
+            f"{human_rate(top.growth_bytes_per_sec)} over {over}, {human_bytes(top.outstanding_bytes)} "
+            f"in all{more}. Pages touched, not proven leaked: confirm with --mode alloc."
+        )
     if found:
         top = found[0]
         more = f" ({len(found)} leaking stacks in all)" if len(found) > 1 else ""
         count = f" in {top.count:,} allocations" if top.count is not None else ""
+        where = "the kernel stack allocating in" if mode == "kernel" else "the stack allocating in"
         return (
-            f"Leak found: the stack allocating in {top_frame(top)} grew at "
+            f"Leak found: {where} {top_frame(top)} grew at "
             f"{human_rate(top.growth_bytes_per_sec)} over {over} and holds "
             f"{human_bytes(top.outstanding_bytes)}{count}{more}."
         )

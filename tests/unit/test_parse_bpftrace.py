@@ -196,3 +196,28 @@ def test_a_map_line_over_a_mebibyte_is_read() -> None:
     snaps = list(parse_bpftrace(['{"type": "time", "data": "10:00:01\\n"}', line], stats))
     assert stats.unparsed == 0
     assert len(snaps) == 1 and len(snaps[0].stacks) == 1000
+
+
+def test_json_017_kernel_stacks_of_held_eventfds_rise_then_fall() -> None:
+    """kstack(perf) keys: 16-digit kernel addresses, no module (leakhunt names it "kernel")."""
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(lines("bpftrace-0.17-kernel.json"), stats))
+    assert stats.unparsed == 0
+    assert [s.clock for s in snaps][:2] == ["12:32:37", "12:32:38"]
+    assert len(snaps) == 12
+
+    path = ["__kmalloc_cache_noprof", "do_eventfd", "__x64_sys_eventfd2"]
+
+    def eventfd_ctx(snap_index: int) -> int:
+        return sum(
+            s.outstanding_bytes
+            for s in snaps[snap_index].stacks
+            if [f.symbol for f in s.stack.frames[:3]] == path
+        )
+
+    frame = snaps[4].stacks[0].stack.frames[0]
+    assert frame.module == "kernel" and frame.address is not None and frame.address >> 48 == 0xFFFF
+    # 200 eventfds/s held for 4 s (12:32:40-43), then all closed: a kmalloc-64 eventfd_ctx each
+    held = [eventfd_ctx(i) for i in range(3, 7)]
+    assert held == sorted(held) and held[-1] >= 600 * 64
+    assert eventfd_ctx(7) == eventfd_ctx(11) == 0

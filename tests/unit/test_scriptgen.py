@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leakhunt.errors import TargetError, UsageError
-from leakhunt.probe import bpftrace, memleak, scriptgen, tools
+from leakhunt.probe import bpftrace, kernel, memleak, scriptgen, tools
 from leakhunt.probe.backend import ProbeOptions
 
 LIBC = tools.target_libc(os.getpid())
@@ -182,3 +182,49 @@ def test_target_libc_of_this_process_and_errors() -> None:
         tools.target_libc(999_999_999)
     with pytest.raises(TargetError, match="kernel thread"):
         tools.check_pid(2)
+
+
+# --- kernel mode -----------------------------------------------------------------------------------
+
+
+def test_kernel_script_filters_allocations_by_pid_but_never_frees() -> None:
+    text = kernel.render_script(4321, ProbeOptions(interval=2), armer=99)
+    for probe in ("kmem:kmalloc ", "kmem:kmem_cache_alloc "):
+        line = next(line for line in text.splitlines() if line.startswith(f"tracepoint:{probe}"))
+        assert "pid == 4321" in line and "@armed" in line
+    for probe in ("kmem:kfree", "kmem:kmem_cache_free", "percpu:percpu_free_percpu"):
+        assert f"tracepoint:{probe}\n" in text  # a free is counted whoever frees
+    assert "args->pid == 4321" in text and "pid == 99" in text  # armed by leakhunt's kill(4321, 0)
+    assert "interval:ms:2000" in text
+    assert "mm_page_alloc" not in text  # pages only when asked
+
+
+def test_kernel_script_without_pid_traces_every_task_and_arms_on_itself() -> None:
+    text = kernel.render_script(None, ProbeOptions(kernel_pages=True, min_size=64), armer=77)
+    alloc = next(line for line in text.splitlines() if line.startswith("tracepoint:kmem:kmalloc "))
+    assert "pid ==" not in alloc and "args->bytes_alloc >= 64" in alloc
+    assert "args->pid == 77" in text
+    assert "tracepoint:kmem:mm_page_alloc" in text and "tracepoint:kmem:mm_page_free" in text
+
+
+def test_kernel_memleak_argv_has_no_pid_and_refuses_what_it_cannot_do() -> None:
+    tool = tools.Tool("/usr/sbin/memleak-bpfcc", "0.26.0", "bcc")
+    assert kernel.memleak_argv(tool, ProbeOptions(interval=2, min_size=16)) == (
+        "/usr/sbin/memleak-bpfcc", "-z", "16", "-T", "200", "2",
+    )  # fmt: skip
+    with pytest.raises(UsageError, match="--obj"):
+        kernel.check_options(ProbeOptions(mode="kernel", obj="jemalloc"), "bpftrace", None)
+    with pytest.raises(UsageError, match="by process"):
+        kernel.check_options(ProbeOptions(mode="kernel"), "bcc", 1234)
+    with pytest.raises(UsageError, match="libbpf"):
+        kernel.memleak_argv(tools.Tool("/usr/sbin/memleak", "1.0", "libbpf"), ProbeOptions())
+
+
+@pytest.mark.parametrize("pid", [None, 1])
+def test_kernel_scripts_compile(probe_env: None, pid: int | None) -> None:
+    tool = tools.find_bpftrace()
+    assert tool is not None
+    text = kernel.render_script(pid, ProbeOptions(kernel_pages=True, sample_rate=2), armer=os.getpid())
+    args = [tool.path, "-d", "ast", "-e", text]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

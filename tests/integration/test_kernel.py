@@ -1,0 +1,127 @@
+"""Kernel mode with real probes: a process makes the kernel leak (eventfds it never closes).
+
+tests/targets/kernel_fds.c creates eventfds at a fixed rate and holds them (each one a struct file
+from the filp cache, a dentry and a kmalloc'd eventfd_ctx), then closes them all and stays alive.
+The kernel stack of that syscall path (do_eventfd <- __x64_sys_eventfd2) must rank 1 while they are
+held, and its outstanding bytes must fall once they are closed.
+
+Kernel-wide tracing sees the whole host (other tests run concurrently), so what is asserted is
+what is certain: with the allocations filtered to the target's pid (``run --kernel``), its syscall
+path ranks 1; kernel-wide (memleak without -p), that path is a leak that grows at the rate the
+target makes it grow, and ranks above every other stack whose growth is smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.model import Finding, Investigation, Stack
+from leakhunt.report import jsonio
+from tests.integration._probecli import finish, start_leakhunt, start_target, stop_target, wait_for_stderr
+
+pytestmark = pytest.mark.probe
+
+LEAK_S = 10  # the target holds more eventfds for this long
+HOLD_S = 6  # then closes them all and lives this long
+RATE = 400  # eventfds per second
+SYSCALL_FRAMES = ("do_eventfd", "__x64_sys_eventfd2", "__do_sys_eventfd2")
+
+
+def _eventfd_path(stack: Stack) -> bool:
+    return any(f.symbol in SYSCALL_FRAMES for f in stack.frames)
+
+
+def _load(output_dir: Path) -> Investigation:
+    reports = sorted(output_dir.glob("leakhunt-investigation-*.json"))
+    assert len(reports) == 1, reports
+    doc = jsonio.load(reports[0])
+    assert isinstance(doc, Investigation)
+    return doc
+
+
+def _while_held(inv: Investigation, start: float, end: float) -> tuple[Finding, ...]:
+    """Findings over the snapshots taken while the target held its eventfds (start..end s)."""
+    snaps = [s for s in inv.snapshots if start <= s.t <= end]
+    assert len(snaps) >= 4, [s.t for s in inv.snapshots]
+    return analyze_snapshots(snaps)
+
+
+def _biggest_eventfd_series(inv: Investigation) -> list[int]:
+    findings = [f for f in inv.findings if _eventfd_path(f.stack)]
+    assert findings, "no kernel stack through the eventfd syscall was seen"
+    biggest = max(findings, key=lambda f: max(p.outstanding_bytes for p in f.series))
+    return [p.outstanding_bytes for p in biggest.series]
+
+
+def test_held_eventfds_rank_first_and_fall_when_closed(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    binary = build_target("kernel_fds")
+    proc = start_leakhunt(
+        ["run", "--kernel", "--backend", "bpftrace", "--duration", "60", "--interval", "1",
+         "--output-dir", str(tmp_path), "--format", "json,md", "--",
+         str(binary), str(LEAK_S), str(HOLD_S), str(RATE), "eventfd"]
+    )  # fmt: skip
+    code, _out, err = finish(proc, timeout=180)
+    assert code == 0, err
+    inv = _load(tmp_path)
+    assert inv.target.comm == "kernel_fds"
+    assert ("mode", "kernel") in inv.options
+    # the command starts when the probes are in (t=0): the eventfds are held from 0 to LEAK_S
+    held = _while_held(inv, 0.5, LEAK_S - 1.0)
+    top = held[0]
+    assert _eventfd_path(top.stack), [f.stack.key[:200] for f in held[:5]]
+    assert top.verdict == "leak"
+    assert top.stack.frames[0].module == "kernel"
+    # every snapshot of the biggest eventfd stack: up while held, back near zero once closed
+    series = _biggest_eventfd_series(inv)
+    peak = max(series)
+    assert peak >= RATE * 64 * (LEAK_S - 2), series  # >= 64 bytes per eventfd for most of the run
+    assert series[-1] <= peak * 0.1, series
+    # the whole run: those stacks came and went, so none of them is a leak
+    assert not any(_eventfd_path(f.stack) and f.verdict == "leak" for f in inv.findings)
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert "do_eventfd" in md
+
+
+def test_kernel_wide_memleak_sees_the_eventfd_path_grow(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    binary = build_target("kernel_fds")
+    # kernel-wide: make the path grow well above the host's own churn, for long enough that
+    # memleak (slow to print when the whole host holds many allocations) prints 4+ snapshots
+    rate, leak_s = 500, 20
+    proc = start_leakhunt(
+        ["investigate", "--kernel", "--backend", "bcc", "--duration", "26", "--interval", "2",
+         "--output-dir", str(tmp_path), "--format", "json"]
+    )  # fmt: skip
+    target = None
+    try:
+        wait_for_stderr(proc, "probes attached", timeout=150)
+        target = start_target(binary, str(leak_s), "2", str(rate), "eventfd")
+        code, _out, err = finish(proc, timeout=120)
+    finally:
+        if target is not None:
+            stop_target(target)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, err
+    inv = _load(tmp_path)
+    assert inv.backend.name == "bcc"
+    assert inv.target.pid == 0
+    # the target started right after "probes attached" (session time ~0): take the snapshots
+    # from when it surely ran to before it surely closed
+    held = _while_held(inv, 2.0, leak_s - 1.0)
+    top = [(f.rank, f.verdict, round(f.growth_bytes_per_sec), f.stack.key[:300]) for f in held[:8]]
+    ours = [f for f in held if _eventfd_path(f.stack) and f.verdict == "leak"]
+    assert ours, top
+    best = max(ours, key=lambda f: f.growth_bytes_per_sec)
+    # memleak counts what its -o (500 ms) filter keeps: at least a filp per eventfd and second
+    assert best.growth_bytes_per_sec >= rate * 64 * 0.5, top
+    bigger = [f for f in held if f.rank < best.rank]
+    assert all(f.growth_bytes_per_sec >= best.growth_bytes_per_sec * 0.5 for f in bigger), top
