@@ -14,6 +14,12 @@ g++ -O1 -g -fno-omit-frame-pointer -o "$bin/cpp_leaker" tests/targets/cpp_leaker
 memleak=$(command -v memleak-bpfcc || echo /usr/share/bcc/tools/memleak)
 libc=$(ldconfig -p | awk '/libc\.so\.6 .*x86-64/ {print $NF; exit}')
 libc=${libc:-/lib/x86_64-linux-gnu/libc.so.6}
+# File names carry the tools' major.minor versions (bcc-0.26-*, bpftrace-0.17-* on Debian 12;
+# bcc-0.31-*, bpftrace-0.23-* on Debian 13 through scripts/debian13.sh --capture).
+bccv=$("$(sed -n '1s/^#! *//p' "$memleak" | cut -d' ' -f1)" -c 'import bcc; print(bcc.__version__)' 2>/dev/null | grep -oE '^[0-9]+\.[0-9]+' || true)
+btv=$(bpftrace --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+' | head -n 1 || true)
+[ -n "$bccv" ] && [ -n "$btv" ] || { echo "capture_fixtures.sh: cannot tell the BCC ($bccv) or bpftrace ($btv) version" >&2; exit 1; }
+echo "capturing with BCC $bccv and bpftrace $btv"
 export PYTHONUNBUFFERED=1   # memleak's output is block-buffered into a file otherwise
 # Run a command with SIGINT restored to its default: a shell started in the background hands its
 # children SIGINT ignored, and Python (memleak) then never raises KeyboardInterrupt on SIGINT.
@@ -36,49 +42,50 @@ wait_for() { for _ in $(seq $(( $3 * 20 ))); do grep -q "$2" "$1" 2>/dev/null &&
 # 1. BCC periodic blocks of a C++ target (demangled names), with and without -a.
 if selected bcc_periodic; then
   start_target /tmp/lh_cpp.out "$bin/cpp_leaker" 12
-  timeout -k 5 -s INT 20 "${with_sigint[@]}" "$memleak" -p "$tpid" -T 5 1 4 >"$fx/bcc-0.26-periodic-cpp.txt" 2>/dev/null
+  timeout -k 5 -s INT 20 "${with_sigint[@]}" "$memleak" -p "$tpid" -T 5 1 4 >"$fx/bcc-$bccv-periodic-cpp.txt" 2>/dev/null
   stop_pid "$tpid"
 fi
 if selected bcc_periodic_a; then
   start_target /tmp/lh_tl.out "$bin/trace_leaker" 400 2500
-  timeout -k 5 -s INT 20 "${with_sigint[@]}" "$memleak" -p "$tpid" -a -T 4 1 4 >"$fx/bcc-0.26-periodic-a.txt" 2>/dev/null
+  timeout -k 5 -s INT 20 "${with_sigint[@]}" "$memleak" -p "$tpid" -a -T 4 1 4 >"$fx/bcc-$bccv-periodic-a.txt" 2>/dev/null
   stop_pid "$tpid"
 fi
-# 2. --combined-only: crashes each interval in 0.26 (stderr kept, it is what users paste).
+# 2. --combined-only: crashes each interval in 0.26 (stderr kept, it is what users paste); works in 0.31.
+combined_name=combined-only; [ "$bccv" = 0.26 ] && combined_name=combined-only-crash
 if selected bcc_combined; then
   start_target /tmp/lh_cpp.out "$bin/cpp_leaker" 8
-  timeout -k 5 -s INT 6 "${with_sigint[@]}" "$memleak" -p "$tpid" --combined-only -T 3 1 2 >"$fx/bcc-0.26-combined-only-crash.txt" 2>&1
+  timeout -k 5 -s INT 6 "${with_sigint[@]}" "$memleak" -p "$tpid" --combined-only -T 3 1 2 >"$fx/bcc-$bccv-$combined_name.txt" 2>&1
   stop_pid "$tpid"
 fi
 # 3. Kernel allocators (no -p): kernel frames.
 if selected bcc_kernel; then
-  timeout -k 5 -s INT 15 "${with_sigint[@]}" "$memleak" -T 3 1 1 >"$fx/bcc-0.26-kernel.txt" 2>/dev/null
+  timeout -k 5 -s INT 15 "${with_sigint[@]}" "$memleak" -T 3 1 1 >"$fx/bcc-$bccv-kernel.txt" 2>/dev/null
 fi
 # 4. -t per-call trace of trace_leaker, plus what the target says it leaked (the expectation).
 if selected bcc_trace; then
-  start_target "$fx/bcc-0.26-trace.expected" "$bin/trace_leaker" 60
-  "${with_sigint[@]}" "$memleak" -p "$tpid" -t >"$fx/bcc-0.26-trace.txt" 2>&1 &  # stderr too: the KeyboardInterrupt traceback users paste
+  start_target "$fx/bcc-$bccv-trace.expected" "$bin/trace_leaker" 60
+  "${with_sigint[@]}" "$memleak" -p "$tpid" -t >"$fx/bcc-$bccv-trace.txt" 2>&1 &  # stderr too: the KeyboardInterrupt traceback users paste
   mpid=$!
-  wait_for "$fx/bcc-0.26-trace.txt" '^Attaching' 30; sleep 1
+  wait_for "$fx/bcc-$bccv-trace.txt" '^Attaching' 30; sleep 1
   kill -USR1 "$tpid"
-  wait_for "$fx/bcc-0.26-trace.expected" '^done' 30; sleep 1
+  wait_for "$fx/bcc-$bccv-trace.expected" '^done' 30; sleep 1
   kill -INT "$mpid"; wait "$mpid" 2>/dev/null
   stop_pid "$tpid"
 fi
 # 4b. Two memleak -t at once (two targets): the kernel's trace_pipe takes one reader only, so the
 #     second memleak crashes with EBUSY (-b.txt) while the first traces normally (-a.txt).
 if selected bcc_trace_two; then
-  start_target "$fx/bcc-0.26-trace-two-a.expected" "$bin/trace_leaker" 40
+  start_target "$fx/bcc-$bccv-trace-two-a.expected" "$bin/trace_leaker" 40
   apid=$tpid
-  start_target "$fx/bcc-0.26-trace-two-b.expected" "$bin/trace_leaker" 40
+  start_target "$fx/bcc-$bccv-trace-two-b.expected" "$bin/trace_leaker" 40
   bpid_t=$tpid
-  "${with_sigint[@]}" "$memleak" -p "$apid" -t >"$fx/bcc-0.26-trace-two-a.txt" 2>&1 &
+  "${with_sigint[@]}" "$memleak" -p "$apid" -t >"$fx/bcc-$bccv-trace-two-a.txt" 2>&1 &
   ma=$!
-  "${with_sigint[@]}" "$memleak" -p "$bpid_t" -t >"$fx/bcc-0.26-trace-two-b.txt" 2>&1 &
+  "${with_sigint[@]}" "$memleak" -p "$bpid_t" -t >"$fx/bcc-$bccv-trace-two-b.txt" 2>&1 &
   mb=$!
-  wait_for "$fx/bcc-0.26-trace-two-a.txt" '^Attaching' 60; wait_for "$fx/bcc-0.26-trace-two-b.txt" '^Attaching' 60; sleep 2
+  wait_for "$fx/bcc-$bccv-trace-two-a.txt" '^Attaching' 60; wait_for "$fx/bcc-$bccv-trace-two-b.txt" '^Attaching' 60; sleep 2
   kill -USR1 "$apid" "$bpid_t"
-  wait_for "$fx/bcc-0.26-trace-two-a.expected" '^done' 30; wait_for "$fx/bcc-0.26-trace-two-b.expected" '^done' 30; sleep 1
+  wait_for "$fx/bcc-$bccv-trace-two-a.expected" '^done' 30; wait_for "$fx/bcc-$bccv-trace-two-b.expected" '^done' 30; sleep 1
   kill -INT "$ma" "$mb"; wait "$ma" "$mb" 2>/dev/null
   stop_pid "$apid"; stop_pid "$bpid_t"
 fi
@@ -108,20 +115,25 @@ bt_run() { # $1 = out file, $2 = format (json|text), $3 = ustack arg, $4 = secon
   timeout -k 5 -s INT "$4" "${with_sigint[@]}" bpftrace "${fmt[@]}" -p "$tpid" /tmp/lh_protocol.bt >"$1" 2>/tmp/lh_bt_stderr.log
   stop_pid "$tpid"
 }
-selected bt_json && bt_run "$fx/bpftrace-0.17-protocol.json" json perf 8
-selected bt_text && bt_run "$fx/bpftrace-0.17-protocol.txt" text perf 8
-selected bt_json_default && bt_run "$fx/bpftrace-0.17-protocol-default-stack.json" json "" 8
-selected bt_text_default && bt_run "$fx/bpftrace-0.17-protocol-default-stack.txt" text "" 8
+# From 0.2x bpftrace prints every failed map update on stdout ("Map full" helper errors: thousands
+# of lines once cpp_leaker's ~1000 live blocks a second fill the default 4096-key maps after ~4 s),
+# so newer versions get the bigger maps leakhunt itself asks for (probe.tools.bpftrace_map_env).
+bt_secs=8
+[ "$btv" = 0.17 ] || export BPFTRACE_MAX_MAP_KEYS=65536
+selected bt_json && bt_run "$fx/bpftrace-$btv-protocol.json" json perf "$bt_secs"
+selected bt_text && bt_run "$fx/bpftrace-$btv-protocol.txt" text perf "$bt_secs"
+selected bt_json_default && bt_run "$fx/bpftrace-$btv-protocol-default-stack.json" json "" "$bt_secs"
+selected bt_text_default && bt_run "$fx/bpftrace-$btv-protocol-default-stack.txt" text "" "$bt_secs"
 # 6. leakhunt's own trace script (one event per line): see templates/probe/trace.bt.j2
 if selected bt_trace && [ -x .venv/bin/python ]; then
-  start_target "$fx/bpftrace-0.17-trace.expected" "$bin/trace_leaker" 60
+  start_target "$fx/bpftrace-$btv-trace.expected" "$bin/trace_leaker" 60
   .venv/bin/python -c "from leakhunt.probe.trace import render_trace_script as r; import sys; print(r(int(sys.argv[1]), sys.argv[2]))" "$tpid" "$libc" >/tmp/lh_trace.bt
-  "${with_sigint[@]}" bpftrace -p "$tpid" /tmp/lh_trace.bt >"$fx/bpftrace-0.17-trace.txt" 2>/dev/null &
+  "${with_sigint[@]}" bpftrace -p "$tpid" /tmp/lh_trace.bt >"$fx/bpftrace-$btv-trace.txt" 2>/dev/null &
   bpid=$!
-  wait_for "$fx/bpftrace-0.17-trace.txt" 'leakhunt: tracing pid' 60 || { echo 'bpftrace did not attach' >&2; kill -INT $bpid; stop_pid "$tpid"; exit 1; }
+  wait_for "$fx/bpftrace-$btv-trace.txt" 'leakhunt: tracing pid' 60 || { echo 'bpftrace did not attach' >&2; kill -INT $bpid; stop_pid "$tpid"; exit 1; }
   kill -USR1 "$tpid"
-  wait_for "$fx/bpftrace-0.17-trace.expected" '^done' 30; sleep 1
+  wait_for "$fx/bpftrace-$btv-trace.expected" '^done' 30; sleep 1
   kill -INT "$bpid"; wait "$bpid" 2>/dev/null
   stop_pid "$tpid"
 fi
-ls -l "$fx"
+ls -l "$fx"/bcc-"$bccv"-* "$fx"/bpftrace-"$btv"-* 2>/dev/null || true

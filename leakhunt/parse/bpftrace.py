@@ -5,7 +5,8 @@ The protocol (leakhunt's scripts print it; see contract 1): every interval print
 ``print(@count)`` (outstanding allocations per the same stack). A ``time`` event starts a new
 snapshot. Both of bpftrace's output forms are read, line by line, even mixed:
 
-``-f json`` (one object per line; since 0.24 map keys lose their spaces and big integers may be
+``-f json`` (one object per line; 0.23 escapes stack keys twice, so that once decoded they still
+hold ``\\n\\t`` escapes (captured); since 0.24 map keys lose their spaces and big integers may be
 strings)::
 
     {"type": "time", "data": "08:51:02\\n"}
@@ -70,6 +71,18 @@ _ONE_LINE_ENTRY = re.compile(r"(?P<name>@[\w.]*)(?:\[(?P<key>.*)\])?: ?(?P<value
 _DIGITS = re.compile(r"\d+")
 _LOST = re.compile(r"Lost (?P<n>\d{1,20}) events")
 _ATTACHING = re.compile(r"Attach(?:ing|ed) \d+ probes?\.*")
+
+
+_ESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"n": "\n", "t": "\t"}
+
+
+def _unescape_key(key: str) -> str:
+    """A stack key escaped twice (bpftrace 0.23 ``-f json``: ``"\\n\\tmain+5 (/bin/x)\\n"``) decoded
+    once more; keys that already hold real line breaks are left as they are."""
+    if "\n" in key or "\\n" not in key:
+        return key
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), key)
 
 
 def _to_int(value: object) -> int | None:
@@ -158,7 +171,7 @@ class BpftraceParser:
                     number = _to_int(raw)
                     if number is None:
                         continue
-                    key = str(raw_key)
+                    key = _unescape_key(str(raw_key))
                     if not key.strip():
                         self._empty_key(str(name))
                         key = ""

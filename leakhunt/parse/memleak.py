@@ -53,6 +53,7 @@ _LIBBPF_FRAME = re.compile(r"\s*\d{1,5} \[<[0-9a-fA-F]{1,16}>\].*")
 # an unindented BCC frame (pasted): an address column, a symbol with an offset, or [unknown]
 _BCC_FRAME_START = re.compile(r"0x[0-9a-fA-F]{1,16}\s|[^\s\[]+\+0x[0-9a-fA-F]+\b|\[unknown\]")
 _TRACEBACK_START = "Traceback (most recent call last):"
+_AT_EXIT = "Exception ignored in atexit callback"
 _STATUS = (
     re.compile(r"Attaching to (?:pid \d+|kernel allocators), Ctrl\+C to quit\."),
     re.compile(r"Executing '.*' and tracing the resulting process\."),
@@ -99,6 +100,7 @@ class MemleakParser:
         self._seen_stacks: set[tuple[Frame, ...]] = set()
         self.flavor: str | None = None  # "bcc" or "libbpf", once a stack or frame line told
         self._headerless = False
+        self._at_exit = False  # inside "Exception ignored in atexit callback" (interrupted cleanup)
 
     # --- public API -------------------------------------------------------------------------
 
@@ -131,6 +133,10 @@ class MemleakParser:
             return True
         self._in_traceback = False
         if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
+            if self._at_exit and line.startswith("KeyboardInterrupt"):
+                self._at_exit = False
+                self.stats.note("memleak was interrupted while cleaning up at exit (its output is complete)")
+                return True
             self.stats.note(f"memleak crashed: {line.strip()[:200]}")
             if "has no attribute 'decode'" in line:
                 self.stats.note(
@@ -145,6 +151,10 @@ class MemleakParser:
         if not text:
             # blank lines separate blocks in old BCC output; they also end a stack's frames
             self._stack = None if self._stack is not None and self._stack.frames else self._stack
+            return
+        if text.startswith(_AT_EXIT):
+            # BCC 0.31 (captured): SIGINT during BPF.cleanup() prints this, then a traceback.
+            self._at_exit = True
             return
         if text == _TRACEBACK_START:
             self._in_traceback = True

@@ -42,6 +42,13 @@ def report(directory: Path) -> Investigation | TraceResult:
         ("bcc-0.26-kernel.txt", "memleak periodic stack blocks", 1),
         ("bpftrace-0.17-protocol.json", "bpftrace -f json maps", 1),
         ("bpftrace-0.17-protocol-default-stack.txt", "bpftrace text maps", 5),
+        # Debian 13 (scripts/debian13.sh --capture)
+        ("bcc-0.31-periodic-cpp.txt", "memleak periodic stack blocks", 4),
+        ("bcc-0.31-periodic-a.txt", "memleak periodic stack blocks", 4),
+        ("bcc-0.31-combined-only.txt", "memleak periodic stack blocks", 2),
+        ("bpftrace-0.23-protocol.json", "bpftrace -f json maps", 6),
+        ("bpftrace-0.23-protocol.txt", "bpftrace text maps", 6),
+        ("bpftrace-0.23-protocol-default-stack.json", "bpftrace -f json maps", 7),
         ("handmade/libbpf-tools-memleak.txt", "memleak periodic stack blocks", 4),
         ("handmade/bpftrace-0.24-protocol.json", "bpftrace -f json maps", 3),
     ],
