@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from leakhunt.app.agent import AgentConfig, parse_listen, run_agent
+from leakhunt.cli.common import SafeConsole
 from leakhunt.cli.scan import _filter, parse_size
 from leakhunt.errors import UsageError
 from leakhunt.probe.tools import require_root
@@ -166,6 +166,6 @@ def agent(
         duration=duration,
         accept=_filter(name_re, uid),
     )
-    console = Console(stderr=True, highlight=False)
+    console = SafeConsole(stderr=True, highlight=False)
     sweeps = run_agent(config, lambda line: console.print(line, markup=False))
     console.print(f"stopped after {sweeps} sweeps", markup=False)

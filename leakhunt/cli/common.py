@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import click
+from rich.console import Console
+from rich.segment import Segment
+from rich.text import Text
 
 from leakhunt.errors import UsageError
 from leakhunt.report import FORMATS, Document, parse_formats, write_reports
+from leakhunt.report.safetext import neutralize
 
 DEFAULT_OUTPUT_DIR = Path("reports")
 DEFAULT_FORMATS = "html,md,json"
@@ -166,6 +170,24 @@ class Seconds(click.ParamType[float, object]):
 
     def __repr__(self) -> str:
         return f"Seconds(min={self.min:g})"
+
+
+class SafeConsole(Console):
+    """A rich Console that never lets a control character from the data reach the terminal.
+
+    Process names, command lines and symbols are the target's to choose: an escape sequence among
+    them would retitle or clear the terminal. Strings are neutralized before rich lays them out
+    (so widths stay right), and every segment again when written (``Text`` objects built by hand,
+    progress columns); rich's own styling and cursor control are kept.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(neutralize(text), **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            seg if seg.control else Segment(neutralize(seg.text), seg.style, seg.control) for seg in buffer
+        )
 
 
 def human_size(n: float) -> str:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
+from leakhunt.cli.common import SafeConsole
 from leakhunt.errors import LeakhuntError
 from leakhunt.probe import distro, runner, tools
 
@@ -187,7 +187,7 @@ def doctor() -> None:
 
     Exit status: 0 when at least one backend (bpftrace or BCC) can probe, 2 otherwise.
     """
-    out = Console(highlight=False)
+    out = SafeConsole(highlight=False)
     release = distro.read_os_release()
     checks = run_checks(release)
     for check in checks:

@@ -22,7 +22,7 @@ from rich.console import Console
 from leakhunt import __version__
 from leakhunt.analyze.stacks import analyze_snapshots
 from leakhunt.analyze.trace import TraceMatcher
-from leakhunt.cli.common import output_options, write_and_announce
+from leakhunt.cli.common import SafeConsole, output_options, write_and_announce
 from leakhunt.cli.trace import print_trace_summary
 from leakhunt.errors import EXIT_SAW_NOTHING, ReportError, UsageError
 from leakhunt.inputfile import open_input, read_lines
@@ -100,7 +100,7 @@ def import_(
     leakhunt understands, 4 when a log's snapshots hold no allocation at all (reports written;
     they prove nothing).
     """
-    out = Console(highlight=False, soft_wrap=True)
+    out = SafeConsole(highlight=False, soft_wrap=True)
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
     saw_nothing = False

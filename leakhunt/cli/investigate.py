@@ -18,13 +18,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leakhunt.cli.common import Seconds, human_size, output_options, write_despite_interrupt
+from leakhunt.cli.common import SafeConsole, Seconds, human_size, output_options, write_despite_interrupt
 from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
 from leakhunt.probe import session, tools
 from leakhunt.probe.backend import ProbeMode
 from leakhunt.probe.session import LIVE_TOP
+from leakhunt.report.redact import redact_argv
 
 _SIZE = re.compile(r"(?P<n>\d{1,15})\s*(?P<unit>[kKmMgG]?)(?:i?[bB])?")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -242,7 +243,7 @@ def investigate(
     pid = pid if pid is not None else pid_option
     if pid is None and opts.mode != "kernel":
         raise UsageError("no PID given", hint="leakhunt investigate PID (or --kernel for the kernel)")
-    inv = _probe(opts, pid=pid)
+    inv = _probe(opts, pid=pid, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
     if inv.stop_reason == "interrupted":
         raise SystemExit(130)
@@ -275,7 +276,7 @@ def run(
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
-    inv = _probe(opts, command=command)
+    inv = _probe(opts, command=command, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
     if inv.stop_reason == "interrupted":
         raise SystemExit(130)
@@ -291,9 +292,13 @@ def run(
 
 
 def _probe(
-    opts: session.ProbeOptions, *, pid: int | None = None, command: tuple[str, ...] | None = None
+    opts: session.ProbeOptions,
+    *,
+    pid: int | None = None,
+    command: tuple[str, ...] | None = None,
+    redact: bool = True,
 ) -> Investigation:
-    err = Console(stderr=True, highlight=False)
+    err = SafeConsole(stderr=True, highlight=False)
     if command is not None and not command:
         raise UsageError("no command given", hint="put the command after `--`")
     choice_note: list[str] = []
@@ -323,7 +328,8 @@ def _probe(
             if pid is None and command is None:
                 target = "the kernel (every task)"
             else:
-                target = f"pid {pid}" if pid is not None else " ".join(command or ())
+                shown = redact_argv(command or ()) if redact else command or ()
+                target = f"pid {pid}" if pid is not None else " ".join(shown)
             err.print(
                 f"leakhunt: probes attached to {target}; probing for up to {opts.duration:g} s",
                 soft_wrap=True,
@@ -366,7 +372,7 @@ def _finish(
     formats: tuple[str, ...],
     no_redact: bool,
 ) -> None:
-    out = Console(highlight=False, soft_wrap=True)  # a path or a note must never be cut in two
+    out = SafeConsole(highlight=False, soft_wrap=True)  # a path or a note must never be cut in two
     _summary(out, inv, opts.top)
     write_despite_interrupt(
         inv, output_dir, formats, redact=not no_redact, echo=lambda line: out.print(line, markup=False)

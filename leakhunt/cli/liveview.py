@@ -19,12 +19,12 @@ import time
 from types import TracebackType
 from typing import IO
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from leakhunt.cli.common import human_size
+from leakhunt.cli.common import SafeConsole, human_size
 from leakhunt.model import Finding
 from leakhunt.probe.session import Progress
 
@@ -40,7 +40,7 @@ class LiveView:
     def __init__(
         self, out: IO[str] | None = None, *, top: int = 10, force_terminal: bool | None = None
     ) -> None:
-        self.console = Console(file=out, highlight=False, force_terminal=force_terminal)
+        self.console = SafeConsole(file=out, highlight=False, force_terminal=force_terminal)
         self.top = top
         self.terminal = self.console.is_terminal
         self._live: Live | None = None

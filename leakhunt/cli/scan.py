@@ -25,7 +25,7 @@ from rich.table import Table
 
 from leakhunt import __version__
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
-from leakhunt.cli.common import Seconds
+from leakhunt.cli.common import SafeConsole, Seconds
 from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
 from leakhunt.model import Investigation, ProcessTrend, ScanResult
 from leakhunt.probe.runner import sigterm_as_interrupt
@@ -128,7 +128,7 @@ def print_table(console: Console, scan: ScanResult, top: int) -> None:
         row = [
             str(i),
             str(p.key.pid),
-            p.name,
+            escape(p.name),  # the target names itself: text, never markup
             f"[{style}]{verdict_text(p)}[/]" if style else verdict_text(p),
             _mb_per_hour(p.evidence.slope_bytes_per_sec),
             f"{p.evidence.r2:.2f}",
@@ -339,7 +339,7 @@ def scan(
         require_root()
         backend = choose_backend("auto")
 
-    console = Console(stderr=True)
+    console = SafeConsole(stderr=True)
     for pid in missing:
         console.print(f"pid {pid}: no such process", highlight=False, markup=False)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -392,7 +392,7 @@ def scan(
         )
 
     # The results go to stdout, unless stdout carries the JSON: then everything for people is on stderr.
-    out = console if as_json else Console()
+    out = console if as_json else SafeConsole()
     print_table(out, result, top)
     for line in summary_lines(result):
         out.print(line, highlight=False, markup=False)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leakhunt.analyze.trace import group_by_size, group_by_thread
-from leakhunt.cli.common import Seconds, human_size, output_options, write_despite_interrupt
+from leakhunt.cli.common import SafeConsole, Seconds, human_size, output_options, write_despite_interrupt
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
 from leakhunt.probe.trace import TraceOptions, run_trace
@@ -105,12 +105,12 @@ def trace(
         raise UsageError(f"unknown option {target[0]}", hint="put the command after `--`")
     else:
         command = target
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
     options = TraceOptions(
         duration=duration, older_than_ms=older_than_ms, backend=backend, bucket_s=bucket, raw_path=save_raw
     )
     result = run_trace(pid, command=command, options=options, say=lambda m: err.print(f"leakhunt: {m}"))
-    out = Console(highlight=False, soft_wrap=True)
+    out = SafeConsole(highlight=False, soft_wrap=True)
     print_trace_summary(out, result)
     if save_raw is not None:
         out.print(f"raw trace: {save_raw}", markup=False)

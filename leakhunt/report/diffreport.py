@@ -16,7 +16,6 @@ the investigation report's escaping filters (``report.markdown``). The JSON is::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict
 from typing import IO
 
@@ -24,6 +23,7 @@ from leakhunt.analyze.diff import STATUS_ORDER, DiffEntry, DiffResult, FailOn, S
 from leakhunt.errors import UsageError
 from leakhunt.model import SCHEMA_VERSION
 from leakhunt.report import html, markdown, views
+from leakhunt.report.safetext import neutralize
 from leakhunt.templating import html_env
 
 DIFF_FORMATS: tuple[str, ...] = ("text", "html", "md", "json")
@@ -36,12 +36,9 @@ STATUS_WORDS: dict[str, str] = {
 }
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def term(text: str) -> str:
     """Text safe for a terminal: control characters (escape sequences) shown as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return neutralize(text)
 
 
 def side_text(side: Side | None) -> str:
@@ -108,7 +105,7 @@ def render_text(result: DiffResult, fail_on: FailOn = "any") -> str:
 def render_md(result: DiffResult, fail_on: FailOn = "any") -> str:
     """The Markdown diff report (templates/report/diff.md.j2)."""
     template = markdown.environment().get_template("report/diff.md.j2")
-    return template.render(**_context(result, fail_on))
+    return neutralize(template.render(**_context(result, fail_on)))
 
 
 def render_html(result: DiffResult, fail_on: FailOn = "any") -> str:

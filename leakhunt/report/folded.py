@@ -27,6 +27,7 @@ from leakhunt.errors import UsageError
 from leakhunt.model import Frame
 from leakhunt.report.export import ExportStack, export_stacks
 from leakhunt.report.jsonio import Document
+from leakhunt.report.safetext import neutralize
 
 VALUES: tuple[str, ...] = ("bytes", "growth", "count")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
@@ -68,4 +69,4 @@ def folded_lines(doc: Document, value: str = "bytes") -> Iterator[str]:
 def render_folded(doc: Document, stream: IO[str], value: str = "bytes") -> None:
     """Write ``doc``'s stacks as folded lines to ``stream`` (see the module docstring)."""
     for line in folded_lines(doc, value):
-        stream.write(line + "\n")
+        stream.write(neutralize(line) + "\n")

@@ -57,6 +57,7 @@ from leakhunt.model import (
     Unfreed,
     Verdict,
 )
+from leakhunt.report.safetext import escape_json_text
 
 Document = Investigation | ScanResult | TraceResult
 
@@ -341,7 +342,8 @@ def dumps(doc: Document) -> str:
     thousands of them, and one line each keeps the file a fraction of the fully indented size.
     """
     text = json.dumps(to_dict(doc), indent=1, ensure_ascii=False, allow_nan=False)
-    return _LEAF.sub(_join_leaf, text) + "\n"
+    # C1 controls and bidi overrides as \uNNNN: the same JSON, harmless when shown on a terminal
+    return escape_json_text(_LEAF.sub(_join_leaf, text)) + "\n"
 
 
 def dump(doc: Document, stream: IO[str]) -> None:

@@ -20,6 +20,7 @@ from markupsafe import escape
 
 from leakhunt.model import Investigation, ScanResult, TraceResult
 from leakhunt.report import views
+from leakhunt.report.safetext import neutralize
 from leakhunt.templating import text_env
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; these are the ones that
@@ -110,7 +111,7 @@ def render_investigation(inv: Investigation) -> str:
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
     }
-    return environment().get_template("report/investigation.md.j2").render(ctx)
+    return neutralize(environment().get_template("report/investigation.md.j2").render(ctx))
 
 
 def render_trace(tr: TraceResult) -> str:
@@ -129,7 +130,7 @@ def render_trace(tr: TraceResult) -> str:
         "human_bytes": views.human_bytes,
         "human_duration": views.human_duration,
     }
-    return environment().get_template("report/trace.md.j2").render(ctx)
+    return neutralize(environment().get_template("report/trace.md.j2").render(ctx))
 
 
 def render_md(doc: Investigation | TraceResult | ScanResult) -> str:

@@ -10,7 +10,12 @@ What is removed (the value becomes ``***``, the name stays so a reader knows som
 - ``--NAME VALUE`` (two arguments) for the same names;
 - credentials in URLs (``scheme://user:PASSWORD@host`` keeps the user; a lone token-like user, as in
   ``https://ghp_xxx@github.com``, is removed);
-- ``Authorization: Bearer VALUE`` / ``Basic VALUE`` header text.
+- ``Authorization: Bearer VALUE`` / ``Basic VALUE`` header text (any length), and header lines
+  such as ``X-Api-Key: VALUE``;
+- names that only contain a secret word (``PGPASSWORD=``, ``MYSQL_PWD=``);
+- ``-p VALUE`` and ``-pVALUE`` after mysql/mariadb (their password option), in an argv or a string;
+- AWS access key ids (``AKIA...``, ``ASIA...``) wherever they appear;
+- after a secret option, the next argument even when it starts with one dash (``--password -x``).
 
 It errs on the side of removing: ``--max-key-size 5`` loses its 5. ``--no-redact`` turns it all off.
 """
@@ -61,16 +66,32 @@ _SECRET_WORDS = frozenset(
     }
 )
 
+# Words so specific that a name containing them anywhere is secret (PGPASSWORD, MYSQLPWD).
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential", "apikey", "privatekey")
+
 _WORD_SPLIT = re.compile(r"[-_.]+|(?<=[a-z])(?=[A-Z])")
 # NAME=VALUE inside an argument: NAME starts after a separator or at the start; VALUE runs to the next
 # separator used by DSNs, query strings and shell-ish lists.
+# ("Name: value" is a header line: curl -H 'X-Api-Key: v'.)
 _ASSIGN = re.compile(
-    r"(?P<name>(?:^|(?<=[\s?&;,]))-{0,2}[A-Za-z][\w.-]*)(?P<sep>=|:(?!//))(?P<value>[^\s&;,]+)"
+    r"(?P<name>(?:^|(?<=[\s?&;,'\"]))-{0,2}[A-Za-z][\w.-]*)(?P<sep>=|:(?!//)[ \t]*)(?P<value>[^\s&;,]+)"
 )
 # "--flag VALUE" inside one argument (a shell command string given to -c, a note quoting a command).
 _FLAG_VALUE = re.compile(r"(?P<flag>(?:^|(?<=\s))--?[A-Za-z][\w.-]*)(?P<ws>\s+)(?P<value>[^\s-]\S*)")
-_URL_CRED = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*)(?::(?P<pw>[^/\s@]*))?@")
-_BEARER = re.compile(r"(?i)\b(?P<kind>bearer|basic|token)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
+# scheme:// and the rest of the word: its credentials end at an '@' (found by _url_cred)
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
+_PORT_PATH = re.compile(r"\d{1,5}(?:[/?#].*)?")
+_BEARER = re.compile(
+    r"(?i)\b(?:(?P<kind>bearer|basic)\s+(?P<value>[A-Za-z0-9._~+/=-]+)"
+    r"|(?P<tkind>token)\s+(?P<tvalue>[A-Za-z0-9._~+/=-]{8,}))"
+)
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}\b")
+_MYSQL = re.compile(r"^(?:mysql|mariadb)[\w-]*$")
+# in a command string: mysql ... -p VALUE / -pVALUE (up to the end of that command)
+_MYSQL_TEXT = re.compile(
+    r"(?P<head>\b(?:mysql|mariadb)[\w-]*\s(?:[^;&|\n]*?\s)?-p)"
+    r"(?P<ws>[ \t]*)(?P<value>[^\s;&|'\"-][^\s;&|'\"]*)"
+)
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{20,}")
 
 
@@ -80,25 +101,46 @@ def is_secret_name(name: str) -> bool:
     if not words:
         return False
     joined = "".join(words)
-    return any(w in _SECRET_WORDS for w in words) or joined in _SECRET_WORDS
+    if any(w in _SECRET_WORDS for w in words) or joined in _SECRET_WORDS:
+        return True
+    return any(part in joined for part in _SECRET_PARTS)
+
+
+def _url_cred(m: re.Match[str]) -> str:
+    """``scheme://user:PASSWORD@host...`` -> ``scheme://user:***@host...``; the password may hold
+    '/' or '@' (the credentials end at the last '@' before a query or fragment)."""
+    scheme, rest = m.group("scheme"), m.group("rest")
+    at = -1
+    for i, ch in enumerate(rest):
+        if ch in "?#":
+            break
+        if ch == "@":
+            at = i
+    if at < 0:
+        return m.group(0)
+    userinfo, host = rest[:at], rest[at + 1 :]
+    user, colon, pw = userinfo.partition(":")
+    if colon:
+        if "/" in user or _PORT_PATH.fullmatch(pw):
+            return m.group(0)  # host:port/path@x, not credentials
+        return f"{scheme}{user}:{MASK}@{host}"
+    if "/" not in user and _TOKEN_LIKE.fullmatch(user):
+        return f"{scheme}{MASK}@{host}"
+    return m.group(0)
 
 
 def redact_text(text: str) -> str:
     """One argument (or any free text) with secret values replaced by ``***``."""
 
-    def url(m: re.Match[str]) -> str:
-        user, pw = m.group("user"), m.group("pw")
-        if pw is not None:
-            return f"{m.group('scheme')}{user}:{MASK}@"
-        if _TOKEN_LIKE.fullmatch(user):
-            return f"{m.group('scheme')}{MASK}@"
-        return m.group(0)
-
     def assign(m: re.Match[str]) -> str:
         name = m.group("name")
+        value = m.group("value")
+        core = value.rstrip("'\"") or value  # a closing quote of -H 'X-Api-Key: v' stays
+        if m.group("sep") != "=" and core.lower() in ("bearer", "basic", "digest"):
+            return m.group(0)  # "Authorization: Bearer VALUE": the value after the scheme goes below
         # "host:port" and "scheme:" are not assignments: only '=' or a secret name before ':' counts.
-        if is_secret_name(name) and m.group("value") != MASK:
-            return f"{name}{m.group('sep')}{MASK}"
+        if is_secret_name(name) and core != MASK:
+            return f"{name}{m.group('sep')}{MASK}{value[len(core) :]}"
         return m.group(0)
 
     def flag(m: re.Match[str]) -> str:
@@ -106,24 +148,36 @@ def redact_text(text: str) -> str:
             return f"{m.group('flag')}{m.group('ws')}{MASK}"
         return m.group(0)
 
-    text = _URL_CRED.sub(url, text)
+    def bearer(m: re.Match[str]) -> str:
+        return f"{m.group('kind') or m.group('tkind')} {MASK}"
+
+    text = _AWS_KEY_ID.sub(MASK, text)
+    text = _URL.sub(_url_cred, text)
     text = _ASSIGN.sub(assign, text)
     text = _FLAG_VALUE.sub(flag, text)
-    return _BEARER.sub(lambda m: f"{m.group('kind')} {MASK}", text)
+    text = _MYSQL_TEXT.sub(lambda m: f"{m.group('head')}{m.group('ws')}{MASK}", text)
+    return _BEARER.sub(bearer, text)
 
 
 def redact_argv(argv: Sequence[str]) -> tuple[str, ...]:
     """A command line with secret values replaced by ``***`` (the number of arguments is kept)."""
     out: list[str] = []
     hide_next = False
+    mysql = bool(argv) and _MYSQL.match(argv[0].rsplit("/", 1)[-1]) is not None
     for arg in argv:
         if hide_next:
             hide_next = False
-            if not arg.startswith("-") or arg == "-":
+            # a value may start with one dash (--password -x); a long option is the next option
+            if not arg.startswith("--") or arg == "--":
                 out.append(MASK)
                 continue
         if arg.startswith("-") and "=" not in arg and is_secret_name(arg) and len(arg) > 2:
             hide_next = True
+        if mysql and arg == "-p":
+            hide_next = True
+        elif mysql and arg.startswith("-p") and not arg.startswith("--"):
+            out.append(f"-p{MASK}")
+            continue
         out.append(redact_text(arg))
     return tuple(out)
 

@@ -24,6 +24,7 @@ from leakhunt.model import Finding, Investigation, ProcessTrend, ScanResult
 from leakhunt.report import html as html_report
 from leakhunt.report import markdown as md_report
 from leakhunt.report import views
+from leakhunt.report.safetext import neutralize
 from leakhunt.report.svg import Series, line_chart
 from leakhunt.templating import html_env
 
@@ -217,4 +218,4 @@ def render_md(scan: ScanResult, stream: IO[str]) -> None:
     ctx = _context(scan)
     # One line of SVG (line_chart escapes every text it draws), so it stays one raw-HTML block.
     ctx["chart"] = lambda p: str(trend_chart(p)).replace("\n", " ")
-    stream.write(md_report.environment().get_template("report/scan.md.j2").render(ctx))
+    stream.write(neutralize(md_report.environment().get_template("report/scan.md.j2").render(ctx)))

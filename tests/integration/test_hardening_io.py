@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import stat
 import subprocess
@@ -290,3 +291,54 @@ def test_schema_version_below_one_is_refused(tmp_path: Path, version: int) -> No
     proc = leakhunt("report", str(bad), "--format", "md", "-o", "-")
     assert_clean_error(proc)
     assert "schema_version" in proc.stderr
+
+
+# --- 12, 13. control characters and secrets on the terminal and in text reports ---------------------
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b1m\u202e"
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_import_of_hostile_symbols_prints_and_writes_them_harmlessly(tmp_path: Path) -> None:
+    log = tmp_path / "memleak.log"
+    log.write_text(MEMLEAK_LOG.read_text().replace("work+0xa1", f"work{HOSTILE}+0xa1"))
+    proc = leakhunt("import", str(log), "--output-dir", str(tmp_path / "out"), "--format", "md,folded")
+    assert proc.returncode == 0, proc.stderr
+    assert "pwned" in proc.stdout  # the frame is shown ...
+    assert not UNSAFE.search(proc.stdout + proc.stderr)  # ... with its escapes made visible
+    for report in (tmp_path / "out").iterdir():
+        assert not UNSAFE.search(report.read_text()), report.name
+
+
+def test_scan_of_a_hostile_process_prints_it_harmlessly(tmp_path: Path) -> None:
+    """A process that names itself with escape sequences and carries a password in its argv."""
+    code = (
+        "import ctypes, sys, time\n"
+        "ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)\n"  # PR_SET_NAME
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    name = "\x1b]0;pw\x07[/]"  # 15 bytes at most; '[/]' would be rich markup
+    with subprocess.Popen(
+        [sys.executable, "-c", code, name, "--password", "hunter2", "-H", "X-Api-Key: s3cr3t"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as target:
+        try:
+            assert target.stdout is not None and target.stdout.readline() == "ready\n"
+            comm = Path(f"/proc/{target.pid}/comm").read_text()
+            assert "\x1b" in comm  # the kernel kept the escape: the test is real
+            out = tmp_path / "out"
+            args = ("scan", "--pid", str(target.pid), "--duration", "1", "--interval", "0.25")
+            proc = leakhunt(*args, "--output-dir", str(out), "--format", "md,json")
+            as_json = leakhunt(*args, "--json", "--format", "md")
+        finally:
+            target.kill()
+    assert proc.returncode == 0, proc.stderr
+    assert as_json.returncode == 0, as_json.stderr
+    texts = [proc.stdout, proc.stderr, as_json.stdout, as_json.stderr]
+    texts += [p.read_text() for p in out.iterdir()]
+    for text in texts:
+        assert not UNSAFE.search(text), UNSAFE.findall(text)
+        assert "hunter2" not in text and "s3cr3t" not in text
+    assert "]0;pw" in proc.stdout  # the process is listed, its name shown harmlessly

@@ -53,6 +53,49 @@ def test_redact_argv(argv: list[str], expected: list[str]) -> None:
     assert redact_argv(argv) == tuple(expected)
 
 
+# What an adversarial pass found unredacted (issue 13): each form, in an argv and inside one
+# argument (a shell command string), as reports and the terminal print them.
+ISSUE_13_FORMS = [
+    (
+        ["aws", "s3", "ls", "--key-id", "x", "AKIAIOSFODNN7EXAMPLE"],
+        ["aws", "s3", "ls", "--key-id", "***", "***"],
+    ),
+    (["env", "AWS_KEY=AKIAIOSFODNN7EXAMPLE"], ["env", "AWS_KEY=***"]),
+    (["app", "ASIAIOSFODNN7EXAMPLE"], ["app", "***"]),
+    (["env", "PGPASSWORD=hunter2", "psql"], ["env", "PGPASSWORD=***", "psql"]),
+    (["env", "MYSQL_PWD=hunter2"], ["env", "MYSQL_PWD=***"]),
+    (["mysql", "-u", "root", "-p", "hunter2", "db"], ["mysql", "-u", "root", "-p", "***", "db"]),
+    (["/usr/bin/mysqldump", "-phunter2", "db"], ["/usr/bin/mysqldump", "-p***", "db"]),
+    (["mariadb", "-uroot", "-p", "hunter2"], ["mariadb", "-uroot", "-p", "***"]),
+    (["curl", "-H", "X-Api-Key: v"], ["curl", "-H", "X-Api-Key: ***"]),
+    (["curl", "-H", "X-Auth-Token:abc"], ["curl", "-H", "X-Auth-Token:***"]),
+    (["curl", "-H", "Authorization: Bearer abc"], ["curl", "-H", "Authorization: Bearer ***"]),
+    (["curl", "-H", "Authorization: Basic dTpw"], ["curl", "-H", "Authorization: Basic ***"]),
+    (["app", "postgres://app:pa/ss@db/x"], ["app", "postgres://app:***@db/x"]),
+    (["app", "https://u:p@ss@host/x"], ["app", "https://u:***@host/x"]),
+    (["app", "redis://:s3cr3t@cache:6379"], ["app", "redis://:***@cache:6379"]),
+    (["app", "--password", "-x"], ["app", "--password", "***"]),
+    (["app", "--token", "-"], ["app", "--token", "***"]),
+    (
+        ["sh", "-c", "mysql -u root -p hunter2 db && curl -H 'X-Api-Key: v' https://u:p/w@h/"],
+        ["sh", "-c", "mysql -u root -p *** db && curl -H 'X-Api-Key: ***' https://u:***@h/"],
+    ),
+    (
+        ["sh", "-c", "PGPASSWORD=pw psql; aws AKIAIOSFODNN7EXAMPLE"],
+        ["sh", "-c", "PGPASSWORD=*** psql; aws ***"],
+    ),
+    # still not secrets
+    (["app", "https://host:8080/a@b"], ["app", "https://host:8080/a@b"]),
+    (["nc", "-p", "8080"], ["nc", "-p", "8080"]),
+    (["app", "--verbose", "AKIA"], ["app", "--verbose", "AKIA"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), ISSUE_13_FORMS, ids=lambda v: " ".join(v)[:40])
+def test_redact_issue_13_forms(argv: list[str], expected: list[str]) -> None:
+    assert redact_argv(argv) == tuple(expected)
+
+
 @pytest.mark.parametrize(
     ("name", "secret"),
     [
