@@ -38,7 +38,8 @@ def frame_label(frame: Frame) -> str:
     text = frame.symbol
     if frame.symbol == "[unknown]" and frame.module:
         text = f"[unknown] [{frame.module}]"
-    text = _CONTROL.sub(" ", text).replace(";", ":").strip()
+    # line breaks would split the line; other controls (escapes, bidi) are shown as \xNN
+    text = neutralize(_CONTROL.sub(" ", text)).replace(";", ":").strip()
     return text or "[unknown]"
 
 
@@ -69,4 +70,4 @@ def folded_lines(doc: Document, value: str = "bytes") -> Iterator[str]:
 def render_folded(doc: Document, stream: IO[str], value: str = "bytes") -> None:
     """Write ``doc``'s stacks as folded lines to ``stream`` (see the module docstring)."""
     for line in folded_lines(doc, value):
-        stream.write(neutralize(line) + "\n")
+        stream.write(line + "\n")
