@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from leakhunt.cli.common import SafeConsole
 from leakhunt.errors import LeakhuntError
-from leakhunt.probe import distro, runner, tools
+from leakhunt.probe import distro, runner, tools, tracefs
 
 SETUP = "sudo bash scripts/setup.sh"
 
@@ -22,7 +22,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""  # the exact command (or step) that fixes a failed check
-    needed_by: str = "all"  # "all", "bpftrace" or "bcc": what cannot work without it
+    needed_by: str = "all"  # "all", "bpftrace", "bcc", or "none" for a warning: what cannot work without it
 
 
 def _tracefs_dir() -> Path | None:
@@ -86,6 +86,8 @@ def run_checks(release: distro.OsRelease | None = None) -> list[Check]:
             needed_by="bcc",
         )
     )
+    if tracefs is not None:
+        checks.append(_stale_uprobes_check())
     lockdown = _lockdown()
     checks.append(
         Check(
@@ -128,6 +130,25 @@ def run_checks(release: distro.OsRelease | None = None) -> list[Check]:
             )
         )
     return checks
+
+
+def _stale_uprobes_check() -> Check:
+    """uprobe events left in tracefs by BCC processes that are gone (a failed or killed attach)."""
+    stale = tracefs.find_stale()
+    if not stale:
+        return Check(
+            "stale uprobe events", True, "none left by BCC processes that are gone", needed_by="none"
+        )
+    owners = sorted({e.owner_pid for e in stale if e.owner_pid is not None})
+    listed = ", ".join(f"{e.kind}:{e.group}/{e.name}" for e in stale[:3])
+    more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+    return Check(
+        "stale uprobe events",
+        False,
+        f"{len(stale)} left by BCC process(es) {', '.join(map(str, owners))} that are gone: {listed}{more}",
+        tracefs.removal_command(stale),
+        needed_by="none",  # a warning: probing still works
+    )
 
 
 def _distribution_check(hints: distro.InstallHints) -> Check:
@@ -192,10 +213,10 @@ def doctor() -> None:
     checks = run_checks(release)
     for check in checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-        scope = "" if check.needed_by == "all" else f" [dim](for {check.needed_by})[/dim]"
+        scope = "" if check.needed_by in ("all", "none") else f" [dim](for {check.needed_by})[/dim]"
         out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}{scope}")
         if not check.ok and check.fix:
-            out.print(f"      fix: {escape(check.fix)}")
+            out.print(f"      fix: {escape(check.fix)}", soft_wrap=True)  # copied as it is: never wrapped
     usable = usable_backends(checks)
     if usable:
         out.print(f"ready: leakhunt can probe with {' and '.join(usable)} (auto picks {usable[0]})")

@@ -17,7 +17,7 @@ from pathlib import Path
 from leakhunt import sample
 from leakhunt.errors import ProbeFailed, TargetError
 from leakhunt.model import Target
-from leakhunt.probe import runner
+from leakhunt.probe import runner, tracefs
 
 ATTACH_TIMEOUT_BPFTRACE = 60.0
 ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
@@ -127,7 +127,11 @@ def stop_and_drain(probe: runner.Child, grace: float, feed: Callable[[str], None
 
 
 def stop_leftovers(probes: tuple[runner.Child | None, ...], gate: runner.GatedCommand | None) -> None:
-    """On the way out, whatever happened: stop probes still running, then the launched command."""
+    """On the way out, whatever happened: stop probes still running, then the launched command.
+
+    Then remove the uprobe events a probe left in tracefs (BCC leaves its tracefs events behind when
+    it dies or fails while attaching; they are named after its pid).
+    """
     for child in probes:
         with contextlib.suppress(Exception):
             if child is not None and child.alive():
@@ -135,6 +139,8 @@ def stop_leftovers(probes: tuple[runner.Child | None, ...], gate: runner.GatedCo
     with contextlib.suppress(Exception):
         if gate is not None:
             gate.stop(grace=2.0)
+    with contextlib.suppress(Exception):
+        tracefs.remove_owned_by(child.pid for child in probes if child is not None)
 
 
 def target_exit_note(elapsed: float, planned: float) -> str:
