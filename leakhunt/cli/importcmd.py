@@ -240,6 +240,9 @@ def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_th
         # left out as the live run did; a pasted log, or bpftrace's (filtered in the kernel, with
         # the target's children), keeps every process
         only_pid=parser.target_pid if kind == "memleak-trace" else None,
+        # where the capture was made: a trace saved by leakhunt says; a pasted log does not
+        host=parser.host if parser.host not in (None, "-") else "",
+        kernel=parser.kernel if parser.kernel not in (None, "-") else "",
     )
 
 

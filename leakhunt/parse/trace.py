@@ -18,8 +18,9 @@ prints one event per line, timestamps in nanoseconds, with the process id as wel
 
 A line ``leakhunt: tid 11750 pid 11748`` (leakhunt writes these into saved raw output, because
 memleak names threads only) tells which process a thread belongs to; ``leakhunt: target pid 11748
-comm top`` and ``leakhunt: started_at ISO-TIME`` head a saved trace, ``leakhunt: trace end SECONDS``
-(the events' clock when tracing stopped, for ages) ends it: see ``TraceParser.target_pid`` etc.
+comm top``, ``leakhunt: started_at ISO-TIME`` and ``leakhunt: host HOST kernel RELEASE`` head a
+saved trace, ``leakhunt: trace end SECONDS`` (the events' clock when tracing stopped, for ages) ends
+it: see ``TraceParser.target_pid`` etc.
 
 ``TraceParser.feed_fields`` returns plain tuples for speed (the matcher consumes millions of
 lines); ``feed`` and ``parse_trace`` return ``TraceEvent`` objects.
@@ -44,6 +45,7 @@ Fields = tuple[str, float, int, int, str, int, int | None, bool]
 _THREAD_NOTE = re.compile(r"leakhunt: tid (?P<tid>\d{1,10}) pid (?P<pid>\d{1,10})")
 _TARGET_NOTE = re.compile(r"leakhunt: target pid (?P<pid>\d{1,10})(?: comm (?P<comm>.*))?")
 _STARTED_NOTE = re.compile(r"leakhunt: started_at (?P<at>\S{1,40})")
+_HOST_NOTE = re.compile(r"leakhunt: host (?P<host>\S{1,255}) kernel (?P<kernel>\S{1,255})")
 _END_NOTE = re.compile(r"leakhunt: trace end (?P<t>\d{1,12}(?:\.\d{1,9})?)")
 # the bpftrace trace script's own status lines: expected, nothing to report
 _QUIET = re.compile(r"leakhunt: (tracing pid \d+|trace ended)|Attaching \d+ probes?\.*")
@@ -80,6 +82,8 @@ class TraceParser:
         self.target_pid: int | None = None  # from a saved trace's header lines
         self.target_comm: str | None = None
         self.started_at: str | None = None
+        self.host: str | None = None  # where a saved trace was captured
+        self.kernel: str | None = None
         self.end_time: float | None = None  # when a saved live trace stopped (the events' clock)
         self.memleak_lines = False  # memleak -t tuples were seen
         self.bpftrace_lines = False  # leakhunt bpftrace trace lines were seen
@@ -242,6 +246,10 @@ class TraceParser:
         m = _STARTED_NOTE.fullmatch(text)
         if m is not None:
             self.started_at = m.group("at")
+            return
+        m = _HOST_NOTE.fullmatch(text)
+        if m is not None:
+            self.host, self.kernel = m.group("host"), m.group("kernel")
             return
         m = _END_NOTE.fullmatch(text)
         if m is not None:

@@ -138,6 +138,7 @@ class _Trace:
                 self.raw = _open_private(self.opts.raw_path)
             self._record(f"leakhunt: target pid {pid} comm {info.comm}")
             self._record(f"leakhunt: started_at {started_at}")
+            self._record(f"leakhunt: host {socket.gethostname() or '-'} kernel {platform.release() or '-'}")
             probe = runner.Child(self.argv, env={**os.environ, **env}, name=os.path.basename(self.argv[0]))
             self.probe = probe
             try:
@@ -363,8 +364,14 @@ def build_result(
     stop_reason: str,
     notes: Iterable[str] = (),
     only_pid: int | None = None,
+    host: str | None = None,
+    kernel: str | None = None,
 ) -> TraceResult:
-    """A TraceResult from a matcher's summary (shared by live `trace` and `import`)."""
+    """A TraceResult from a matcher's summary (shared by live `trace` and `import`).
+
+    ``host`` and ``kernel`` default to this machine's (a live run); an import passes what the log
+    says, or "" (unknown), never the importing machine's.
+    """
     processes: tuple[TraceProcess, ...] = summary.processes
     notes = list(notes)
     if only_pid is not None:
@@ -402,8 +409,8 @@ def build_result(
         rate=summary.rate,
         quality=stats.quality(notes=tuple(n for n in notes if n not in stats.notes)),
         stop_reason=stop_reason,
-        kernel=platform.release(),
-        host=socket.gethostname(),
+        kernel=platform.release() if kernel is None else kernel,
+        host=socket.gethostname() if host is None else host,
         leakhunt_version=__version__,
     )
 

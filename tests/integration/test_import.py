@@ -4,6 +4,7 @@ clean errors. Inputs are the parser fixtures (tests/fixtures/README.md)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,38 @@ def test_the_cpp_leak_is_rank_one_with_its_demangled_stack(tmp_path: Path) -> No
     ]
     assert doc.target.pid == 8399  # from memleak's "Attaching to pid 8399"
     assert "#1 leak" in proc.stdout
+
+
+def test_imports_never_claim_the_importing_machine(tmp_path: Path) -> None:
+    """Where a capture was made is known only when the log says it (a trace saved by leakhunt
+    trace --save-raw records host and kernel); else the report says unknown."""
+    pasted = leakhunt("import", str(FIXTURES / "bcc-0.26-trace.txt"), "--output-dir", str(tmp_path / "p"))
+    assert pasted.returncode == 0, pasted.stderr
+    doc = report(tmp_path / "p")
+    assert (doc.host, doc.kernel) == ("", "")
+    md = next((tmp_path / "p").glob("*.md")).read_text()
+    assert socket.gethostname() not in md and "unknown host" in md
+
+    saved = tmp_path / "saved.raw"
+    saved.write_text(
+        "leakhunt: target pid 11748 comm top\nleakhunt: started_at 2026-11-20T09:00:00+00:00\n"
+        "leakhunt: host capture-box kernel 6.1.0-28-amd64\n" + (FIXTURES / "bcc-0.26-trace.txt").read_text()
+    )
+    again = leakhunt("import", str(saved), "--output-dir", str(tmp_path / "s"))
+    assert again.returncode == 0, again.stderr
+    doc = report(tmp_path / "s")
+    assert (doc.host, doc.kernel, doc.started_at) == (
+        "capture-box",
+        "6.1.0-28-amd64",
+        "2026-11-20T09:00:00+00:00",
+    )
+
+    stacks = leakhunt(
+        "import", str(FIXTURES / "bcc-0.26-periodic-cpp.txt"), "--output-dir", str(tmp_path / "i")
+    )
+    assert stacks.returncode == 0, stacks.stderr
+    inv = report(tmp_path / "i")
+    assert (inv.host, inv.kernel) == ("", "")
 
 
 def test_memleak_trace_log_becomes_a_trace_report(tmp_path: Path) -> None:

@@ -117,6 +117,8 @@ def test_trace_lists_exactly_what_the_target_leaked_and_import_agrees(
     assert again.target.pid == target.pid
     assert again.processes == live.processes  # the same blocks, counts and frees
     assert again.end_time == live.end_time
+    # where it was captured travels with the raw trace (the importing machine is never claimed)
+    assert (again.host, again.kernel) == (live.host, live.kernel) and again.host
 
 
 @pytest.mark.probe
