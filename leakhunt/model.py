@@ -19,8 +19,10 @@ from typing import Literal
 
 SCHEMA_VERSION = 1
 
-Verdict = Literal["leak", "plateau", "transient", "stable"]
-VERDICT_ORDER: tuple[Verdict, ...] = ("leak", "plateau", "transient", "stable")
+# "unknown": the probe could not track all of the stack's allocations (its map was full), so its
+# series is incomplete and no verdict is given (ranked right after the leaks).
+Verdict = Literal["leak", "unknown", "plateau", "transient", "stable"]
+VERDICT_ORDER: tuple[Verdict, ...] = ("leak", "unknown", "plateau", "transient", "stable")
 
 ScanVerdict = Literal["leak-suspect", "growing", "sawtooth", "plateau", "stable"]
 
@@ -139,6 +141,9 @@ class Snapshot:
     top_n: int | None = None
     # (address, size) pairs of BCC memleak -a: printed per snapshot, not tied to a stack
     addresses: tuple[tuple[int, int], ...] = ()
+    # (stack, allocations) the probe could not track since it started (its map was full): those
+    # allocations are in no count above, so these stacks' series are incomplete
+    untracked: tuple[tuple[Stack, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -301,6 +301,8 @@ class SnapshotWindow:
         self._counts: dict[Stack, array[int]] = {}
         # the newest snapshot's values when it is not among the kept ones
         self._latest_totals: dict[Stack, tuple[int, int]] = {}
+        # stacks with allocations the probe could not track (map full), and how many
+        self.untracked: dict[Stack, int] = {}
 
     def __len__(self) -> int:
         return len(self.snapshots_view())
@@ -310,6 +312,10 @@ class SnapshotWindow:
         self.taken += 1
         self._latest = snap
         totals = _totals(snap)
+        for stack, n in snap.untracked:
+            # counted since the probe started: the largest count seen is the total
+            self.untracked[stack] = max(self.untracked.get(stack, 0), n)
+            totals.setdefault(stack, (0, 0))
         self._latest_totals = totals
         self._since_kept += 1
         if self._kept and self._since_kept < self.stride:
@@ -387,7 +393,7 @@ class SnapshotWindow:
             _finding(stack, *self.columns(stack), min_growth_bytes)
             for stack in (self._bytes if only is None else only)
         ]
-        return rank(findings)
+        return rank(_unknown_if_untracked(f, self.untracked.get(f.stack, 0)) for f in findings)
 
     def growing(
         self, *, min_growth_bytes: int = 4096, top: int = 10, candidates: int = 50
@@ -406,6 +412,18 @@ class SnapshotWindow:
         scored.sort(key=lambda x: x[0], reverse=True)
         chosen = [stack for grown, stack in scored[:candidates]]
         return self.findings(min_growth_bytes=min_growth_bytes, only=chosen)[:top]
+
+
+def _unknown_if_untracked(f: Finding, untracked: int) -> Finding:
+    """A stack some of whose allocations the probe could not track gets no verdict: its series
+    misses them (a full map also loses the frees of blocks it never held, which looked like a leak)."""
+    if untracked <= 0:
+        return f
+    reason = (
+        f"unknown: map full, {untracked:,} of its allocations were not tracked (raise --map-keys); "
+        f"what was tracked: {f.reason}"
+    )
+    return replace(f, verdict="unknown", confidence=0.0, reason=reason)
 
 
 def _totals(snap: Snapshot) -> dict[Stack, tuple[int, int]]:

@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 
 from leakhunt import __version__
-from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.cli.common import SafeConsole, output_options, write_and_announce
 from leakhunt.cli.trace import print_trace_summary
@@ -181,7 +181,11 @@ def _backend(kind: str, name: str) -> BackendInfo:
 def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int) -> Investigation:
     stats = ParseStats()
     parse = parse_memleak if kind == "memleak" else parse_bpftrace
-    snapshots = tuple(parse(lines, stats))
+    # bounded: a long log keeps an evenly spaced window of its snapshots (as a live run does)
+    window = SnapshotWindow()
+    for snap in parse(lines, stats):
+        window.add(snap)
+    snapshots = window.snapshots()
     if not snapshots:
         said = [n for n in stats.notes if "crash" in n or "combined-only" in n]
         raise ReportError(
@@ -189,11 +193,21 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
             + "".join(f"\n  {n}" for n in said),
             hint="a log needs at least one block ('[HH:MM:SS] Top N stacks ...' or a bpftrace map)",
         )
-    findings = analyze_snapshots(snapshots, min_growth_bytes=min_growth)
+    findings = window.findings(min_growth_bytes=min_growth)
     pid = _pid_from_notes(stats.notes)
-    notes = [f"imported from {name}: {stats.lines} lines, {len(snapshots)} snapshots"]
-    if len(snapshots) < 3:
+    notes = [f"imported from {name}: {stats.lines} lines, {window.taken} snapshots"]
+    if window.stride > 1:
+        notes.append(
+            f"long capture: {len(snapshots)} of its {window.taken} snapshots kept, evenly spaced "
+            f"(1 in {window.stride}), for the analysis and the reports"
+        )
+    if window.taken < 3:
         notes.append("fewer than 3 snapshots: growth cannot be judged reliably")
+    if window.untracked:
+        notes.append(
+            f"the probe's map of live allocations was full: {sum(window.untracked.values()):,} allocations "
+            f"of {len(window.untracked)} stack(s) were not tracked, and those stacks' verdicts are unknown"
+        )
     return Investigation(
         target=Target(pid=pid or 0, comm=_comm(name), cmdline=()),
         backend=_backend(kind, name),
@@ -202,7 +216,7 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
         interval_s=_interval(snapshots),
         snapshots=snapshots,
         findings=findings,
-        quality=stats.quality(notes=tuple(notes)),
+        quality=stats.quality(notes=tuple(notes), map_full=stats.map_full or bool(window.untracked)),
         stop_reason="imported",
         leakhunt_version=__version__,
         options=(("min_growth_bytes", str(min_growth)), ("kind", kind)),

@@ -386,6 +386,12 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
         f"{inv.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.stop_reason}"
     )
     leaks = [f for f in inv.findings if f.verdict == "leak"]
+    unknown = [f for f in inv.findings if f.verdict == "unknown"]
+    if unknown:
+        out.print(
+            f"[bold yellow]incomplete data:[/bold yellow] the probe's map was full; {len(unknown)} stack(s) "
+            "lost allocations and their verdict is unknown (rerun with a larger --map-keys)"
+        )
     blind = inv.blind_reason()
     if blind is not None:
         out.print(f"[bold yellow]inconclusive, not a clean result:[/bold yellow] {escape(blind)}")

@@ -61,6 +61,9 @@ MAX_KEY_LINES = 512  # frames of one text-mode key; bpftrace's stacks stop at 12
 DAY = 86400
 BYTES_MAP = "@bytes"
 COUNT_MAP = "@count"
+# allocations per stack the probe could not track (its map of live blocks was full)
+UNTRACKED_MAP = "@untracked"
+STACK_MAPS = (BYTES_MAP, COUNT_MAP, UNTRACKED_MAP)
 STATUS_PREFIX = "leakhunt:"
 MAX_STATUS_NOTES = 200
 
@@ -254,7 +257,7 @@ class BpftraceParser:
         entry = _ONE_LINE_ENTRY.fullmatch(text)
         if entry is not None:
             name = entry.group("name")
-            if name in (BYTES_MAP, COUNT_MAP) and entry.group("key") is not None:
+            if name in STACK_MAPS and entry.group("key") is not None:
                 try:
                     value = int(entry.group("value"))
                 except ValueError:
@@ -333,11 +336,11 @@ class BpftraceParser:
             self.stats.note("ignored printf output that is not leakhunt's")
 
     def _ignored_map(self, name: str) -> None:
-        if name not in (BYTES_MAP, COUNT_MAP):
+        if name not in STACK_MAPS:
             self.stats.note(f"ignored bpftrace map {name}")
 
     def _map(self, name: str, entries: dict[str, int]) -> Snapshot | None:
-        if name not in (BYTES_MAP, COUNT_MAP):
+        if name not in STACK_MAPS:
             self._ignored_map(name)
             return None
         done = None
@@ -396,7 +399,17 @@ class BpftraceParser:
                 both = None if old.count is None or sample.count is None else old.count + sample.count
                 sample = StackSample(stack, old.outstanding_bytes + sample.outstanding_bytes, both)
             samples[stack] = sample
-        return Snapshot(t=pending.t, stacks=tuple(samples.values()), clock=pending.clock)
+        untracked: dict[Stack, int] = {}
+        for key, n in pending.maps.get(UNTRACKED_MAP, {}).items():
+            if n > 0:
+                stack = self._stack(key)
+                untracked[stack] = untracked.get(stack, 0) + n
+        return Snapshot(
+            t=pending.t,
+            stacks=tuple(samples.values()),
+            clock=pending.clock,
+            untracked=tuple(untracked.items()),
+        )
 
     def _stack(self, key: str) -> Stack:
         stack = self._stacks.get(key)

@@ -561,7 +561,15 @@ class _Session:
                 "their stacks could not be symbolised"
             )
         map_full = False
-        if backend.name == "bpftrace" and self.max_live >= 0.95 * self.opts.map_keys:
+        if self.window.untracked:
+            map_full = True
+            notes.append(
+                f"bpftrace's map of live allocations was full (a map size of {self.opts.map_keys}): "
+                f"{sum(self.window.untracked.values()):,} allocations of "
+                f"{len(self.window.untracked)} stack(s) were not tracked, and those stacks' verdicts "
+                "are unknown (raise --map-keys)"
+            )
+        elif backend.name == "bpftrace" and self.max_live >= 0.95 * self.opts.map_keys:
             map_full = True
             notes.append(
                 f"bpftrace tracked up to {self.max_live} live allocations against a map size of "

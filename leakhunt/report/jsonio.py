@@ -203,6 +203,7 @@ def _investigation(inv: Investigation) -> dict[str, object]:
                 }
                 for ss in s.stacks
             ],
+            **({"untracked": [[table.id(st), n] for st, n in s.untracked]} if s.untracked else {}),
         }
         for s in inv.snapshots
     ]
@@ -579,6 +580,14 @@ def _read_investigation(o: _Obj) -> Investigation:
             raise _bad(path, "an [address, size] pair", value)
         return (_as_hex(value[0], path + "[0]"), _as_int(value[1], path + "[1]"))
 
+    def untracked(value: JSONValue, path: str) -> tuple[Stack, int]:
+        if not (isinstance(value, list) and len(value) == 2):
+            raise _bad(path, "a [stack_id, allocations] pair", value)
+        sid = _as_int(value[0], path + "[0]")
+        if sid not in stacks:
+            raise ReportError(f"{path}[0]: no stack with id {sid} in .stacks")
+        return (stacks[sid], _as_int(value[1], path + "[1]"))
+
     snapshots = tuple(
         Snapshot(
             t=s.get_float("t"),
@@ -599,6 +608,9 @@ def _read_investigation(o: _Obj) -> Investigation:
                     ),
                 )
                 for ss in s.objs("stacks")
+            ),
+            untracked=tuple(
+                untracked(u, f"{s.sub('untracked')}[{i}]") for i, u in enumerate(s.get_list("untracked", []))
             ),
         )
         for s in o.objs("snapshots")

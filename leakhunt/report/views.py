@@ -25,6 +25,7 @@ from leakhunt.report.svg import format_value
 
 VERDICT_WORDS = {
     "leak": "keeps growing (leak)",
+    "unknown": "unknown: map full (not all of its allocations were tracked)",
     "plateau": "grew, then stopped (plateau)",
     "transient": "comes and goes (transient)",
     "stable": "stable",
@@ -256,7 +257,18 @@ def leaks(inv: Investigation) -> list[Finding]:
 
 
 def verdict_sentence(inv: Investigation) -> str:
-    """The report's first line: what was found, in one sentence."""
+    """The report's first line: what was found, in one sentence (led by a full map, when there was one)."""
+    unknown = [f for f in inv.findings if f.verdict == "unknown"]
+    if unknown:
+        return (
+            f"Incomplete data: the probe's map of live allocations was full, so {len(unknown)} stack(s) lost "
+            f"allocations and their verdict is unknown (rerun with a larger --map-keys). "
+            + _verdict_sentence(inv)
+        )
+    return _verdict_sentence(inv)
+
+
+def _verdict_sentence(inv: Investigation) -> str:
     found = leaks(inv)
     over = human_duration(inv.duration_s)
     if not inv.snapshots:

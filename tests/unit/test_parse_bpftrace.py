@@ -221,3 +221,41 @@ def test_json_017_kernel_stacks_of_held_eventfds_rise_then_fall() -> None:
     held = [eventfd_ctx(i) for i in range(3, 7)]
     assert held == sorted(held) and held[-1] >= 600 * 64
     assert eventfd_ctx(7) == eventfd_ctx(11) == 0
+
+
+def test_untracked_allocations_of_a_full_map_make_stacks_unknown_never_leaks() -> None:
+    # the churn stack's allocations could not be tracked once the map was full: its @bytes only
+    # holds what was tracked, and @untracked says how many were not
+    text = []
+    for k in range(1, 6):
+        text += [
+            f"10:00:0{k}",
+            "@bytes[",
+            "\tchurn+1",
+            f"]: {4096 * k}",
+            "@bytes[",
+            "\tleak+1",
+            f"]: {8192 * k}",
+        ]
+        text += ["@untracked[", "\tchurn+1", f"]: {100 * k}"]
+    snaps = list(parse_bpftrace(text))
+    assert [{s.top: n for s, n in snap.untracked} for snap in snaps] == [
+        {"churn": 100 * k} for k in range(1, 6)
+    ]
+    findings = {f.stack.top: f for f in analyze_snapshots(snaps)}
+    assert findings["churn"].verdict == "unknown" and findings["churn"].confidence == 0.0
+    assert findings["churn"].reason.startswith("unknown: map full, 500 of its allocations were not tracked")
+    assert findings["leak"].verdict == "leak" and findings["leak"].rank == 1
+    assert findings["churn"].rank == 2
+
+
+def test_untracked_map_in_json() -> None:
+    lines_ = [
+        '{"type": "time", "data": "10:00:01\\n"}',
+        '{"type": "map", "data": {"@bytes": {"\\n\\tleak+1\\n": 10}}}',
+        '{"type": "map", "data": {"@untracked": {"\\n\\tchurn+1\\n": 7, "\\n\\tchurn+1\\n": 3}}}',
+    ]
+    stats = ParseStats()
+    (snap,) = parse_bpftrace(lines_, stats)
+    assert [(s.top, n) for s, n in snap.untracked] == [("churn", 10)]
+    assert not any("ignored" in n for n in stats.notes)
