@@ -38,6 +38,7 @@ from leakhunt.model import (
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.probe import bpftrace as bpftrace_backend
+from leakhunt.probe import growth as growth_backend
 from leakhunt.probe import kernel as kernel_backend
 from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
@@ -174,8 +175,8 @@ def _choose_tracepoint_backend(requested: str, mode: str) -> BackendChoice:
     already pay (no uprobe: the slowdown of host-wide uprobes in bpftrace < 0.20 does not apply).
     BCC's memleak without -p does kernel mode (every task); growth mode is bpftrace only.
     """
-    if requested == "native":
-        raise UsageError(f"the native backend does not do --mode {mode}", hint="use --backend bpftrace")
+    if requested == "native" or (requested == "bcc" and mode == "growth"):
+        raise UsageError(f"--backend {requested} does not do --mode {mode}", hint="use --backend bpftrace")
     bpftrace = tools.find_bpftrace() if requested in ("auto", "bpftrace") else None
     if bpftrace is not None:
         why = "requested with --backend bpftrace" if requested == "bpftrace" else (
@@ -372,6 +373,19 @@ class _Session:
             _write_script(script_path, cmd)
             return cmd
         assert pid is not None
+        if self.opts.mode == "growth":
+            script_path = os.path.join(workdir, "growth.bt")
+            cmd = growth_backend.command(
+                self.choice.tool,
+                pid,
+                self.opts,
+                script_path=script_path,
+                reason=self.choice.reason,
+                launched=launched,
+            )
+            _write_script(script_path, cmd)
+            self.notes.append(growth_backend.CAVEAT)
+            return cmd
         if self.choice.name == "native":
             lib = _object_path(pid, self.opts.obj) if self.opts.obj else tools.target_libc(pid)
             cmd = native_backend.command(

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leakhunt.errors import TargetError, UsageError
-from leakhunt.probe import bpftrace, kernel, memleak, scriptgen, tools
+from leakhunt.probe import bpftrace, growth, kernel, memleak, scriptgen, tools
 from leakhunt.probe.backend import ProbeOptions
 
 LIBC = tools.target_libc(os.getpid())
@@ -225,6 +225,35 @@ def test_kernel_scripts_compile(probe_env: None, pid: int | None) -> None:
     tool = tools.find_bpftrace()
     assert tool is not None
     text = kernel.render_script(pid, ProbeOptions(kernel_pages=True, sample_rate=2), armer=os.getpid())
+    args = [tool.path, "-d", "ast", "-e", text]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- growth mode -----------------------------------------------------------------------------------
+
+
+def test_growth_script_counts_first_touch_faults_of_the_pid_only() -> None:
+    text = growth.render_script(4321, ProbeOptions(interval=0.5), armer=99)
+    fault = next(
+        line for line in text.splitlines() if line.startswith("tracepoint:exceptions:page_fault_user")
+    )
+    assert "pid == 4321" in fault and "@armed" in fault and "(args->error_code & 1) == 0" in fault
+    assert f"sum({os.sysconf('SC_PAGE_SIZE')})" in text
+    assert "uprobe" not in text  # the point of growth mode: nothing on the allocator's hot path
+    assert "interval:ms:500" in text and "args->pid == 4321" in text
+
+
+def test_growth_mode_refuses_allocator_filters() -> None:
+    growth.check_options(ProbeOptions(mode="growth"))
+    with pytest.raises(UsageError, match="--min-size, --sample-rate"):
+        growth.check_options(ProbeOptions(mode="growth", min_size=16, sample_rate=4))
+
+
+def test_growth_script_compiles(probe_env: None) -> None:
+    tool = tools.find_bpftrace()
+    assert tool is not None
+    text = growth.render_script(1, ProbeOptions(), armer=os.getpid(), launched=True)
     args = [tool.path, "-d", "ast", "-e", text]
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
