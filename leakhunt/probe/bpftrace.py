@@ -17,15 +17,47 @@ from leakhunt.errors import TargetError
 from leakhunt.model import BackendInfo
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser
-from leakhunt.probe import scriptgen, tools
+from leakhunt.probe import placement, scriptgen, tools
 from leakhunt.probe.backend import ProbeCommand, ProbeOptions
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 STACK_DEPTH = 64  # frames kept per stack: the allocation site is innermost, outer frames matter less
+# From 0.22, bpftrace attaches uprobes at an offset it cannot check (no libopcodes in distribution
+# builds) when given --unsafe; leakhunt checks the offset itself (probe.placement).
+OFFSET_VERSION = (0, 22)
+
+
+def free_placement(tool: tools.Tool, lib: str) -> tuple[int, str]:
+    """(offset of free's probe, note for the report). Offset 0 when this bpftrace cannot attach at
+    an offset or no emulated instruction is safe to probe; the note then says why.
+
+    Only free gets an offset: it has no return probe, so its entry probe is its only trap. An
+    allocation function's entry probe shares the function's entry with its uretprobe, which traps
+    there anyway (a second address would add a trap, not save one).
+    """
+    if tool.version_tuple < OFFSET_VERSION:
+        return 0, ""  # the versions that cannot have always probed at the entry: nothing to say
+    unsupported = placement.placement_supported()
+    start = tools.elf_functions(lib).get("free")
+    if unsupported or start is None:
+        return 0, f"bpftrace probe on free at its entry: {unsupported or 'free not found'}"
+    where = placement.place(placement.read_code(lib, start), frozenset({"rdi"}), address=start)
+    if not where.emulated:
+        return 0, (
+            f"bpftrace probe on free at its entry ('{where.instruction or '?'}' is executed out of line: "
+            f"each free traps twice): {where.reason}"
+        )
+    return where.offset, ""
 
 
 def render_script(
-    pid: int, lib: str, options: ProbeOptions, armer: int | None = None, *, launched: bool = False
+    pid: int,
+    lib: str,
+    options: ProbeOptions,
+    armer: int | None = None,
+    *,
+    launched: bool = False,
+    free_offset: int = 0,
 ) -> str:
     """The bpftrace program for ``pid`` probing the allocator in ``lib``.
 
@@ -56,6 +88,7 @@ def render_script(
             (options.older_than_ms or 0) * 1_000_000, "--older-than", allow_zero=True
         ),
         stack_depth=STACK_DEPTH,
+        free_offset=scriptgen.positive_int(free_offset, "free offset", allow_zero=True),
     )
 
 
@@ -70,8 +103,10 @@ def command(
     launched: bool = False,
 ) -> ProbeCommand:
     """The bpftrace command running the script the session writes at ``script_path``."""
-    script = render_script(pid, lib, options, launched=launched)
-    argv = (tool.path, "-f", "json", "-p", str(pid), script_path)
+    free_offset, note = free_placement(tool, lib)
+    script = render_script(pid, lib, options, launched=launched, free_offset=free_offset)
+    unsafe = ("--unsafe",) if free_offset else ()
+    argv = (tool.path, *unsafe, "-f", "json", "-p", str(pid), script_path)
     env = dict(tools.bpftrace_map_env(options.map_keys))
     env[ATTACHED_MARKER] = "1"
     # Without it bpftrace (ASLR on, no -c) rebuilds the target's symbol tables for every stack it
@@ -87,6 +122,7 @@ def command(
         arm=None if launched else arm,
         script=script,
         max_tracked=options.map_keys,
+        notes=(note,) if note else (),
     )
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leakhunt.errors import TargetError, UsageError
-from leakhunt.probe import bpftrace, growth, kernel, memleak, scriptgen, tools
+from leakhunt.probe import bpftrace, growth, kernel, memleak, placement, scriptgen, tools
 from leakhunt.probe.backend import ProbeOptions
 
 LIBC = tools.target_libc(os.getpid())
@@ -257,3 +257,25 @@ def test_growth_script_compiles(probe_env: None) -> None:
     args = [tool.path, "-d", "ast", "-e", text]
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_bpftrace_022_and_later_probe_free_on_an_emulated_instruction(tmp_path: Path) -> None:
+    """bpftrace >= 0.22 attaches at an offset with --unsafe: free's probe goes where the native
+    probe would put it (probe.placement), so a free costs one emulated trap, not a single step."""
+    libc = tools.target_libc(os.getpid())
+    old = tools.Tool("/usr/bin/bpftrace", "0.17.0")
+    new = tools.Tool("/usr/bin/bpftrace", "0.23.2")
+    assert bpftrace.free_placement(old, libc) == (0, "")
+    offset, note = bpftrace.free_placement(new, libc)
+    assert offset > 0 and note == ""
+    start = tools.elf_functions(libc)["free"]
+    where = placement.place(placement.read_code(libc, start), frozenset({"rdi"}), address=start)
+    assert where.emulated and where.offset == offset
+    opts = ProbeOptions(duration=5, interval=1)
+    script = str(tmp_path / "x.bt")
+    cmd_new = bpftrace.command(new, os.getpid(), libc, opts, script_path=script, reason="test")
+    assert cmd_new.argv[:2] == ("/usr/bin/bpftrace", "--unsafe")
+    assert cmd_new.script is not None and f"{libc}:free+{offset} /" in cmd_new.script
+    cmd_old = bpftrace.command(old, os.getpid(), libc, opts, script_path=script, reason="test")
+    assert "--unsafe" not in cmd_old.argv
+    assert cmd_old.script is not None and f"{libc}:free /" in cmd_old.script
