@@ -1,0 +1,287 @@
+"""Benchmark: hour-long investigations. Ranking, report writing and trace import, old beside new.
+
+    .venv/bin/python scripts/bench_long_runs.py [--stacks 500] [--snapshots 3600] [--old-stacks 3]
+    flock -o /tmp/leakhunt-probe.lock .venv/bin/python scripts/bench_long_runs.py --live 600   # as root
+
+Each part runs in a fresh process, so that its peak memory (max RSS) is its own:
+
+- ranking, old: the pure-Python analysis leakhunt had (tests/reference_stacks.py, pairwise loops)
+  over ``--old-stacks`` stacks of the full 3,600-snapshot series, extrapolated to all stacks (the full
+  run would take about half an hour);
+- ranking, new: the snapshots fed one by one into the SnapshotWindow (as a live session does; the
+  time per snapshot is printed), then the final ranking, and ``analyze_snapshots`` over the whole
+  list (as ``import`` of a long log does);
+- report writing: JSON, Markdown and HTML of the new run's Investigation; beside it the JSON writer
+  on the Investigation the old session kept (every snapshot), at ``--old-json-snapshots``;
+- trace import: scripts/bench_trace_parse.py (leakhunt vs the awk one-liner, lines/s);
+- ``--live SECONDS``: a real ``investigate --interval 1`` of tests/targets/many_stacks.c (500
+  stacks) for that long; prints how long the analysis and the reports took once the probe stopped.
+  Goal: under 3 s. Needs root and the probe lock.
+
+Goals (issue 12): ranking <= 2 s and 200 MB for 500 stacks x 3,600 snapshots; reports < 3 s after a
+10-minute probe; import >= 1M lines/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from leakhunt.probe import session  # noqa: E402 (after the path)
+from leakhunt.report import write_reports  # noqa: E402
+from tests.conftest import compile_target  # noqa: E402
+
+SETUP = r"""
+import random, sys, time, resource, json
+sys.path.insert(0, {root!r})
+from leakhunt.model import Frame, Stack, StackSample, Snapshot
+
+S, N = {stacks}, {snapshots}
+
+def make_stacks():
+    frames = lambda k: tuple(Frame(f"f{{k}}_{{d}}", 15 + d, "prog") for d in range(8))
+    return [Stack(frames(k) + (Frame("main", 24, "prog"),)) for k in range(S)]
+
+def value(k, i, rng):
+    # a fifth leak (steady + noise), a fifth plateau, a fifth churn, the rest stable
+    kind = k % 5
+    if kind == 0:
+        return 10_000 + 40 * i + rng.randint(0, 4096)
+    if kind == 1:
+        return 4096 * min(i, 300) + 1
+    if kind == 2:
+        return rng.choice((0, 0, 8192, 16384))
+    return 50_000
+
+def snapshots(stacks, n=N, seed=1):
+    rng = random.Random(seed)
+    for i in range(n):
+        yield Snapshot(t=float(i), stacks=tuple(
+            StackSample(s, v, max(v // 64, 0)) for k, s in enumerate(stacks) if (v := value(k, i, rng)) > 0
+        ))
+
+def maxrss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+OLD_RANKING = r"""
+from tests import reference_stacks as ref
+stacks = make_stacks()[:{old_stacks}]
+snaps = list(snapshots(stacks))
+t0 = time.perf_counter()
+findings = ref.analyze_snapshots(snaps)
+took = time.perf_counter() - t0
+print(json.dumps({{"seconds": took, "stacks": len(stacks), "rss_mb": maxrss_mb(),
+                  "verdicts": sorted(f.verdict for f in findings)}}))
+"""
+
+NEW_RANKING = r"""
+from leakhunt.analyze.stacks import SnapshotWindow, analyze_snapshots
+stacks = make_stacks()
+window = SnapshotWindow()
+fed = 0.0
+worst = 0.0
+for snap in snapshots(stacks):
+    t0 = time.perf_counter()
+    window.add(snap)
+    step = time.perf_counter() - t0
+    fed += step
+    worst = max(worst, step)
+base_rss = maxrss_mb()
+t0 = time.perf_counter()
+findings = window.findings()
+final = time.perf_counter() - t0
+t0 = time.perf_counter()
+live = window.growing()
+live_took = time.perf_counter() - t0
+rss = maxrss_mb()
+from collections import Counter
+verdicts = Counter(f.verdict for f in findings)
+print(json.dumps({{"feed_total": fed, "feed_per_snapshot_ms": fed / N * 1000, "feed_worst_ms": worst * 1000,
+                  "final": final, "live_top_ms": live_took * 1000, "rss_mb": rss, "kept": len(window),
+                  "verdicts": dict(verdicts)}}))
+"""
+
+NEW_ANALYZE_LIST = r"""
+from leakhunt.analyze.stacks import analyze_snapshots
+stacks = make_stacks()
+snaps = list(snapshots(stacks))
+held = maxrss_mb()
+t0 = time.perf_counter()
+findings = analyze_snapshots(snaps)
+took = time.perf_counter() - t0
+print(json.dumps({{"seconds": took, "rss_mb": maxrss_mb(), "rss_input_mb": held}}))
+"""
+
+REPORTS = r"""
+from leakhunt.analyze.stacks import SnapshotWindow
+from leakhunt.model import BackendInfo, Investigation, Target
+from leakhunt.report import jsonio
+from leakhunt.report import render_bytes
+stacks = make_stacks()
+mode = {mode!r}
+if mode == "new":
+    window = SnapshotWindow()
+    for snap in snapshots(stacks):
+        window.add(snap)
+    kept = window.snapshots()
+    findings = window.findings()
+else:  # the old session kept every snapshot; its findings' series held every point
+    from tests import reference_stacks as ref
+    kept = tuple(snapshots(stacks, n={old_json_snapshots}))
+    findings = ref.analyze_snapshots(kept)
+inv = Investigation(
+    target=Target(pid=1, comm="bench", cmdline=("bench",)),
+    backend=BackendInfo(name="bpftrace", tool="bpftrace", version="0.17.0", argv=()),
+    started_at="2026-12-01T12:00:00+00:00", duration_s=float(len(kept)), interval_s=1.0,
+    snapshots=kept, findings=findings,
+)
+out = {{}}
+formats = ("json",) if mode == "old" else ("json", "md", "html")
+for fmt in formats:
+    t0 = time.perf_counter()
+    data = render_bytes(inv, fmt)
+    out[fmt] = {{"seconds": time.perf_counter() - t0, "mb": len(data) / 1e6}}
+out["rss_mb"] = maxrss_mb()
+out["snapshots"] = len(kept)
+print(json.dumps(out))
+"""
+
+
+def run_part(code: str, timeout: float = 3600.0) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark part failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def num(d: dict[str, object], *keys: str) -> float:
+    value: object = d
+    for key in keys:
+        assert isinstance(value, dict)
+        value = value[key]
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+def live_run(seconds: float, out_dir: Path) -> None:
+    binary = compile_target("many_stacks")
+    target = subprocess.Popen([str(binary), str(seconds + 60)])
+    marks: dict[str, float] = {}
+
+    def progress(p: session.Progress) -> None:
+        if p.status == "stopping" and "stopping" not in marks:
+            marks["stopping"] = time.perf_counter()
+            marks["snapshots"] = p.snapshots
+
+    try:
+        time.sleep(1.0)
+        opts = session.ProbeOptions(duration=seconds, interval=1.0, backend="bpftrace")
+        inv = session.run_investigation(target.pid, options=opts, progress=progress)
+        analysed = time.perf_counter()
+        paths = write_reports(inv, out_dir, ("html", "md", "json"))
+        written = time.perf_counter()
+    finally:
+        target.kill()
+        target.wait()
+    stop = marks["stopping"]
+    leaks = sum(1 for f in inv.findings if f.verdict == "leak")
+    print(
+        f"live: investigate --interval 1 of many_stacks for {seconds:g} s: "
+        f"{marks['snapshots']:.0f} snapshots, {len(inv.snapshots)} kept, "
+        f"{len(inv.findings)} stacks, {leaks} leaks"
+    )
+    print(f"  probe stopped -> analysed (stop, drain, rank, symbolize): {analysed - stop:6.2f} s")
+    print(f"  reports written (html, md, json):                        {written - analysed:6.2f} s")
+    print(
+        f"  total after the probe stopped:                           {written - stop:6.2f} s   (goal < 3 s)"
+    )
+    for p in paths:
+        print(f"  {p.name}: {p.stat().st_size / 1e6:.1f} MB")
+    print(f"  peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stacks", type=int, default=500)
+    ap.add_argument("--snapshots", type=int, default=3600)
+    ap.add_argument("--old-stacks", type=int, default=5, help="stacks the old ranking is timed on")
+    ap.add_argument("--old-json-snapshots", type=int, default=360, help="snapshots for the old JSON writer")
+    ap.add_argument("--skip-ranking", action="store_true", help="leave out ranking and report writing")
+    ap.add_argument("--skip-trace", action="store_true", help="leave out the trace import part")
+    ap.add_argument("--live", type=float, default=0.0, help="also probe many_stacks for this many seconds")
+    args = ap.parse_args()
+    setup = SETUP.format(root=str(ROOT), stacks=args.stacks, snapshots=args.snapshots)
+    print(
+        f"{args.stacks} stacks x {args.snapshots} snapshots (1 s apart), one process per part; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    if not args.skip_ranking:
+        ranking(setup, args)
+    if not args.skip_trace:
+        print("\ntrace import (scripts/bench_trace_parse.py):")
+        sys.stdout.flush()
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_trace_parse.py")], check=False)
+    if args.live > 0:
+        print()
+        with tempfile.TemporaryDirectory(prefix="leakhunt-bench-") as tmp:
+            live_run(args.live, Path(tmp))
+
+
+def ranking(setup: str, args: argparse.Namespace) -> None:
+    old = run_part(setup + OLD_RANKING.format(old_stacks=args.old_stacks))
+    per_stack = num(old, "seconds") / num(old, "stacks")
+    new = run_part(setup + NEW_RANKING.format())
+    listed = run_part(setup + NEW_ANALYZE_LIST.format())
+    w = 40
+    print(f"\n{'ranking':<{w}}{'old (pure Python)':<34}new (numpy, bounded window)")
+    print(
+        f"{'  final ranking, all stacks':<{w}}{per_stack * args.stacks:8.0f} s (extrapolated from"
+        f"{'':<8}{num(new, 'final'):6.2f} s  (goal <= 2 s)"
+    )
+    print(f"{'':<{w}}  {num(old, 'stacks'):.0f} stacks: {per_stack:.1f} s each)")
+    print(
+        f"{'  peak RSS':<{w}}{num(old, 'rss_mb'):8.0f} MB (for {num(old, 'stacks'):.0f} stacks){'':<13}"
+        f"{num(new, 'rss_mb'):6.0f} MB  (goal <= 200 MB; the snapshots are generated in that process)"
+    )
+    print(
+        f"{'  each snapshot while probing':<{w}}{'every stack re-ranked':<34}"
+        f"{num(new, 'feed_per_snapshot_ms'):.1f} ms to add (worst {num(new, 'feed_worst_ms'):.0f} ms)"
+        f" + {num(new, 'live_top_ms'):.0f} ms live top"
+    )
+    print(
+        f"{'  analyze_snapshots(list of all)':<{w}}{'-':<34}{num(listed, 'seconds'):6.2f} s "
+        f"(the list alone holds {num(listed, 'rss_input_mb'):.0f} MB)"
+    )
+    print(f"{'  snapshots kept / verdicts':<{w}}{'all':<34}{new['kept']} / {new['verdicts']}")
+
+    rep_new = run_part(setup + REPORTS.format(mode="new", old_json_snapshots=0))
+    rep_old = run_part(setup + REPORTS.format(mode="old", old_json_snapshots=args.old_json_snapshots))
+    old_at = f"old session, at {rep_old['snapshots']} snapshots"
+    print(f"\n{'report writing':<{w}}{old_at:<34}new ({rep_new['snapshots']} kept of {args.snapshots})")
+
+    def cell(rep: dict[str, object], fmt: str) -> str:
+        return f"{num(rep, fmt, 'seconds'):6.2f} s {num(rep, fmt, 'mb'):6.1f} MB"
+
+    print(f"{'  JSON':<{w}}{cell(rep_old, 'json'):<34}{cell(rep_new, 'json')}")
+    for fmt in ("md", "html"):
+        print(f"{'  ' + fmt:<{w}}{'-':<34}{cell(rep_new, fmt)}")
+    print(f"{'  peak RSS':<{w}}{num(rep_old, 'rss_mb'):6.0f} MB{'':<25}{num(rep_new, 'rss_mb'):6.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
