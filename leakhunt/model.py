@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: series, snapshots and memory samples as arrays (1 is still read)
 
 # "unknown": the probe could not track all of the stack's allocations (its map was full), so its
 # series is incomplete and no verdict is given (ranked right after the leaks).

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar, cast, get_args
@@ -160,9 +159,38 @@ def _quality(q: DataQuality) -> dict[str, object]:
     return out
 
 
-def _mem(m: MemSample) -> dict[str, object]:
-    # anon is derived (rss - shared + swap); written for readers, ignored by load().
-    return {"t": _num(m.t), "rss": m.rss, "vms": m.vms, "shared": m.shared, "swap": m.swap, "anon": m.anon}
+def _mem_columns(samples: Sequence[MemSample]) -> dict[str, object]:
+    """Memory samples as parallel arrays (schema v2); ``anon`` is derived, for readers only."""
+    return {
+        "t": [_num(m.t) for m in samples],
+        "rss": [m.rss for m in samples],
+        "vms": [m.vms for m in samples],
+        "shared": [m.shared for m in samples],
+        "swap": [m.swap for m in samples],
+        "anon": [m.anon for m in samples],
+    }
+
+
+def _snapshot(s: Snapshot, table: _StackTable) -> dict[str, object]:
+    """One snapshot, its stacks as parallel arrays (schema v2)."""
+    out: dict[str, object] = {
+        "t": _num(s.t),
+        "clock": s.clock,
+        "truncated": s.truncated,
+        "top_n": s.top_n,
+        "addresses": [[_hex(a), size] for a, size in s.addresses],
+        "stack_ids": [table.id(ss.stack) for ss in s.stacks],
+        "outstanding_bytes": [ss.outstanding_bytes for ss in s.stacks],
+        "counts": [ss.count for ss in s.stacks],
+    }
+    with_addresses = [
+        [i, [[_hex(a), size] for a, size in ss.addresses]] for i, ss in enumerate(s.stacks) if ss.addresses
+    ]
+    if with_addresses:
+        out["stack_addresses"] = with_addresses
+    if s.untracked:
+        out["untracked"] = [[table.id(st), n] for st, n in s.untracked]
+    return out
 
 
 def _investigation(inv: Investigation) -> dict[str, object]:
@@ -181,32 +209,16 @@ def _investigation(inv: Investigation) -> dict[str, object]:
             "first_seen": _num(f.first_seen),
             "last_seen": _num(f.last_seen),
             "reason": f.reason,
-            "series": [
-                {"t": _num(p.t), "outstanding_bytes": p.outstanding_bytes, "count": p.count} for p in f.series
-            ],
+            # schema v2: the series as parallel arrays (v1 had one object per point)
+            "series": {
+                "t": [_num(p.t) for p in f.series],
+                "outstanding_bytes": [p.outstanding_bytes for p in f.series],
+                "count": [p.count for p in f.series],
+            },
         }
         for f in inv.findings
     ]
-    snapshots = [
-        {
-            "t": _num(s.t),
-            "clock": s.clock,
-            "truncated": s.truncated,
-            "top_n": s.top_n,
-            "addresses": [[_hex(a), size] for a, size in s.addresses],
-            "stacks": [
-                {
-                    "stack_id": table.id(ss.stack),
-                    "outstanding_bytes": ss.outstanding_bytes,
-                    "count": ss.count,
-                    "addresses": [[_hex(a), size] for a, size in ss.addresses],
-                }
-                for ss in s.stacks
-            ],
-            **({"untracked": [[table.id(st), n] for st, n in s.untracked]} if s.untracked else {}),
-        }
-        for s in inv.snapshots
-    ]
+    snapshots = [_snapshot(s, table) for s in inv.snapshots]
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "investigation",
@@ -221,7 +233,7 @@ def _investigation(inv: Investigation) -> dict[str, object]:
         "leakhunt_version": inv.leakhunt_version,
         "options": [[k, v] for k, v in inv.options],
         "quality": _quality(inv.quality),
-        "memory": [_mem(m) for m in inv.memory],
+        "memory": _mem_columns(inv.memory),
         "findings": findings,
         "snapshots": snapshots,
         "stacks": table.to_json(),
@@ -264,7 +276,7 @@ def _scan(scan: ScanResult) -> dict[str, object]:
                 "username": p.username,
                 "verdict": p.verdict,
                 "evidence": evidence(p.evidence),
-                "samples": [_mem(m) for m in p.samples],
+                "samples": _mem_columns(p.samples),
             }
             for p in scan.processes
         ],
@@ -319,32 +331,24 @@ def to_dict(doc: Document) -> dict[str, object]:
     raise TypeError(f"not a leakhunt document: {type(doc).__name__}")
 
 
-# An object or array holding no other object or array, spread over lines by json.dumps(indent=...).
-# Newlines inside JSON strings are always escaped, so a raw newline after "{" or "[" is structure.
-_LEAF = re.compile(r"[{\[]\n[^{}\[\]]*?\n *[}\]]")
-_LEAF_MAX = 160
-
-
-def _join_leaf(m: re.Match[str]) -> str:
-    text = m.group(0)
-    if '"' in text and len(text) > _LEAF_MAX:
-        return text  # long lists of strings (frames, command lines) read better one per line
-    # split("\n") and strip(" "): str.splitlines() and strip() would also cut at characters such
-    # as U+0085 or U+2028, which ensure_ascii=False leaves raw inside strings.
-    parts = [line.strip(" ") for line in text.split("\n")]
-    return parts[0] + " ".join(parts[1:-1]) + parts[-1]
-
-
 def dumps(doc: Document) -> str:
     """The document as JSON text (UTF-8, ends with a newline).
 
-    Indented for people, except that small leaf objects and arrays (a snapshot's entry for one
-    stack, a series point, an [address, size] pair) stay on one line: a long run has hundreds of
-    thousands of them, and one line each keeps the file a fraction of the fully indented size.
+    One line per top-level field, and one line per item of the long lists (findings, snapshots,
+    stacks, processes): readable with a pager or grep, and written by json's C encoder (an indented
+    dump goes through the pure-Python one, many times slower on an hour-long run).
     """
-    text = json.dumps(to_dict(doc), indent=1, ensure_ascii=False, allow_nan=False)
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(", ", ": ")).encode
+    fields = []
+    for key, value in to_dict(doc).items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            items = ",\n  ".join(encode(v) for v in value)
+            fields.append(f"{encode(key)}: [\n  {items}\n ]")
+        else:
+            fields.append(f"{encode(key)}: {encode(value)}")
+    text = "{\n " + ",\n ".join(fields) + "\n}"
     # C1 controls and bidi overrides as \uNNNN: the same JSON, harmless when shown on a terminal
-    return escape_json_text(_LEAF.sub(_join_leaf, text)) + "\n"
+    return escape_json_text(text) + "\n"
 
 
 def dump(doc: Document, stream: IO[str]) -> None:
@@ -549,6 +553,35 @@ def _read_mem(o: _Obj) -> MemSample:
     )
 
 
+def _columns(o: _Obj, key: str, names: Sequence[str], required: Sequence[str]) -> list[dict[str, JSONValue]]:
+    """Parallel arrays (schema v2) ``o[key] = {name: [...]}`` as one dict per index; a name not in
+    ``required`` may be absent (then None). All arrays must be as long as each other."""
+    cols = o.obj(key)
+    arrays: dict[str, list[JSONValue]] = {}
+    for name in names:
+        if name in cols.data or name in required:
+            arrays[name] = cols.get_list(name)
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        raise ReportError(f"{cols.path}: its arrays differ in length ({sorted(lengths)})")
+    n = lengths.pop() if lengths else 0
+    return [{name: arrays[name][i] if name in arrays else None for name in names} for i in range(n)]
+
+
+def _read_mems(o: _Obj, key: str) -> tuple[MemSample, ...]:
+    """Memory samples: parallel arrays (schema v2) or one object per sample (v1)."""
+    raw = o.raw(key, [])
+    if isinstance(raw, list):
+        return tuple(_read_mem(m) for m in o.objs(key, []))
+    rows = _columns(o, key, ("t", "rss", "vms", "shared", "swap"), ("t", "rss", "vms"))
+    return tuple(
+        _read_mem(
+            _Obj({k: (0 if k == "shared" and v is None else v) for k, v in row.items()}, f"{o.sub(key)}[{i}]")
+        )
+        for i, row in enumerate(rows)
+    )
+
+
 def _read_frame(o: _Obj) -> Frame:
     return Frame(
         symbol=o.get_str("symbol"),
@@ -588,16 +621,9 @@ def _read_investigation(o: _Obj) -> Investigation:
             raise ReportError(f"{path}[0]: no stack with id {sid} in .stacks")
         return (stacks[sid], _as_int(value[1], path + "[1]"))
 
-    snapshots = tuple(
-        Snapshot(
-            t=s.get_float("t"),
-            clock=s.opt_str("clock"),
-            truncated=s.get_bool("truncated", False),
-            top_n=s.opt_int("top_n"),
-            addresses=tuple(
-                addresses(a, f"{s.sub('addresses')}[{i}]") for i, a in enumerate(s.get_list("addresses", []))
-            ),
-            stacks=tuple(
+    def snapshot_stacks(s: _Obj) -> tuple[StackSample, ...]:
+        if "stack_ids" not in s.data:  # schema v1: one object per stack
+            return tuple(
                 StackSample(
                     stack=stack_of(ss),
                     outstanding_bytes=ss.get_int("outstanding_bytes"),
@@ -608,7 +634,62 @@ def _read_investigation(o: _Obj) -> Investigation:
                     ),
                 )
                 for ss in s.objs("stacks")
+            )
+        ids, sizes, counts = s.get_list("stack_ids"), s.get_list("outstanding_bytes"), s.get_list("counts")
+        if not len(ids) == len(sizes) == len(counts):
+            raise ReportError(f"{s.path}: stack_ids, outstanding_bytes and counts differ in length")
+        per_stack: dict[int, tuple[tuple[int, int], ...]] = {}
+        for j, entry in enumerate(s.get_list("stack_addresses", [])):
+            path = f"{s.sub('stack_addresses')}[{j}]"
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list)):
+                raise _bad(path, "an [index, [[address, size], ...]] pair", entry)
+            per_stack[_as_int(entry[0], path + "[0]")] = tuple(
+                addresses(a, f"{path}[1][{i}]") for i, a in enumerate(entry[1])
+            )
+        out = []
+        for i, (sid, size, count) in enumerate(zip(ids, sizes, counts, strict=True)):
+            out.append(
+                StackSample(
+                    stack=stack_of(_Obj({"stack_id": sid}, f"{s.sub('stack_ids')}[{i}]")),
+                    outstanding_bytes=_as_int(size, f"{s.sub('outstanding_bytes')}[{i}]"),
+                    count=None if count is None else _as_int(count, f"{s.sub('counts')}[{i}]"),
+                    addresses=per_stack.get(i, ()),
+                )
+            )
+        return tuple(out)
+
+    def series(f: _Obj) -> tuple[SeriesPoint, ...]:
+        if isinstance(f.raw("series", []), list):  # schema v1: one object per point
+            return tuple(
+                SeriesPoint(
+                    t=p.get_float("t"),
+                    outstanding_bytes=p.get_int("outstanding_bytes"),
+                    count=p.opt_int("count"),
+                )
+                for p in f.objs("series", [])
+            )
+        rows = _columns(f, "series", ("t", "outstanding_bytes", "count"), ("t", "outstanding_bytes"))
+        return tuple(
+            SeriesPoint(
+                t=_as_float(r["t"], f"{f.sub('series')}.t[{i}]"),
+                outstanding_bytes=_as_int(
+                    r["outstanding_bytes"], f"{f.sub('series')}.outstanding_bytes[{i}]"
+                ),
+                count=None if r["count"] is None else _as_int(r["count"], f"{f.sub('series')}.count[{i}]"),
+            )
+            for i, r in enumerate(rows)
+        )
+
+    snapshots = tuple(
+        Snapshot(
+            t=s.get_float("t"),
+            clock=s.opt_str("clock"),
+            truncated=s.get_bool("truncated", False),
+            top_n=s.opt_int("top_n"),
+            addresses=tuple(
+                addresses(a, f"{s.sub('addresses')}[{i}]") for i, a in enumerate(s.get_list("addresses", []))
             ),
+            stacks=snapshot_stacks(s),
             untracked=tuple(
                 untracked(u, f"{s.sub('untracked')}[{i}]") for i, u in enumerate(s.get_list("untracked", []))
             ),
@@ -627,14 +708,7 @@ def _read_investigation(o: _Obj) -> Investigation:
             first_seen=f.get_float("first_seen"),
             last_seen=f.get_float("last_seen"),
             reason=f.get_str("reason", ""),
-            series=tuple(
-                SeriesPoint(
-                    t=p.get_float("t"),
-                    outstanding_bytes=p.get_int("outstanding_bytes"),
-                    count=p.opt_int("count"),
-                )
-                for p in f.objs("series", [])
-            ),
+            series=series(f),
         )
         for f in o.objs("findings")
     )
@@ -647,7 +721,7 @@ def _read_investigation(o: _Obj) -> Investigation:
         interval_s=o.get_float("interval_s"),
         snapshots=snapshots,
         findings=findings,
-        memory=tuple(_read_mem(m) for m in o.objs("memory", [])),
+        memory=_read_mems(o, "memory"),
         quality=_read_quality(o.obj("quality", {})),
         stop_reason=o.get_str("stop_reason", "duration"),
         kernel=o.get_str("kernel", ""),
@@ -680,7 +754,7 @@ def _read_scan(o: _Obj) -> ScanResult:
             username=p.opt_str("username"),
             verdict=p.literal("verdict", cast(tuple[ScanVerdict, ...], get_args(ScanVerdict))),
             evidence=evidence(p.obj("evidence")),
-            samples=tuple(_read_mem(m) for m in p.objs("samples", [])),
+            samples=_read_mems(p, "samples"),
         )
         for p in o.objs("processes")
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from leakhunt.model import SCHEMA_VERSION
 from leakhunt.report.views import human_duration
 from tests.conftest import require_or_skip
 
@@ -148,13 +149,13 @@ def test_sawtooth_is_judged_on_its_troughs(scenario_scan: ScanRun) -> None:
 
 def test_json_has_what_the_issue_asks(scenario_scan: ScanRun) -> None:
     doc = scenario_scan.doc
-    assert doc["schema_version"] == 1 and doc["kind"] == "scan"
+    assert doc["schema_version"] == SCHEMA_VERSION and doc["kind"] == "scan"
     proc = scenario_scan.process("leak-1m")
     for field in ("pid", "create_time", "name", "cmdline", "verdict", "evidence", "samples"):
         assert field in proc, field
     assert proc["name"] == "scan_leak" and proc["cmdline"][1:] == ["1024"]  # type: ignore[index]
-    samples = proc["samples"]
-    assert isinstance(samples, list) and len(samples) >= 30
+    samples = proc["samples"]  # schema v2: parallel arrays
+    assert isinstance(samples, dict) and len(samples["t"]) >= 30
     # Keyed by (pid, start time): create_time is the process's real start, as psutil computes it.
     with open(f"/proc/{proc['pid']}/stat", "rb") as fh:
         stat = fh.read()
@@ -393,7 +394,7 @@ def test_ctrl_c_and_sigterm_stop_the_scan_and_keep_the_data(
             doc = json.loads(out)
             assert doc["duration_s"] < 60
             [proc] = doc["processes"]
-            assert proc["pid"] == leaker.pid and len(proc["samples"]) >= 3
+            assert proc["pid"] == leaker.pid and len(proc["samples"]["t"]) >= 3
             assert "(interrupted; 600 s planned)" in err and "pid 999999999: no such process" in err
             # What was stopped says so in every output, not only on the terminal.
             assert doc["stop_reason"] == "interrupted" and doc["planned_duration_s"] == 600

@@ -52,10 +52,42 @@ def test_real_fixture_round_trips_and_has_the_documented_shape(path: Path) -> No
     assert isinstance(top["outstanding_bytes"], int) and isinstance(top["growth_bytes_per_sec"], float)
 
 
-def test_fixture_file_is_exactly_what_dump_writes() -> None:
-    """The saved fixtures are byte-identical to a fresh dump: the writer is deterministic."""
+def test_v1_fixtures_are_read_and_the_writer_is_deterministic() -> None:
+    """The saved fixtures were written in schema v1: read, they dump as v2 and read back the same,
+    and a second dump is byte-identical."""
     for path in REAL:
-        assert jsonio.dumps(jsonio.load(path)) == path.read_text(encoding="utf-8")
+        assert json.loads(path.read_text())["schema_version"] == 1
+        doc = jsonio.load(path)
+        text = jsonio.dumps(doc)
+        assert json.loads(text)["schema_version"] == 2
+        again = jsonio.loads(text)
+        assert again == doc
+        assert jsonio.dumps(again) == text
+
+
+def test_v2_writes_series_and_snapshots_as_arrays() -> None:
+    doc = jsonio.load(REAL[0])
+    assert isinstance(doc, Investigation)
+    data = json.loads(jsonio.dumps(doc))
+    top = data["findings"][0]
+    assert top["series"] == {
+        "t": [p.t for p in doc.findings[0].series],
+        "outstanding_bytes": [p.outstanding_bytes for p in doc.findings[0].series],
+        "count": [p.count for p in doc.findings[0].series],
+    }
+    snap = data["snapshots"][-1]
+    assert len(snap["stack_ids"]) == len(snap["outstanding_bytes"]) == len(snap["counts"])
+    assert set(data["memory"]) == {"t", "rss", "vms", "shared", "swap", "anon"}
+    # one line per finding and per snapshot
+    lines = jsonio.dumps(doc).splitlines()
+    assert sum(1 for line in lines if line.startswith('  {"rank": ')) == len(doc.findings)
+
+
+def test_v2_arrays_of_different_lengths_are_refused() -> None:
+    data = json.loads(jsonio.dumps(jsonio.load(REAL[0])))
+    data["findings"][0]["series"]["t"].append(1.0)
+    with pytest.raises(ReportError, match="differ in length"):
+        jsonio.loads(json.dumps(data))
 
 
 def test_non_finite_numbers_become_null_and_read_back_as_nan() -> None:

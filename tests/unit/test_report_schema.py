@@ -1,4 +1,5 @@
-"""leakhunt/report/schema-v1.json (JSON Schema 2020-12) describes what leakhunt really writes."""
+"""leakhunt/report/schema-v2.json (JSON Schema 2020-12) describes what leakhunt really writes; the saved
+version 1 files still validate against schema-v1.json."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from leakhunt.report import jsonio
 from tests.report_strategies import documents
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SCHEMA: dict[str, Any] = json.loads((ROOT / "leakhunt" / "report" / "schema-v1.json").read_text())
+SCHEMA: dict[str, Any] = json.loads((ROOT / "leakhunt" / "report" / "schema-v2.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+SCHEMA_V1: dict[str, Any] = json.loads((ROOT / "leakhunt" / "report" / "schema-v1.json").read_text())
+VALIDATORS = {1: jsonschema.Draft202012Validator(SCHEMA_V1), 2: VALIDATOR}
 SAVED = sorted((ROOT / "tests" / "fixtures").rglob("*.json"))
 SAVED = [p for p in SAVED if '"schema_version"' in p.read_text()[:200]]
 
 
 def test_the_schema_is_valid_and_matches_the_model_version() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA_V1)
     for kind in ("investigation", "scan", "trace"):
         assert SCHEMA["$defs"][kind]["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
 
@@ -30,7 +34,10 @@ def test_the_schema_is_valid_and_matches_the_model_version() -> None:
 @pytest.mark.parametrize("path", SAVED, ids=[p.name for p in SAVED])
 def test_real_reports_validate(path: Path) -> None:
     assert SAVED
-    VALIDATOR.validate(json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    VALIDATORS[data["schema_version"]].validate(data)
+    # and what leakhunt writes of it today validates against the current schema
+    VALIDATOR.validate(jsonio.to_dict(jsonio.load(path)))
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)

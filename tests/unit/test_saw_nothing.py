@@ -12,7 +12,7 @@ from leakhunt.model import DataQuality, Investigation, Snapshot
 from leakhunt.report import jsonio, markdown, views
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
-SCHEMA = Path(__file__).resolve().parents[2] / "leakhunt" / "report" / "schema-v1.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "leakhunt" / "report" / "schema-v2.json"
 
 
 def real() -> Investigation:
