@@ -4,7 +4,7 @@ The HTML shares the investigation report's page (``report/partials/base.html.j2`
 Content-Security-Policy that forbids every request) and autoescapes everything; the Markdown uses
 the investigation report's escaping filters (``report.markdown``). The JSON is::
 
-    {"schema_version": 1, "kind": "diff", "verdict": "Not fixed: ...", "exit_code": 1,
+    {"schema_version": 2, "kind": "diff", "verdict": "Not fixed: ...", "exit_code": 1,
      "fail_on": "any", "counts": {"new": 1, "still": 1, "fixed": 1, "other": 1},
      "before": {"source": "v1.json", "comm": "fixleak", "pid": 10523, ...}, "after": {...},
      "entries": [{"status": "new", "key": ["log_request", "handle", "main"],
