@@ -113,6 +113,10 @@ def stacks_chart(inv: Investigation) -> Markup:
     )
 
 
+# Rows of the stacks table shown at a time (report.js pages longer tables; without script all show).
+PAGE_SIZE = 100
+
+
 def render_investigation(inv: Investigation) -> str:
     """The HTML report of an investigation, as one string."""
     truncated = sum(1 for s in inv.snapshots if s.truncated)
@@ -138,6 +142,7 @@ def render_investigation(inv: Investigation) -> str:
         verdict_order=list(VERDICT_ORDER),
         snapshots=views.snapshot_rows(inv),
         sparkline=sparkline,
+        page_size=PAGE_SIZE,
     )
     return html_env().get_template("report/investigation.html.j2").render(ctx)
 

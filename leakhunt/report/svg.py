@@ -205,6 +205,7 @@ def line_chart(
         if not good:
             continue
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
+        good = downsample(good)
         path = " ".join(f"{_f(sx(x))},{_f(sy(y))}" for x, y in good)
         parts.append(
             f'<g class="series" data-series="{escape(s.name)}"><polyline points="{path}" fill="none" '
@@ -235,6 +236,32 @@ def line_chart(
             )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text above went through escape()
+
+
+# A line chart is at most ~1,200 pixels wide: more points than this per series add bytes, not detail.
+MAX_LINE_POINTS = 600
+
+
+def downsample(
+    points: Sequence[tuple[float, float]], limit: int = MAX_LINE_POINTS
+) -> list[tuple[float, float]]:
+    """At most ``limit`` of ``points`` (sorted by x): in each of ``limit / 2`` buckets its lowest and its
+    highest point, in x order, so that peaks and troughs survive (plus the first and the last point)."""
+    n = len(points)
+    if n <= limit:
+        return list(points)
+    buckets = max(limit // 2 - 1, 1)
+    out = [points[0]]
+    for b in range(buckets):
+        lo, hi = 1 + b * (n - 2) // buckets, 1 + (b + 1) * (n - 2) // buckets
+        chunk = points[lo:hi]
+        if not chunk:
+            continue
+        low = min(range(len(chunk)), key=lambda i: chunk[i][1])
+        high = max(range(len(chunk)), key=lambda i: chunk[i][1])
+        out.extend(chunk[i] for i in sorted({low, high}))
+    out.append(points[-1])
+    return out
 
 
 def sparkline(values: Sequence[float], *, title: str = "", width: int = 110, height: int = 22) -> Markup:

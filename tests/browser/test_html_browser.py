@@ -16,8 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from leakhunt.model import Investigation, TraceProcess, TraceResult, Unfreed
+from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.model import (
+    Frame,
+    Investigation,
+    Snapshot,
+    Stack,
+    StackSample,
+    TraceProcess,
+    TraceResult,
+    Unfreed,
+)
 from leakhunt.report import jsonio, write_reports
+from leakhunt.report.html import PAGE_SIZE
+from leakhunt.report.svg import MAX_LINE_POINTS
 from tests.browser.cdp import Browser, find_chromium
 from tests.conftest import require_or_skip
 
@@ -243,3 +255,39 @@ def test_the_check_catches_script_that_runs(page: Browser, tmp_path: Path) -> No
     page.log.console.clear()
     page.log.log_entries.clear()
     page.log.exceptions.clear()
+
+
+def test_a_long_run_pages_its_stack_table_and_a_link_opens_the_right_page(
+    page: Browser, tmp_path: Path
+) -> None:
+    # 250 stacks over 1,000 snapshots: the table pages, the charts stay small
+    stacks = [Stack((Frame(f"site_{k}", 4, "prog"), Frame("main", 9, "prog"))) for k in range(250)]
+    snaps = [
+        Snapshot(t=float(i), stacks=tuple(StackSample(s, 100 + k * i, 1 + i) for k, s in enumerate(stacks)))
+        for i in range(1000)
+    ]
+    inv = jsonio.load(FIXTURE)
+    assert isinstance(inv, Investigation)
+    inv = dataclasses.replace(inv, snapshots=(), findings=analyze_snapshots(snaps))
+    (path,) = write_reports(inv, tmp_path, ["html"])
+    assert path.stat().st_size < 3_000_000
+    page.open(path)
+    assert_offline_and_clean(page, path)
+    shown = "Array.from(document.querySelectorAll('#stack-table tbody tr')).filter(r => !r.hidden)"
+    first = page.eval(f"{shown}.map(r => r.id)")
+    assert first == [f"stack-{i}" for i in range(1, PAGE_SIZE + 1)]
+    assert page.eval("document.querySelector('.pager span').textContent.trim()") == "rows 1\u2013100 of 250"
+    page.eval("document.querySelectorAll('.pager button')[1].click()")
+    assert page.eval(f"{shown}.map(r => r.id)")[:1] == ["stack-101"]
+    page.eval("window.location.hash = '#stack-240'")
+    page.eval("new Promise(r => setTimeout(r, 100))")
+    assert "stack-240" in page.eval(f"{shown}.map(r => r.id)")
+    # sorting goes back to the first page of the new order
+    page.eval("document.querySelector('#stack-table th').click()")
+    assert len(page.eval(f"{shown}.map(r => r.id)")) == PAGE_SIZE
+    # every line of a chart holds at most MAX_LINE_POINTS points
+    longest = page.eval(
+        "Math.max(...Array.from(document.querySelectorAll('svg.chart polyline'))"
+        ".map(p => p.getAttribute('points').split(' ').length))"
+    )
+    assert 100 < longest <= MAX_LINE_POINTS

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from leakhunt.model import Finding, Frame, SeriesPoint, Stack, Verdict
 from leakhunt.report.flame import build_tree, growth_graph, outstanding_graph
-from leakhunt.report.svg import Series, format_value, line_chart
+from leakhunt.report.svg import Series, downsample, format_value, line_chart
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -102,3 +102,14 @@ def test_flame_escapes_symbols_and_handles_empty() -> None:
     assert not list(root.iter(f"{NS}img")) and "<img" not in svg
     assert '<img src=x onerror="alert(1)"> [app]' in [g.get("data-name") for g in root.iter(f"{NS}g")]
     assert "nothing to show" in growth_graph([_finding(1, ["a"], 10, math.nan)])
+
+
+def test_downsample_keeps_peaks_troughs_and_the_ends() -> None:
+    pts = [(float(i), float(i % 97)) for i in range(10_000)]
+    pts[5000] = (5000.0, 1e6)  # one spike
+    out = downsample(pts, 200)
+    assert len(out) <= 200
+    assert out[0] == pts[0] and out[-1] == pts[-1]
+    assert (5000.0, 1e6) in out
+    assert [x for x, _ in out] == sorted(x for x, _ in out)
+    assert downsample(pts[:50], 200) == pts[:50]

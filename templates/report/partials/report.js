@@ -27,10 +27,55 @@
       return asc ? r : -r;
     });
     rows.forEach(function (row) { body.appendChild(row); });
+    if (table.pager) { table.pager(0); }
   }
   document.querySelectorAll("th[data-sort]").forEach(function (th) {
     th.addEventListener("click", function () { sortTable(th); });
   });
+
+  // Paged tables (table[data-page-size]): a long run has hundreds of stacks; show one page of rows at
+  // a time. Without script every row shows. A link to a row (#stack-N) opens the page holding it.
+  function paged(table) {
+    var size = parseInt(table.getAttribute("data-page-size"), 10);
+    var body = table.tBodies[0];
+    if (!(size > 0) || body.rows.length <= size) { return; }
+    var nav = document.createElement("div");
+    nav.className = "pager";
+    var prev = document.createElement("button"), next = document.createElement("button");
+    var label = document.createElement("span");
+    prev.type = next.type = "button";
+    prev.textContent = "\u2190 previous";
+    next.textContent = "next \u2192";
+    nav.appendChild(prev); nav.appendChild(label); nav.appendChild(next);
+    table.parentNode.insertBefore(nav, table.nextSibling);
+    var page = 0;
+    function show(p) {
+      var n = body.rows.length, pages = Math.ceil(n / size);
+      page = Math.max(0, Math.min(p, pages - 1));
+      Array.prototype.forEach.call(body.rows, function (row, i) {
+        row.hidden = i < page * size || i >= (page + 1) * size;
+      });
+      label.textContent = " rows " + (page * size + 1) + "\u2013" + Math.min((page + 1) * size, n) +
+        " of " + n + " ";
+      prev.disabled = page === 0;
+      next.disabled = page >= pages - 1;
+    }
+    prev.addEventListener("click", function () { show(page - 1); });
+    next.addEventListener("click", function () { show(page + 1); });
+    table.pager = show;
+    function reveal() {
+      var id = decodeURIComponent(window.location.hash.slice(1));
+      var row = id ? document.getElementById(id) : null;
+      if (row && row.parentNode === body) {
+        show(Math.floor(Array.prototype.indexOf.call(body.rows, row) / size));
+        row.scrollIntoView();
+      }
+    }
+    show(0);
+    reveal();
+    window.addEventListener("hashchange", reveal);
+  }
+  document.querySelectorAll("table[data-page-size]").forEach(paged);
 
   // Flame graphs: details on hover, click a box to zoom into it, click the root to zoom out.
   var tip = document.getElementById("tip");
