@@ -8,6 +8,8 @@ functions here return None for those instead of raising.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import pwd
 import resource
@@ -346,6 +348,19 @@ class Series:
     alive: bool  # still running at the last sweep
 
 
+# Processes that ended during a scan kept for the report (those that grew most).
+MAX_FINISHED = 2000
+
+
+def _growth(series: SeriesBuffer) -> float:
+    """How much a finished process's anonymous memory rose over its kept samples (its rank for keeping)."""
+    samples = series.samples()
+    if not samples:
+        return 0.0
+    first = samples[0].anon
+    return float(max(s.anon for s in samples) - first)
+
+
 class Sweeper:
     """Samples the memory of every process (or of ``pids``) once per ``sweep()`` call.
 
@@ -365,6 +380,7 @@ class Sweeper:
         window: float | None = None,
         proc_root: str = "/proc",
         source: Literal["status", "statm"] | None = None,
+        max_finished: int = MAX_FINISHED,
     ) -> None:
         self.pids = None if pids is None else tuple(sorted(set(pids)))
         self.accept = accept
@@ -374,14 +390,22 @@ class Sweeper:
         self.proc_root = proc_root
         self.source = source  # None: statm on a host without swap, else status
         self._tracked: dict[int, _Tracked] = {}
-        self._finished: list[tuple[_Tracked, Candidate]] = []
+        # Processes that ended mid-scan: at most ``max_finished``, a heap that drops those that grew
+        # least (a host starting 48 processes a second would otherwise keep ~170k of them an hour).
+        self.max_finished = max_finished
+        self._finished: list[tuple[float, int, _Tracked, Candidate]] = []
+        self.finished_dropped = 0  # ended processes forgotten to keep that bound
         self._info: dict[tuple[int, float], Candidate] = {}
         self._rejected: set[int] = set()
         self._start = time.monotonic()
         self._boot_time = psutil.boot_time()
         self._ticks = float(os.sysconf("SC_CLK_TCK"))
+        # distinct processes that denied access, per reason: pids still listed, and a tally of the
+        # ones that left (so that process churn does not grow these sets)
         self.unreadable: dict[str, set[int]] = {}
-        self.seen: set[tuple[int, float]] = set()
+        self._unreadable_gone: dict[str, int] = {}
+        self.sampled = 0  # distinct processes met and accepted over the scan
+        self._order = itertools.count()
         _raise_fd_limit()
 
     # --- one sweep -----------------------------------------------------------------------------
@@ -395,6 +419,11 @@ class Sweeper:
         listed = self._list()
         listed_set = set(listed)
         self._rejected &= listed_set
+        for reason, pids in self.unreadable.items():
+            left = pids - listed_set
+            if left:
+                self._unreadable_gone[reason] = self._unreadable_gone.get(reason, 0) + len(left)
+                pids.difference_update(left)
         unreadable: dict[str, int] = {}
         sampled = new = gone = no_memory = 0
         for pid, tracked in list(self._tracked.items()):
@@ -532,7 +561,7 @@ class Sweeper:
         tracked = _Tracked(pid, create_time, starttime, dir_fd, SeriesBuffer(self.capacity, self.window))
         self._tracked[pid] = tracked
         self._info[(pid, create_time)] = candidate
-        self.seen.add((pid, create_time))
+        self.sampled += 1
         return tracked
 
     def _same_process(self, tracked: _Tracked) -> bool:
@@ -543,7 +572,12 @@ class Sweeper:
         _close(tracked.dir_fd)
         tracked.dir_fd = None
         self._tracked.pop(tracked.pid, None)
-        self._finished.append((tracked, self._info[(tracked.pid, tracked.create_time)]))
+        info = self._info[(tracked.pid, tracked.create_time)]
+        heapq.heappush(self._finished, (_growth(tracked.series), next(self._order), tracked, info))
+        if len(self._finished) > self.max_finished:
+            _, _, dropped, _ = heapq.heappop(self._finished)
+            self._info.pop((dropped.pid, dropped.create_time), None)
+            self.finished_dropped += 1
 
     # --- results -------------------------------------------------------------------------------
 
@@ -554,19 +588,24 @@ class Sweeper:
     def held_bytes(self) -> int:
         """Bytes held by all sample columns (live and finished processes)."""
         return sum(t.series.nbytes() for t in self._tracked.values()) + sum(
-            t.series.nbytes() for t, _ in self._finished
+            t.series.nbytes() for _, _, t, _ in self._finished
         )
 
     def unreadable_reasons(self) -> tuple[tuple[str, int], ...]:
         """(reason, number of distinct processes) over the whole scan."""
-        return tuple(sorted((reason, len(pids)) for reason, pids in self.unreadable.items()))
+        return tuple(
+            sorted(
+                (reason, len(pids) + self._unreadable_gone.get(reason, 0))
+                for reason, pids in self.unreadable.items()
+            )
+        )
 
     def series(self) -> list[Series]:
         """Every process sampled at least once, live ones and those that ended mid-scan."""
         users: dict[int, str | None] = {}
         out: list[Series] = []
         entries = [(t, self._info[(t.pid, t.create_time)], True) for t in self._tracked.values()]
-        entries += [(t, info, False) for t, info in self._finished]
+        entries += [(t, info, False) for _, _, t, info in sorted(self._finished, key=lambda e: e[1])]
         for tracked, info, alive in entries:
             samples = tracked.series.samples()
             if not samples:
@@ -589,12 +628,14 @@ class Sweeper:
         return out
 
     def forget_finished(self) -> None:
-        """Drop what is kept of processes that ended, and the scan-long tallies (``seen``,
+        """Drop what is kept of processes that ended, and the scan-long tallies (``sampled``,
         ``unreadable``): a sweeper that runs for days (``leakhunt agent``) keeps only the living."""
-        for tracked, _info in self._finished:
+        for _, _, tracked, _info in self._finished:
             self._info.pop((tracked.pid, tracked.create_time), None)
         self._finished.clear()
-        self.seen = {(t.pid, t.create_time) for t in self._tracked.values()}
+        self.finished_dropped = 0
+        self.sampled = len(self._tracked)
+        self._unreadable_gone.clear()
         self.unreadable.clear()
 
     def close(self) -> None:

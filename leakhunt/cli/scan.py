@@ -373,7 +373,7 @@ def scan(
             processes=judge_all(
                 series, min_growth_bytes=min_growth_bytes, min_rate_per_hour=min_rate_per_hour
             ),
-            sampled=len(sweeper.seen),
+            sampled=sweeper.sampled,
             unreadable=sum(n for _, n in reasons),
             unreadable_reasons=reasons,
             host=os.uname().nodename,

@@ -60,7 +60,7 @@ def test_forget_finished_drops_ended_processes() -> None:
             sweeper.sweep()
             assert [s.alive for s in sweeper.series()] == [False]
             sweeper.forget_finished()
-            assert sweeper.series() == [] and sweeper.seen == set()
+            assert sweeper.series() == [] and sweeper.sampled == 0
     finally:
         child.kill()
         child.wait()

@@ -399,3 +399,32 @@ def test_slow_growth_that_is_not_a_clean_line_stays_stable() -> None:
     assert judge(series(_pages(0, 60, jitter=3))).verdict == "stable"
     # growth under the rate threshold (4 KiB every 10 s = 1.4 MiB/h) on a clean line
     assert judge(series(_pages(4096 / 10, 60))).verdict == "stable"
+
+
+def test_sweeper_keeps_bounded_state_for_processes_that_exited() -> None:
+    # 30 short-lived processes, one of which grows: with room for 5 ended ones, the grower is kept
+    grow = "import time\nx=[]\nfor _ in range(5):\n    x.append(bytearray(4<<20)); time.sleep(0.08)\n"
+    quiet = "import time\ntime.sleep(0.3)\n"
+    me = os.getpid()
+    with Sweeper(
+        accept=lambda c: me != c.pid and "leakhunt-churn" in " ".join(c.cmdline), max_finished=5
+    ) as sw:
+        grower_pid = -1
+        for i in range(30):
+            code = grow if i == 20 else quiet
+            child = subprocess.Popen([sys.executable, "-c", code, "leakhunt-churn"])
+            grower_pid = child.pid if i == 20 else grower_pid
+            deadline = time.monotonic() + 10
+            # met before its exec, it would show pytest's command line and be filtered out
+            while b"leakhunt-churn" not in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            while child.poll() is None and time.monotonic() < deadline:
+                sw.sweep()
+                time.sleep(0.05)
+            sw.sweep()
+        found = sw.series()
+    assert sw.sampled == 30
+    assert len(found) == 5 and sw.finished_dropped == 25
+    assert all(not s.alive for s in found)
+    assert grower_pid in [s.key.pid for s in found]
