@@ -42,12 +42,14 @@ def native(binary: Path, seconds: float) -> list[float]:
     return figures(out)
 
 
-def under_leakhunt(binary: Path, backend: str, seconds: float) -> list[float]:
+def under_leakhunt(
+    binary: Path, backend: str, seconds: float, env: dict[str, str] | None = None
+) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             [sys.executable, "-m", "leakhunt", "run", "--backend", backend, "--duration", str(seconds + 30),
              "--interval", "5", "--format", "json", "--output-dir", tmp, "--", str(binary), str(seconds)],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, check=False, env={**os.environ, **(env or {})},
         )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"leakhunt run --backend {backend} failed: {done.stderr[-800:]}")
@@ -103,6 +105,11 @@ def main() -> None:
     rows: list[tuple[str, list[float]]] = [("native", native(binary, args.seconds))]
     for backend in ("bpftrace", "bcc"):
         rows.append((f"leakhunt --backend {backend}", under_leakhunt(binary, backend, args.seconds)))
+    bpftrace = tools.find_bpftrace()
+    if bpftrace is not None and bpftrace.version_tuple >= (0, 22):
+        # bpftrace 0.22+ probes free on an emulated instruction; the same run with free at its entry:
+        at_entry = under_leakhunt(binary, "bpftrace", args.seconds, {"LEAKHUNT_PROBE_AT_ENTRY": "1"})
+        rows.insert(2, (f"  same, free at entry ({bpftrace.version})", at_entry))
     rows.append(("plain memleak-bpfcc -p", under_memleak(binary, args.seconds)))
     base = statistics.median(rows[0][1])
     print(f"{'setup':32} {'ns/pair (median)':>17} {'x native':>10}  samples")

@@ -84,7 +84,9 @@ else
     set -- tests/integration/test_investigate.py tests/integration/test_run.py \
       tests/integration/test_trace.py tests/integration/test_import.py tests/integration/test_doctor.py \
       tests/unit/test_parse_bpftrace.py tests/unit/test_parse_memleak.py tests/unit/test_parse_trace.py \
-      tests/unit/test_trace_script.py tests/unit/test_scriptgen.py
+      tests/unit/test_trace_script.py tests/unit/test_scriptgen.py tests/unit/test_parse_debian13.py
+    # the native backend's own tests, once they exist (the shared ones above run it too)
+    [ -e tests/integration/test_native.py ] && set -- "$@" tests/integration/test_native.py
   fi
   inner=".venv/bin/python -m pytest -p no:cacheprovider -ra $(printf '%q ' "$@")"
 fi

@@ -25,6 +25,7 @@ Otherwise it returns offset 0 with the reason, which the report's data quality r
 
 from __future__ import annotations
 
+import os
 import platform
 import struct
 from dataclasses import dataclass
@@ -127,7 +128,12 @@ def place(code: bytes, reads: frozenset[str], *, address: int = 0) -> Placement:
 
 
 def placement_supported() -> str | None:
-    """None when ``place()`` applies to this machine, else why not."""
+    """None when ``place()`` applies to this machine, else why not.
+
+    ``LEAKHUNT_PROBE_AT_ENTRY=1`` keeps every probe at its function's entry (to compare the cost,
+    scripts/bench_probe_cost.py)."""
+    if os.environ.get("LEAKHUNT_PROBE_AT_ENTRY") == "1":
+        return "LEAKHUNT_PROBE_AT_ENTRY=1 asked for probes at function entries"
     if platform.machine() != "x86_64":
         return f"probe placement is implemented for x86-64 only (this is {platform.machine()})"
     return None
