@@ -5,6 +5,7 @@ verdict and growth rate reach Prometheus, the steady one is not flagged, and the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,13 @@ def start_ready(argv: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
+def private_copy(built: Path, tmp_path: Path, name: str) -> str:
+    """The target under a name of its own (comm is 15 characters), so that scan_* targets other test
+    runs on this machine start at the same time are not in the agent's --name filter."""
+    unique = f"{name}{os.getpid() % 100000}"[:15]
+    return str(shutil.copy(built, tmp_path / unique))
+
+
 def stop(proc: subprocess.Popen[Any]) -> None:
     proc.terminate()
     try:
@@ -90,15 +98,18 @@ def test_prometheus_sees_the_leaker_and_the_rule_fires_for_it_only(
         "scrape_configs:\n"
         f"  - {{job_name: leakhunt, static_configs: [{{targets: ['127.0.0.1:{agent_port}']}}]}}\n"
     )
-    leaker = start_ready([str(build_target("scan_leak")), "1024"])
-    steady = start_ready([str(build_target("scan_steady"))])
+    leak_exe = private_copy(build_target("scan_leak"), tmp_path, "agtleak")
+    steady_exe = private_copy(build_target("scan_steady"), tmp_path, "agtsteady")
+    leak_name, steady_name = Path(leak_exe).name, Path(steady_exe).name
+    leaker = start_ready([leak_exe, "1024"])
+    steady = start_ready([steady_exe])
     procs: list[subprocess.Popen[Any]] = [leaker, steady]
     try:
         agent = subprocess.Popen(
             [
                 sys.executable, "-m", "leakhunt", "agent", "--listen", f"127.0.0.1:{agent_port}",
                 "--interval", "0.5", "--judge-every", "1", "--window", "120",
-                "--name", "^scan_(leak|steady)$",
+                "--name", f"^({leak_name}|{steady_name})$",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -129,7 +140,7 @@ def test_prometheus_sees_the_leaker_and_the_rule_fires_for_it_only(
         wait_for("Prometheus to see the leaker flagged", leaker_flagged, timeout=90)
 
         (rate,) = query(prom, f'leakhunt_process_growth_bytes_per_second{{pid="{leak_pid}"}}')
-        assert rate["metric"]["comm"] == "scan_leak" and rate["metric"]["job"] == "leakhunt"
+        assert rate["metric"]["comm"] == leak_name and rate["metric"]["job"] == "leakhunt"
         assert 0.5 * 2**20 < float(rate["value"][1]) < 1.5 * 2**20  # the target leaks 1 MiB/s
         (verdict,) = query(
             prom, f'leakhunt_process_verdict{{pid="{leak_pid}",leakhunt_process_verdict="leak-suspect"}}'
@@ -151,7 +162,7 @@ def test_prometheus_sees_the_leaker_and_the_rule_fires_for_it_only(
         fired = firing()
         assert {a["labels"]["pid"] for a in fired} == {leak_pid}
         assert fired[0]["labels"]["alertname"] == "ProcessMemoryLeak"
-        assert "scan_leak" in fired[0]["annotations"]["summary"]
+        assert leak_name in fired[0]["annotations"]["summary"]
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -195,13 +206,15 @@ def test_agent_refuses_a_bad_or_busy_address() -> None:
 def test_escalation_probes_one_suspect_at_a_time_and_keeps_the_newest_reports(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    leakers = [start_ready([str(build_target("scan_leak")), "1024"]) for _ in range(2)]
+    leak_exe = private_copy(build_target("scan_leak"), tmp_path, "agtesc")
+    leak_name = Path(leak_exe).name
+    leakers = [start_ready([leak_exe, "1024"]) for _ in range(2)]
     port = free_port()
     out = tmp_path / "reports"
     agent = subprocess.Popen(
         [
             sys.executable, "-m", "leakhunt", "agent", "--listen", f"127.0.0.1:{port}",
-            "--interval", "0.5", "--judge-every", "1", "--window", "120", "--name", "^scan_leak$",
+            "--interval", "0.5", "--judge-every", "1", "--window", "120", "--name", f"^{leak_name}$",
             "--investigate-top", "2", "--escalate-rate", "1M", "--investigate-duration", "6",
             "--output-dir", str(out), "--keep-reports", "1", "--duration", "90",
         ],
@@ -235,7 +248,7 @@ def test_escalation_probes_one_suspect_at_a_time_and_keeps_the_newest_reports(
     log = agent.stderr.read()
     assert "Traceback" not in log, log
     assert most_at_once <= 1
-    assert {f"investigating pid {p.pid} (scan_leak)" in log for p in leakers} == {True}, log
+    assert {f"investigating pid {p.pid} ({leak_name})" in log for p in leakers} == {True}, log
     (kept,) = [d for d in out.iterdir() if d.is_dir()]  # --keep-reports 1: the older folder is gone
     (report,) = kept.glob("*.json")
     doc = json.loads(report.read_text())
