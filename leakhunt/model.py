@@ -93,6 +93,22 @@ _HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{6,}")
 
 
 @dataclass(frozen=True)
+class RawStack:
+    """What the native probe copies for DWARF unwinding, once per stack key: the registers at the
+    allocator's return (``ip`` in the caller) and the top of the user stack from ``sp``."""
+
+    ip: int
+    sp: int
+    bp: int
+    data: bytes
+
+
+# The one frame of a stack the native probe left to unwind (``Frame.address`` holds its key), until
+# leakhunt.symbols replaces it with the unwound frames.
+UNWIND_PENDING = "[stack to unwind]"
+
+
+@dataclass(frozen=True)
 class Stack:
     """A call stack, innermost frame first. Identity (hash/eq) is the frame tuple.
 

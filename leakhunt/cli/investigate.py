@@ -105,6 +105,16 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "states their uncertainty. Default: every allocation.",
         ),
         click.option(
+            "--unwind",
+            type=click.Choice(["dwarf", "fp"]),
+            default="dwarf",
+            show_default=True,
+            help="native backend: how call stacks are walked. dwarf: a copy of the top of the stack, "
+            "unwound by leakhunt with each object's call-frame information (.eh_frame), so code "
+            "built without frame pointers (gcc -O2, Debian's libc) keeps its callers; fp: the "
+            "kernel's frame-pointer walk (cheaper; loses callers of code without frame pointers).",
+        ),
+        click.option(
             "--older-than",
             "older_than_ms",
             type=click.IntRange(min=0),
@@ -189,6 +199,7 @@ def _options(kw: dict[str, Any]) -> session.ProbeOptions:
         map_keys=kw["map_keys"],
         min_growth_bytes=kw["min_growth"],
         sample_bytes=kw["sample_bytes"],
+        unwind=kw["unwind"],
     )
 
 

@@ -18,6 +18,11 @@ lines (address, then the symbol as BCC prints it). ``C``: the probe's counters s
 counted, frees matched, maps full, stacks lost). Lines starting ``leakhunt-native:`` are status.
 Stacks with the same frames add up. The parser never raises: lines it cannot read are counted in
 ``ParseStats``.
+
+With ``--unwind dwarf`` a stack is one ``U KEY`` line instead of its ``F`` lines, and the first
+snapshot with a key has its ``R KEY IP SP BP HEX`` line (registers and copied stack): the stack
+becomes a single ``[stack to unwind]`` frame (address = KEY) and the copy is kept in ``raw`` for
+``leakhunt.symbols.dwarfstacks`` to replace it (this module only reads text).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from leakhunt.model import Frame, Snapshot, Stack, StackSample
+from leakhunt.model import UNWIND_PENDING, Frame, RawStack, Snapshot, Stack, StackSample
 from leakhunt.parse import ParseStats, stream_snapshots
 from leakhunt.parse.frames import cut_garbage, parse_bcc_frame
 
@@ -40,6 +45,12 @@ _T = re.compile(r"T (?P<clock>\d{1,2}:\d{2}:\d{2}) (?P<t>\d{1,12}(?:\.\d{1,9})?)
 _S = re.compile(
     r"S (?P<bytes>-?\d{1,20}) (?P<blocks>-?\d{1,20}) (?P<kept>-?\d{1,20}) (?P<var>-?\d{1,30}) (?P<n>\d{1,4})"
 )
+_U = re.compile(r"U (?P<key>\d{1,10})")
+_R = re.compile(
+    r"R (?P<key>\d{1,10}) 0x(?P<ip>[0-9a-f]{1,16}) 0x(?P<sp>[0-9a-f]{1,16}) 0x(?P<bp>[0-9a-f]{1,16})"
+    r" (?P<data>(?:[0-9a-f]{2}){0,65536})"
+)
+MAX_RAW = 1 << 16  # stack copies kept (one per key; the probe has at most 16384 keys)
 _C = re.compile(r"C(?P<pairs>(?: [a-z_]{1,30}=-?\d{1,20}){0,40})")
 _PAIR = re.compile(r"([a-z_]{1,30})=(-?\d{1,20})")
 
@@ -79,6 +90,7 @@ class NativeParser:
         self.sample_bytes = sample_bytes
         self.counters: dict[str, int] = {}
         self.uncertainty: tuple[Uncertainty, ...] = ()  # of the last complete snapshot
+        self.raw: dict[int, RawStack] = {}  # --unwind dwarf: stack key -> registers and stack copy
         self._pending: _Pending | None = None
         self._row: _Row | None = None
         self._finished = False
@@ -96,7 +108,26 @@ class NativeParser:
                 return None
             self._row.frames.append(frame)
             return None
+        if line.startswith("U ") and self._pending is not None and self._pending.rows:
+            m = _U.fullmatch(line)
+            row = self._pending.rows[-1]
+            if m is None or row.frames:
+                self.stats.bad_line(line)
+                return None
+            row.frames.append(Frame(UNWIND_PENDING, address=int(m.group("key"))))
+            row.want = 1
+            return None
         self._row = None
+        if line.startswith("R "):
+            m = _R.fullmatch(line)
+            if m is None or len(self.raw) >= MAX_RAW:
+                self.stats.bad_line(line[:200])
+                return None
+            self.raw[int(m.group("key"))] = RawStack(
+                int(m.group("ip"), 16), int(m.group("sp"), 16), int(m.group("bp"), 16),
+                bytes.fromhex(m.group("data")),
+            )  # fmt: skip
+            return None
         if line.startswith("S ") and self._pending is not None:
             m = _S.fullmatch(line)
             if m is None or int(m.group("n")) > MAX_FRAMES:

@@ -47,6 +47,8 @@ class ProbeOptions:
     sample_bytes: int | None = None  # native backend: Poisson sampling, one sample per this many bytes
     mode: ProbeMode = "alloc"
     kernel_pages: bool = False  # kernel mode: trace page allocations too (page faults, page cache)
+    # native backend: "dwarf" = stack copies unwound with CFI by leakhunt, "fp" = frame-pointer walk
+    unwind: Literal["dwarf", "fp"] = "dwarf"
 
     def as_pairs(self) -> tuple[tuple[str, str], ...]:
         """The options as (name, value) text pairs for ``Investigation.options``."""
@@ -67,6 +69,7 @@ class ProbeOptions:
             ("older_than_ms", self.older_than_ms),
             ("obj", self.obj),
             ("sample_bytes", self.sample_bytes),
+            ("unwind", "fp" if self.unwind == "fp" and self.backend == "native" else None),
         ):
             if value is not None:
                 pairs.append((name, str(value)))

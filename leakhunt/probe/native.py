@@ -33,6 +33,8 @@ SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 MAX_STACKS = 16384  # distinct stacks (stack map and per-stack totals)
 MAX_THREADS = 8192  # threads inside an allocator call at once
 MAX_SAMPLE_BYTES = 1 << 28  # the program's fixed-point arithmetic holds sizes below 16 R
+# Bytes of user stack copied per new stack with --unwind dwarf (perf --call-graph dwarf copies 8 KiB).
+STACK_COPY = 8192
 
 RoleKind = Literal["alloc", "calloc", "realloc", "reallocarray", "posix_memalign", "free"]
 
@@ -189,6 +191,8 @@ def render_program(pid: int, options: ProbeOptions, programs: Iterable[str], *, 
         max_stacks=MAX_STACKS,
         max_threads=MAX_THREADS,
         kinds=kinds,
+        unwind_dwarf=options.unwind == "dwarf",
+        stack_copy_chunks=STACK_COPY // 512,
     )
 
 
@@ -251,6 +255,7 @@ def command(
         "arm_now": not launched,
         "older_than_ns": (options.older_than_ms or 0) * 1_000_000,
         "sample_bytes": options.sample_bytes or 0,
+        "unwind": options.unwind,
         "hooks": [
             {
                 "path": p.hook.path,

@@ -21,6 +21,14 @@ Output, one record per line (read by ``leakhunt.parse.native``)::
     C calls=10 allocs=9 frees=5 blocks_full=0 stack_lost=0 aggs_full=0 inflight_full=0 ...
     E                                      the snapshot ends
 
+With DWARF unwinding (``"unwind": "dwarf"``) a stack is not walked here: its ``S`` line has no
+``F`` lines but a ``U KEY`` line, and the first snapshot that has the key carries, before it, the
+registers and the copied top of the stack for leakhunt to unwind::
+
+    R 3735928559 0x55d0c0a1b18b 0x7ffd6c204e10 0x1 0a1b2c...   key, ip, sp, bp, the bytes in hex
+    S 4096 4 4 0 0
+    U 3735928559
+
 Errors go to stderr with a non-zero exit status.
 """
 
@@ -109,6 +117,7 @@ def load_config(path: str) -> dict[str, object]:
         "older_than_ns": _int(doc, "older_than_ns"),
         "sample_bytes": _int(doc, "sample_bytes", 0, 1 << 28),
         "hooks": checked,
+        "unwind_dwarf": doc.get("unwind") == "dwarf",
     }
 
 
@@ -129,6 +138,9 @@ class Host:
         _say("leakhunt-native: compiled")
         self.t0 = time.monotonic()
         self.symbols: dict[int, str] = {}
+        self.dwarf = bool(config.get("unwind_dwarf"))
+        self.sent_copies: set[int] = set()
+        self.ranges: list[tuple[int, int]] = []
         self.sample_bytes = int(config["sample_bytes"])  # type: ignore[call-overload]
         if self.sample_bytes:
             table = self.bpf["ptable"]
@@ -162,6 +174,70 @@ class Host:
         armed = self.bpf["armed"]
         armed[armed.Key(0)] = armed.Leaf(1)
         self.t0 = time.monotonic()
+
+    def refresh_ranges(self) -> None:
+        """DWARF mode: give the program the target's executable mappings (at most 8: the closest
+        merged), the words of a stack copy that may be return addresses."""
+        if not self.dwarf:
+            return
+        try:
+            with open(f"/proc/{self.pid}/maps", encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            return
+        spans = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 2 or "x" not in parts[1]:
+                continue
+            lo, _, hi = parts[0].partition("-")
+            try:
+                start, end = int(lo, 16), int(hi, 16)
+            except ValueError:
+                continue
+            if end <= 0x800000000000:
+                spans.append([start, end])
+        spans.sort()
+        merged: list[list[int]] = []
+        for span in spans:
+            if merged and span[0] <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], span[1])
+            else:
+                merged.append(span)
+        while len(merged) > 8:
+            gaps = [merged[i + 1][0] - merged[i][1] for i in range(len(merged) - 1)]
+            i = gaps.index(min(gaps))
+            merged[i][1] = merged[i + 1][1]
+            del merged[i + 1]
+        ranges = [(a, b - a) for a, b in merged]
+        ok = self.bpf["ranges_ok"]
+        # cleared by the program at exec: the mappings read now are the new program's
+        if ranges == self.ranges and ok[ok.Key(0)].value:
+            return
+        table = self.bpf["text_ranges"]
+        whole = (ranges[0][0], ranges[-1][0] + ranges[-1][1] - ranges[0][0]) if ranges else (0, 0)
+        for i in range(9):  # 8 ranges, then their span
+            lo_, size = whole if i == 8 else ranges[i] if i < len(ranges) else (0, 0)
+            leaf = table.Leaf()
+            leaf.lo = lo_
+            leaf.size = size
+            table[table.Key(i)] = leaf
+        ok[ok.Key(0)] = ok.Leaf(1)
+        self.ranges = ranges
+
+    def _copy_line(self, key: int) -> str | None:
+        """The ``R`` line of a stack key not sent yet (its registers and stack copy), or None."""
+        if key in self.sent_copies or key == LOST_STACK:
+            return None
+        copies = self.bpf["ucopies"]
+        try:
+            c = copies[copies.Key(key)]
+        except KeyError:
+            return None
+        length = min(int(c.len), len(c.data))
+        data = bytes(bytearray(c.data)[:length])
+        self.sent_copies.add(key)
+        return f"R {key} {c.ip:#x} {c.sp:#x} {c.bp:#x} {data.hex()}"
 
     def _symbol(self, addr: int) -> str:
         text = self.symbols.get(addr)
@@ -207,6 +283,14 @@ class Host:
         out = [f"T {time.strftime('%H:%M:%S')} {time.monotonic() - self.t0:.3f}"]
         retried = False
         for sid, nbytes, cblocks, kept, var in sorted(rows, key=lambda r: -r[1]):
+            if self.dwarf:
+                copy = self._copy_line(sid)
+                if copy is not None:
+                    out.append(copy)
+                out.append(f"S {nbytes} {(cblocks + 32768) >> 16} {kept} {var} 0")
+                if sid != LOST_STACK:
+                    out.append(f"U {sid}")
+                continue
             frames: list[int] = []
             if sid != LOST_STACK:
                 try:
@@ -267,6 +351,7 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # BCC raises plain Exception for compile and attach failures
         sys.stderr.write(f"leakhunt-native: {err}\n")
         return 1
+    host.refresh_ranges()
     if config["arm_now"]:
         host.arm()
     _say(f"leakhunt-native: attached {n} probes")
@@ -275,6 +360,7 @@ def main(argv: list[str]) -> int:
         left = due - time.monotonic()
         if left > 0:
             time.sleep(min(left, 0.1))
+            host.refresh_ranges()  # a library loaded, or the launched command exec'd
             continue
         host.snapshot()
         due += interval

@@ -37,6 +37,7 @@ from leakhunt.model import (
 )
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import parse_gauge
+from leakhunt.parse.native import NativeParser
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import growth as growth_backend
 from leakhunt.probe import kernel as kernel_backend
@@ -44,6 +45,7 @@ from leakhunt.probe import live, runner, tools
 from leakhunt.probe import memleak as memleak_backend
 from leakhunt.probe import native as native_backend
 from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.symbols.dwarfstacks import DwarfStacks
 from leakhunt.symbols.maps import Mapping, read_maps
 from leakhunt.symbols.symbolize import symbolize_live
 
@@ -292,6 +294,7 @@ class _Session:
         self.stopping = False
         self.pid: int | None = None
         self.maps: tuple[Mapping, ...] = ()  # the target's mappings, last read (for source lines)
+        self.dwarf: DwarfStacks | None = None  # native --unwind dwarf: unwinds the stack copies
 
     # --- the whole run ----------------------------------------------------------------------
 
@@ -314,6 +317,8 @@ class _Session:
             cmd = self._probe_command(pid, workdir, launched=gate is not None)
             probe = runner.Child(cmd.argv, env={**os.environ, **dict(cmd.env)}, name=cmd.info.name)
             parser = cmd.new_parser(self.stats)
+            if isinstance(parser, NativeParser) and self.opts.unwind == "dwarf" and pid is not None:
+                self.dwarf = DwarfStacks(pid, parser.raw)
             try:
                 self._wait_attached(probe, cmd, parser, pid, gate)
                 if cmd.arm is not None:
@@ -500,6 +505,8 @@ class _Session:
 
     def _add(self, snap: Snapshot) -> None:
         now = time.monotonic() - self.t0
+        if self.dwarf is not None:
+            snap = self.dwarf.apply(snap)
         if self.target_gone_at is not None and _mostly_unresolved(snap):
             # Printed after the target exited: its stacks can no longer be symbolised.
             self.dropped_after_exit += 1
@@ -600,6 +607,9 @@ class _Session:
             else self.stats.allocations_seen,
             frees_seen=self.frees_seen if self.frees_seen is not None else self.stats.frees_seen,
         )
+        if self.dwarf is not None:
+            quality = self.dwarf.quality(quality)
+            self.dwarf.close()
         inv = Investigation(
             target=target,
             backend=backend,

@@ -129,12 +129,13 @@ class Symbolizer:
             frames.extend(self.annotate(fr, is_return=i > 0 or (fr.offset or 0) > 0))
         return Stack(tuple(frames))
 
-    def stack_from_unwound(self, unwound: Unwound) -> Stack:
+    def stack_from_unwound(self, unwound: Unwound, first_is_return: bool = False) -> Stack:
         """The frames of an unwound stack, with a closing ``[callers lost]`` frame saying why when the
-        walk did not reach the program's entry."""
+        walk did not reach the program's entry. ``first_is_return``: the first pc is a return
+        address too (a return probe's), so its line is the call's."""
         frames: list[Frame] = []
         for i, pc in enumerate(unwound.pcs):
-            frames.extend(self.frame_for_pc(pc, is_return=i > 0))
+            frames.extend(self.frame_for_pc(pc, is_return=i > 0 or first_is_return))
         if not unwound.complete:
             frames.append(Frame(f"{CALLERS_LOST} {unwound.stop_detail or unwound.stop}"))
         return Stack(tuple(self.demangled(frames)))

@@ -150,3 +150,17 @@ def unwind(
         sp, pc = cfa, ra
         pcs.append(pc)
     return Unwound(tuple(pcs), "depth", f"stopped at {max_frames} frames", tuple(via_fp))
+
+
+# Why a walk ended, for the report: what it means and what fixes it.
+STOP_ADVICE: dict[str, str] = {
+    "copy-short": "the stack was deeper than the copied part (8 KiB): the outer callers are missing",
+    "no-cfi": "code without call-frame information and without frame pointers (JIT or hand-written "
+    "code; or a stripped .eh_frame): rebuild it with -fno-omit-frame-pointer or keep its .eh_frame",
+    "cfi-expression": "a call-frame rule leakhunt does not evaluate (a DWARF expression): rebuild with "
+    "-fno-omit-frame-pointer to have the frame-pointer chain instead",
+    "not-code": "a return address outside every mapped object (the stack was overwritten, or code was "
+    "unmapped before leakhunt read the mappings)",
+    "loop": "the stack did not grow between two frames (a corrupt stack or wrong call-frame information)",
+    "depth": f"the stack is deeper than {MAX_FRAMES} frames",
+}

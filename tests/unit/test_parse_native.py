@@ -91,3 +91,42 @@ def test_garbage_is_counted_not_raised() -> None:
 def test_arbitrary_input_never_raises(lines: list[str]) -> None:
     for snap in parse_native(lines, ParseStats()):
         assert all(s.outstanding_bytes > 0 or (s.count or 0) > 0 for s in snap.stacks)
+
+
+DWARF = """T 12:00:05 5.002
+R 3735928559 0x55d0c0a1b18b 0x7ffd6c204e10 0x1 8bb1a1c0d055000000000000
+S 4096 4 4 0 0
+U 3735928559
+S 100 1 1 0 0
+C calls=10 allocs=9 frees=5
+E
+T 12:00:10 10.001
+S 8192 8 8 0 0
+U 3735928559
+U 12
+E
+"""
+
+
+def test_dwarf_mode_keys_and_stack_copies() -> None:
+    """--unwind dwarf: a stack is a key to unwind; its registers and copy come once, before it."""
+    stats = ParseStats()
+    parser = NativeParser(stats)
+    snaps = [s for line in DWARF.splitlines() if (s := parser.feed(line)) is not None]
+    last = parser.finish()
+    assert last is None and len(snaps) == 2
+    first = snaps[0].stacks[0].stack.frames
+    assert [(f.symbol, f.address) for f in first] == [("[stack to unwind]", 3735928559)]
+    raw = parser.raw[3735928559]
+    assert (raw.ip, raw.sp, raw.bp) == (0x55D0C0A1B18B, 0x7FFD6C204E10, 1)
+    assert raw.data == bytes.fromhex("8bb1a1c0d055000000000000")
+    assert snaps[1].stacks[0].stack.frames == first
+    assert stats.unparsed == 1  # "U 12": a second key for one stack
+
+
+def test_dwarf_mode_bad_lines_are_counted() -> None:
+    stats = ParseStats()
+    bad = ["T 12:00:05 5.002", "R 1 0xzz 0x1 0x1 00", "S 1 1 1 0 0", "U x", "U 5", "U 6", "E"]
+    snaps = list(parse_native(bad, stats))
+    assert stats.unparsed == 3  # the bad R, "U x", and a second U for one stack
+    assert [f.address for f in snaps[0].stacks[0].stack.frames] == [5]

@@ -1,0 +1,106 @@
+"""Call stacks through code without frame pointers, named to the source line (native probe, DWARF).
+
+tests/targets/unwind_leaker.c is built with -O2 and frame pointers, and with plain -O2 (none), and
+tests/targets/cpp_leaker.cc with g++ -O2 -fno-omit-frame-pointer, whose shrink-wrapping sets the
+frame up after the call to operator new. Frame-pointer walks lose callers in each (Debian's libc has
+no frame pointers at all: strdup's caller is lost even in the first build); the native probe's
+DWARF unwinding names the leaking function, its callers up to main, and the lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration._probecli import assert_no_probe_left, load_report, run_leakhunt
+
+pytestmark = pytest.mark.probe
+
+TARGETS = Path(__file__).resolve().parent.parent / "targets"
+
+
+def line_of(source: str, marker: str) -> int:
+    for i, line in enumerate((TARGETS / source).read_text().splitlines(), 1):
+        if marker in line:
+            return i
+    raise AssertionError(marker)
+
+
+def run_native(binary: Path, out: Path, seconds: str = "30") -> dict[str, Any]:
+    code, _out, err = run_leakhunt(
+        ["run", "--backend", "native", "--duration", "6", "--interval", "1", "--output-dir", str(out),
+         "--format", "json,md", "--", str(binary), seconds],
+        timeout=240,
+    )  # fmt: skip
+    report = load_report(out)
+    # a target still running at the end is stopped by leakhunt, whose status is then the target's
+    assert code == 0 or (code == 143 and report["target"]["exit_code"] == -15), err
+    assert_no_probe_left(report["target"]["pid"])
+    return report
+
+
+def function(frame: str) -> str:
+    """``parse_request`` of ``parse_request+0x19 [prog] (unwind_leaker.c:26)``."""
+    return re.split(r"\+0x| \[", frame, maxsplit=1)[0]
+
+
+def chain(frames: list[str], names: list[str]) -> list[str]:
+    """The frames that are ``names``, in order (each the first match after the previous one)."""
+    found: list[str] = []
+    rest = list(frames)
+    for name in names:
+        for i, frame in enumerate(rest):
+            if function(frame) == name:
+                found.append(frame)
+                rest = rest[i + 1 :]
+                break
+        else:
+            raise AssertionError(f"{name} not found after {found} in {frames}")
+    return found
+
+
+@pytest.mark.parametrize("flags", [("-O2", "-fno-omit-frame-pointer"), ("-O2",)], ids=["O2-fp", "O2"])
+def test_leak_named_with_its_callers_and_lines(
+    probe_env: None, build_target: Callable[..., Path], tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    report = run_native(build_target("unwind_leaker", flags=flags), tmp_path)
+    top = report["findings"][0]
+    assert top["verdict"] == "leak", report["findings"][:3]
+    src = "unwind_leaker.c"
+    buffer, parse, handle, serve, main = chain(
+        top["frames"], ["make_buffer", "parse_request", "handle_request", "serve", "main"]
+    )
+    assert buffer.endswith(f"({src}:{line_of(src, 'LEAK: request buffer')}, inlined)")
+    assert parse.endswith(f"({src}:{line_of(src, 'char *buf = make_buffer(id);')})")
+    assert handle.endswith(f"({src}:{line_of(src, 'char *req = parse_request(id);')})")
+    assert serve.endswith(f"({src}:{line_of(src, 'handle_request(round * 64 + i);')})")
+    assert main.endswith(f"({src}:{line_of(src, 'serve(round);')})")
+    # strdup (libc, no frame pointers) is named at its caller, with the line of the call
+    dup = next(f for f in report["findings"] if "strdup" in function(f["frames"][0]))
+    assert function(dup["frames"][1]) == "remember_name"
+    assert dup["frames"][1].endswith(f"({src}:{line_of(src, 'LEAK: strdup')})")
+    chain(dup["frames"], ["remember_name", "serve", "main"])
+    # the request lines whose text a frame-pointer walk would read as callers
+    stored = next(f for f in report["findings"] if function(f["frames"][0]) == "store_line")
+    chain(stored["frames"], ["store_line", "log_request", "serve", "main"])
+    assert not any("callers lost" in fr for f in report["findings"][:4] for fr in f["frames"])
+
+
+def test_operator_new_named_at_its_caller_through_shrink_wrapping(
+    probe_env: None, build_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    binary = build_target("cpp_leaker", flags=("-O2", "-fno-omit-frame-pointer"))
+    report = run_native(binary, tmp_path)
+    top = report["findings"][0]
+    assert top["verdict"] == "leak", report["findings"][:3]
+    new, add, main = chain(
+        top["frames"], ["operator new(unsigned long)", "app::Registry<app::Blob>::add(unsigned long)", "main"]
+    )
+    src = "cpp_leaker.cc"
+    assert add.endswith(f"({src}:{line_of(src, 'items.push_back(std::make_unique<T>())')})")
+    assert main.endswith(f"({src}:{line_of(src, 'registry.add(100);')})")
+    assert "libstdc++" in new
