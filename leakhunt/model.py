@@ -226,6 +226,20 @@ class SeriesPoint:
 
 
 @dataclass(frozen=True)
+class SourceSnippet:
+    """The source lines around a finding's allocating line, read when the report was made.
+
+    ``lines`` start at line number ``first_line``; when the file could not be shown, ``lines`` is
+    empty and ``error`` says why (not on this host, not readable, not a source file)."""
+
+    file: str
+    line: int
+    first_line: int = 0
+    lines: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Finding:
     """One stack's judgement over all snapshots. ``rank`` 1 is the most likely leak."""
 
@@ -240,6 +254,7 @@ class Finding:
     last_seen: float
     series: tuple[SeriesPoint, ...]
     reason: str = ""  # the numbers behind the verdict, one sentence
+    source: SourceSnippet | None = None  # the allocating line in the program's code, when known
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from leakhunt.model import (
     ScanVerdict,
     SeriesPoint,
     Snapshot,
+    SourceSnippet,
     Stack,
     StackSample,
     Target,
@@ -82,6 +83,26 @@ def _num(value: float) -> float | None:
 
 def _hex(value: int | None) -> str | None:
     return None if value is None else f"{value:#x}"
+
+
+def _source(src: SourceSnippet) -> dict[str, object]:
+    return {
+        "file": src.file,
+        "line": src.line,
+        "first_line": src.first_line,
+        "lines": list(src.lines),
+        "error": src.error,
+    }
+
+
+def _read_source(o: _Obj) -> SourceSnippet:
+    return SourceSnippet(
+        file=o.get_str("file"),
+        line=o.get_int("line"),
+        first_line=o.get_int("first_line", 0),
+        lines=o.strs("lines", []),
+        error=o.get_str("error", ""),
+    )
 
 
 def _frame(frame: Frame) -> dict[str, object]:
@@ -215,6 +236,7 @@ def _investigation(inv: Investigation) -> dict[str, object]:
                 "outstanding_bytes": [p.outstanding_bytes for p in f.series],
                 "count": [p.count for p in f.series],
             },
+            **({"source": _source(f.source)} if f.source is not None else {}),
         }
         for f in inv.findings
     ]
@@ -709,6 +731,7 @@ def _read_investigation(o: _Obj) -> Investigation:
             last_seen=f.get_float("last_seen"),
             reason=f.get_str("reason", ""),
             series=series(f),
+            source=_read_source(f.obj("source")) if f.raw("source", None) is not None else None,
         )
         for f in o.objs("findings")
     )

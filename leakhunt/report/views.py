@@ -55,10 +55,14 @@ def human_duration(seconds: float) -> str:
 
 
 def top_frame(f: Finding) -> str:
-    """The most telling frame of a stack: the innermost one not in an allocator or libc."""
+    """The most telling frame of a stack: the innermost one not in an allocator or libc, nor an
+    inlined system header (std::make_unique), as ``parse_request (server.c:42)`` when its line is known."""
     for fr in f.stack.frames:
-        if not fr.is_unknown and not _is_allocator(fr.symbol, fr.module):
-            return fr.symbol
+        if fr.is_unknown or _is_allocator(fr.symbol, fr.module):
+            continue
+        if fr.inlined and fr.file and fr.file.startswith(("/usr/include/", "/usr/lib/gcc/")):
+            continue
+        return f"{fr.symbol} ({fr.location})" if fr.location else fr.symbol
     return f.stack.top
 
 

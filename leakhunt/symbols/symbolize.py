@@ -16,10 +16,12 @@ from leakhunt.model import DataQuality, Finding, Frame, Investigation, Stack, St
 from leakhunt.symbols.demangle import demangle_all
 from leakhunt.symbols.elf import ElfObject
 from leakhunt.symbols.maps import AddressSpace, Mapping
+from leakhunt.symbols.source import allocating_frame, read_snippet
 from leakhunt.symbols.unwind import ObjectCache, Unwound
 
 CALLERS_LOST = "[callers lost]"
 UNKNOWN = "[unknown]"
+SNIPPETS = 10  # findings that carry their source lines
 
 
 def debug_hint(path: str) -> str:
@@ -182,6 +184,18 @@ def map_stacks(inv: Investigation, fn: dict[Stack, Stack]) -> Investigation:
     return dataclasses.replace(inv, snapshots=snapshots, findings=tuple(findings))
 
 
+def with_sources(findings: tuple[Finding, ...], limit: int = SNIPPETS) -> tuple[Finding, ...]:
+    """The first ``limit`` findings with the source lines of their allocating line, when known."""
+    out = []
+    for i, finding in enumerate(findings):
+        frame = allocating_frame(finding.stack) if i < limit and finding.source is None else None
+        if frame is not None and frame.file and frame.line:
+            out.append(dataclasses.replace(finding, source=read_snippet(frame.file, frame.line)))
+        else:
+            out.append(finding)
+    return tuple(out)
+
+
 def symbolize_investigation(inv: Investigation, symbolizer: Symbolizer) -> Investigation:
     """Every stack of ``inv`` with source lines; the objects without debug info noted in data quality.
 
@@ -189,6 +203,7 @@ def symbolize_investigation(inv: Investigation, symbolizer: Symbolizer) -> Inves
     stacks = {ss.stack for s in inv.snapshots for ss in s.stacks} | {f.stack for f in inv.findings}
     mapping = {st: symbolizer.annotate_stack(st) for st in stacks}
     out = map_stacks(inv, mapping)
+    out = dataclasses.replace(out, findings=with_sources(out.findings))
     notes = tuple(n for n in symbolizer.quality_notes() if n not in inv.quality.notes)
     if notes:
         q: DataQuality = inv.quality

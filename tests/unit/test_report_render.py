@@ -14,8 +14,19 @@ from pathlib import Path
 import pytest
 
 from leakhunt.errors import UsageError
-from leakhunt.model import Investigation, ScanResult, TraceProcess, TraceResult, Unfreed
+from leakhunt.model import (
+    Finding,
+    Frame,
+    Investigation,
+    ScanResult,
+    SourceSnippet,
+    Stack,
+    TraceProcess,
+    TraceResult,
+    Unfreed,
+)
 from leakhunt.report import FORMATS, default_stem, jsonio, parse_formats, render, render_bytes, write_reports
+from leakhunt.report.views import top_frame
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
 REAL = sorted(FIXTURES.glob("investigation-*.json"))
@@ -299,3 +310,30 @@ def test_other_leaks_are_listed_under_the_top_one(inv: Investigation) -> None:
     others = others[: others.index("</ul>")]
     assert f'href="#stack-{second.rank}"' in others and "warm_cache" in others
     assert "(2 leaking stacks in all)" in html
+
+
+def test_html_shows_the_allocating_line_escaped_or_why_not(inv: Investigation) -> None:
+    if not any(f.verdict == "leak" for f in inv.findings):
+        pytest.skip("no leak in this fixture")
+    top = next(f for f in inv.findings if f.verdict == "leak")
+    shown = SourceSnippet("/src/server.c", 42, 40, ("a();", "b();", "x = malloc(<n>);", "c();"))
+    stack = Stack(
+        (Frame("malloc", 0, "libc.so.6"), Frame("parse_request", 0x19, "srv", None, "/src/server.c", 42))
+    )
+    with_src: Finding = dataclasses.replace(top, stack=stack, source=shown)
+    doc = dataclasses.replace(inv, findings=tuple(with_src if f is top else f for f in inv.findings))
+    assert top_frame(with_src) == "parse_request (server.c:42)"
+    html = render_bytes(doc, "html").decode()
+    part = html.split('id="top-source"', 1)[1].split("</figure>", 1)[0]
+    assert "/src/server.c:42" in part
+    assert "x = malloc(&lt;n&gt;);" in part and "<n>" not in part
+    assert re.search(r'class="hit"><span class="ln">\s*42</span> x = malloc', part)
+    assert "parse_request+0x19 [srv] (server.c:42)" in html
+    assert jsonio.loads(jsonio.dumps(doc)) == doc
+    # not readable here: the report says so
+    missing = dataclasses.replace(
+        with_src, source=SourceSnippet("/src/server.c", 42, error="source not readable here")
+    )
+    doc = dataclasses.replace(inv, findings=tuple(missing if f is top else f for f in inv.findings))
+    html = render_bytes(doc, "html").decode()
+    assert "source not readable here" in html.split('id="top-source"', 1)[1].split("</p>", 1)[0]

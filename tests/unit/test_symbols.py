@@ -13,6 +13,7 @@ import pytest
 from leakhunt.model import Frame, Stack
 from leakhunt.symbols.elf import ElfObject
 from leakhunt.symbols.maps import AddressSpace, parse_maps
+from leakhunt.symbols.source import read_snippet
 from leakhunt.symbols.symbolize import Symbolizer
 
 SRC = Path(__file__).resolve().parent.parent / "targets" / "unwind_leaker.c"
@@ -126,3 +127,20 @@ def test_malformed_files_are_not_known_never_an_error(tmp_path: Path) -> None:
     assert obj.function_at(0x1000) is None
     missing = ElfObject(str(tmp_path / "missing"))
     assert missing.source_at(0) == ()
+
+
+def test_source_snippet_around_the_line_and_refusals(tmp_path: Path) -> None:
+    line = _line_of("LEAK: request buffer")
+    snip = read_snippet(str(SRC), line)
+    assert snip.error == "" and snip.first_line == line - 3 and len(snip.lines) == 7
+    assert "LEAK: request buffer" in snip.lines[3]
+    assert read_snippet(str(tmp_path / "gone.c"), 3).error.startswith("source not readable here")
+    secret = tmp_path / "secret.c"
+    secret.write_text("int x;\n")
+    secret.chmod(0o600)
+    assert read_snippet(str(secret), 1).error == "not shown: the file is not readable by everybody"
+    assert read_snippet("/etc/passwd", 1).error == "not shown: not a source file name"
+    short = tmp_path / "short.c"
+    short.write_text("int x;\n")
+    short.chmod(0o644)
+    assert "changed since the build" in read_snippet(str(short), 50).error
