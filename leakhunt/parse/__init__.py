@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from leakhunt.model import DataQuality, Snapshot
+from leakhunt.model import DataQuality, Frame, Snapshot
+from leakhunt.parse.frames import ends_early
 
 MAX_EXAMPLES = 5
 _MAX_EXAMPLE_CHARS = 300
@@ -39,6 +40,8 @@ class ParseStats:
     notes: list[str] = field(default_factory=list)
     unknown_frames: int = 0
     garbage_stacks: int = 0  # stacks cut at a garbage frame (parse.frames.cut_garbage)
+    short_example: str | None = None  # the outermost frame of a stack that ends early
+    _short: set[tuple[Frame, ...]] = field(default_factory=set, repr=False)
     dropped_stacks: int = 0  # stacks a probe could not store (native backend)
     map_full: bool = False  # a probe map filled up (native backend)
     # allocations counted and frees of counted blocks, from a probe that counts them (native)
@@ -67,11 +70,26 @@ class ParseStats:
             "the part before it. Fix: rebuild the program with -fno-omit-frame-pointer"
         )
 
+    def check_end(self, frames: tuple[Frame, ...]) -> None:
+        """Count a distinct stack that ends before the program's entry (``frames.ends_early``)."""
+        if len(self._short) < 100_000 and frames not in self._short and ends_early(frames):
+            self._short.add(frames)
+            if self.short_example is None:
+                self.short_example = frames[-1].display()
+
     def quality(self, **extra: object) -> DataQuality:
         """The counts as a ``model.DataQuality``; ``extra`` sets or overrides its other fields.
 
         ``notes`` given in ``extra`` are appended to the parser's own notes.
         """
+        notes = list(self.notes)
+        if self._short:
+            notes.append(
+                f"{len(self._short)} stacks end before main or a thread start (e.g. at "
+                f"{self.short_example}): the frame-pointer walk lost their callers in code built without "
+                "frame pointers (plain gcc -O2, Debian's libc). Fix: --backend native (DWARF unwinding), "
+                "or rebuild with -fno-omit-frame-pointer"
+            )
         quality = DataQuality(
             lost_events=self.lost_events,
             unparsed_lines=self.unparsed,
@@ -79,7 +97,7 @@ class ParseStats:
             unknown_frames=self.unknown_frames,
             dropped_stacks=self.dropped_stacks,
             map_full=self.map_full,
-            notes=tuple(self.notes),
+            notes=tuple(notes),
         )
         if "notes" in extra:
             more = extra.pop("notes")

@@ -422,6 +422,7 @@ class BpftraceParser:
             clean, garbage = cut_garbage(tuple(frames))
             if garbage is not None:
                 self.stats.callers_lost(garbage)
+            self.stats.check_end(clean)
             stack = Stack(clean)
             self.stats.unknown_frames += sum(1 for f in clean if f.is_unknown)
             if len(self._stacks) < 100_000:

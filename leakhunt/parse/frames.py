@@ -102,6 +102,42 @@ def cut_garbage(frames: tuple[Frame, ...]) -> tuple[tuple[Frame, ...], str | Non
     return frames, None
 
 
+# Where a whole user stack ends: the program's entry and thread starts (glibc, musl, ld.so).
+ENTRY_FUNCTIONS = frozenset(
+    {
+        "main",
+        "_start",
+        "__libc_start_main",
+        "__libc_start_call_main",
+        "__libc_start_main_impl",
+        "start_thread",
+        "clone",
+        "clone3",
+        "__clone",
+        "__clone3",
+        "__GI___clone",
+        "__GI___clone3",
+        "thread_start",
+        "_dl_start_user",
+        "_dl_init",
+        "call_init",
+    }
+)
+
+
+def ends_early(frames: tuple[Frame, ...]) -> bool:
+    """True when a user stack stops at a named function that is not an entry point (``main``,
+    ``_start``, a thread start): a frame-pointer walk lost its callers. Stacks ending in an unknown
+    or bracketed frame (``[unknown]``, ``[callers lost...]``) and kernel stacks are not judged."""
+    if not frames or any(f.module == "kernel" for f in frames):
+        return False
+    last = frames[-1]
+    if last.symbol.startswith("[") or last.is_unknown:
+        return False
+    name = last.symbol.split("(", 1)[0].strip()
+    return name not in ENTRY_FUNCTIONS
+
+
 def module_name(text: str | None) -> str | None:
     """The base name of a module path (``/usr/lib/.../libc.so.6`` -> ``libc.so.6``)."""
     if not text or text == UNKNOWN:

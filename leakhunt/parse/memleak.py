@@ -243,6 +243,7 @@ class MemleakParser:
             frames, garbage = cut_garbage(tuple(raw.frames))
             if garbage is not None:
                 self.stats.callers_lost(garbage)
+            self.stats.check_end(frames)
             if frames not in self._seen_stacks:
                 self._seen_stacks.add(frames)
                 self.stats.unknown_frames += sum(1 for f in frames if f.is_unknown)

@@ -189,6 +189,7 @@ class NativeParser:
             frames, garbage = cut_garbage(tuple(row.frames))
             if garbage is not None:
                 self.stats.callers_lost(garbage)
+            self.stats.check_end(frames)
             stack = Stack(frames)
             self.stats.unknown_frames += sum(1 for f in frames if f.is_unknown)
             acc = merged.setdefault(stack, [0, 0, 0, 0])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from leakhunt.model import Frame
 from leakhunt.parse import ParseStats
-from leakhunt.parse.frames import CALLERS_LOST_NO_FP, cut_garbage, garbage_reason
+from leakhunt.parse.frames import CALLERS_LOST_NO_FP, cut_garbage, ends_early, garbage_reason
 from leakhunt.parse.memleak import parse_memleak
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -31,6 +31,20 @@ def test_memleak_a_log_with_text_as_callers_gives_one_merged_stack() -> None:
     assert stats.garbage_stacks == 8
     assert any(n.startswith("callers lost: code without frame pointers") for n in stats.notes)
     assert sum(1 for n in stats.notes if n.startswith("callers lost")) == 1
+    # parse_request and strdup alone: the walk stopped without garbage, which is said too
+    notes = stats.quality().notes
+    assert any(n.startswith("2 stacks end before main or a thread start (e.g. at ") for n in notes), notes
+
+
+def test_ends_early() -> None:
+    prog = Frame("parse_request", 0x19, "prog")
+    main = Frame("main", 0x5A, "prog")
+    assert ends_early((prog,))
+    assert not ends_early((prog, main))
+    assert not ends_early((prog, Frame("[unknown]", None, "libc.so.6")))
+    assert not ends_early((prog, Frame(CALLERS_LOST_NO_FP)))
+    assert not ends_early((Frame("kmalloc", 0x10, "kernel"),))
+    assert not ends_early((prog, Frame("start_thread", 0x2F, "libc.so.6")))
 
 
 def test_what_counts_as_garbage() -> None:
