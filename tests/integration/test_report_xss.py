@@ -53,7 +53,7 @@ def hostile_reports(
             "leakhunt",
             "run",
             "--duration",
-            "4",
+            "30",
             "--interval",
             "1",
             "--backend",
@@ -64,7 +64,9 @@ def hostile_reports(
             str(out),
             "--",
             str(hostile),
-            "3",
+            # 8 s of leaking at 1 s snapshots: enough points to call the leak on a busy 2-core
+            # machine (3 s once gave BCC too few snapshots; the run ends when the target exits)
+            "8",
             *HOSTILE_ARGS,
         ],
         env={**os.environ, "LEAKHUNT_CACHE_AT": "0"},
