@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leakhunt.probe import session  # noqa: E402 (after the path)
+from leakhunt.app import investigate as session  # noqa: E402 (after the path)
 from leakhunt.report import write_reports  # noqa: E402
 from tests.conftest import compile_target  # noqa: E402
 

@@ -127,7 +127,7 @@ selected bt_text_default && bt_run "$fx/bpftrace-$btv-protocol-default-stack.txt
 # 6. leakhunt's own trace script (one event per line): see templates/probe/trace.bt.j2
 if selected bt_trace && [ -x .venv/bin/python ]; then
   start_target "$fx/bpftrace-$btv-trace.expected" "$bin/trace_leaker" 60
-  .venv/bin/python -c "from leakhunt.probe.trace import render_trace_script as r; import sys; print(r(int(sys.argv[1]), sys.argv[2]))" "$tpid" "$libc" >/tmp/lh_trace.bt
+  .venv/bin/python -c "from leakhunt.probe.bpftrace import render_trace_script as r; import sys; print(r(int(sys.argv[1]), sys.argv[2]))" "$tpid" "$libc" >/tmp/lh_trace.bt
   "${with_sigint[@]}" bpftrace -p "$tpid" /tmp/lh_trace.bt >"$fx/bpftrace-$btv-trace.txt" 2>/dev/null &
   bpid=$!
   wait_for "$fx/bpftrace-$btv-trace.txt" 'leakhunt: tracing pid' 60 || { echo 'bpftrace did not attach' >&2; kill -INT $bpid; stop_pid "$tpid"; exit 1; }

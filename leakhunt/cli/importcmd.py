@@ -22,6 +22,7 @@ from rich.console import Console
 from leakhunt import __version__
 from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
+from leakhunt.app.trace import build_result
 from leakhunt.cli.common import SafeConsole, output_options, write_and_announce
 from leakhunt.cli.trace import print_trace_summary
 from leakhunt.errors import EXIT_SAW_NOTHING, ReportError, UsageError
@@ -31,7 +32,6 @@ from leakhunt.parse import ParseStats
 from leakhunt.parse.bpftrace import parse_bpftrace
 from leakhunt.parse.detect import DESCRIPTIONS, KINDS, detect_kind
 from leakhunt.parse.memleak import parse_memleak
-from leakhunt.probe.trace import build_result
 
 _PID_NOTES = (
     re.compile(r"Attaching to pid (\d+), Ctrl\+C to quit\."),

@@ -18,13 +18,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from leakhunt.app import investigate as session
+from leakhunt.app.investigate import LIVE_TOP
 from leakhunt.cli.common import SafeConsole, Seconds, human_size, output_options, write_despite_interrupt
 from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
-from leakhunt.probe import session, tools
+from leakhunt.probe import tools
 from leakhunt.probe.backend import ProbeMode
-from leakhunt.probe.session import LIVE_TOP
+from leakhunt.probe.choose import choose_backend
 from leakhunt.report.redact import redact_argv
 
 _SIZE = re.compile(r"(?P<n>\d{1,15})\s*(?P<unit>[kKmMgG]?)(?:i?[bB])?")
@@ -356,7 +358,7 @@ def _probe(
     tools.require_root()
     if pid is not None:
         tools.check_pid(pid)
-    choice = session.choose_backend(opts.backend, mode=opts.mode)
+    choice = choose_backend(opts.backend, mode=opts.mode)
     err.print(
         f"leakhunt: backend {choice.name} ({choice.tool.path} {choice.tool.version}): {choice.reason}",
         soft_wrap=True,

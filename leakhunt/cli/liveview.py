@@ -24,9 +24,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from leakhunt.app.investigate import Progress
 from leakhunt.cli.common import SafeConsole, human_size
 from leakhunt.model import Finding
-from leakhunt.probe.session import Progress
 
 # frames shown per stack; redraws per second at most while attaching (every snapshot redraws)
 FRAMES = 4

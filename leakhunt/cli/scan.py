@@ -25,12 +25,14 @@ from rich.table import Table
 
 from leakhunt import __version__
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
+from leakhunt.app.investigate import Progress as SessionProgress
+from leakhunt.app.investigate import run_investigation
 from leakhunt.cli.common import SafeConsole, Seconds
 from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
 from leakhunt.model import Investigation, ProcessTrend, ScanResult
+from leakhunt.probe.backend import Backend, ProbeOptions
+from leakhunt.probe.choose import choose_backend, other_backend
 from leakhunt.probe.runner import sigterm_as_interrupt
-from leakhunt.probe.session import BackendChoice, ProbeOptions, choose_backend, run_investigation
-from leakhunt.probe.session import Progress as SessionProgress
 from leakhunt.probe.tools import require_root
 from leakhunt.report import parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
@@ -412,22 +414,8 @@ def scan(
         )
 
 
-def other_backend(choice: BackendChoice) -> BackendChoice | None:
-    """Another backend than ``choice`` that is usable here and slows no other process, if any."""
-    for name in ("native", "bcc", "bpftrace"):
-        if name == choice.name:
-            continue
-        try:
-            other = choose_backend(name)
-        except LeakhuntError:
-            continue
-        if other.warning is None:
-            return other
-    return None
-
-
 def investigate_suspects(
-    console: Console, result: ScanResult, n: int, duration: float, backend: BackendChoice
+    console: Console, result: ScanResult, n: int, duration: float, backend: Backend
 ) -> tuple[Investigation, ...]:
     """Probe the ``n`` top suspects one after another: two probes at once would each slow the other's
     target (and the uprobe on free costs ~14 us a call here). A suspect that exited, whose pid now

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from leakhunt.analyze.trace import group_by_size, group_by_thread
+from leakhunt.app.trace import TraceOptions, run_trace
 from leakhunt.cli.common import SafeConsole, Seconds, human_size, output_options, write_despite_interrupt
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
-from leakhunt.probe.trace import TraceOptions, run_trace
 
 SUMMARY_ROWS = 8
 

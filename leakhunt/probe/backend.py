@@ -1,21 +1,23 @@
-"""What a probe backend hands the live session: the command to run and how to read it.
+"""A probe backend: an object that knows its tool's command lines, its parsers and its quirks.
 
-``leakhunt.probe.native``, ``leakhunt.probe.bpftrace`` and ``leakhunt.probe.memleak`` each build a
-``ProbeCommand``;
-``leakhunt.probe.session`` runs it, waits for ``attached()``, and feeds its output lines to
-``new_parser()``.
+``leakhunt.probe.live.run_live`` runs whatever ``ProbeCommand`` a backend builds; the jobs in
+``leakhunt.app`` never branch on the backend's name. A backend module (``probe/bpftrace.py``,
+``probe/memleak.py``, ``probe/native.py``) defines one class satisfying ``Backend``, listed in
+``leakhunt.probe.choose``, whose ``choose_backend()`` picks one for ``--backend``.
+
+Adding a backend = one new module with a class like ``BpftraceBackend`` and its entry in
+``leakhunt.probe.choose`` (see ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
-from leakhunt.model import BackendInfo
+from leakhunt.model import BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
-
-AttachState = Literal["waiting", "attached"]
+from leakhunt.probe import tools
 
 # What a live investigation measures:
 # - alloc: the target's allocator calls (malloc/free...), outstanding bytes per user stack (exact);
@@ -83,15 +85,137 @@ class ProbeCommand:
     info: BackendInfo
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
-    new_parser: Callable[[ParseStats], LineParser]
     # Called with every stdout line (None when polling without one), the tool's stderr so far
     # and its pid; True once the probes are in the kernel.
     attached: Callable[[str | None, str, int], bool]
+    # The snapshot parser of an investigation (None for a trace command: app.trace parses events).
+    new_parser: Callable[[ParseStats], LineParser] | None = None
     # Lines that are the backend's own chatter (attach markers), not for the parser.
     is_chatter: Callable[[str], bool] = field(default=lambda line: False)
     # Called with the target pid once attached, before a gated command is released: starts the
     # accounting of scripts that wait for it (bpftrace; see investigate.bt.j2).
     arm: Callable[[int], None] | None = None
-    script: str | None = None  # the bpftrace program, for the record
+    script: str | None = None  # the bpftrace program: run_live writes it to ``script_path``
+    script_path: str | None = None
     max_tracked: int | None = None  # map capacity for live allocations (bpftrace)
     notes: tuple[str, ...] = ()  # for the report's data quality (native: probes left at offset 0)
+    # the program prints gauges of the allocator calls it saw (bpftrace's @allocs/@frees); else
+    # the parser counts them (native) or nobody does (memleak)
+    counts_calls: bool = False
+
+
+class Backend(Protocol):
+    """What ``run_live`` and the jobs in ``leakhunt.app`` need from a probe tool.
+
+    Quirk attributes describe the tool's output so that no caller tests the backend's name.
+    """
+
+    @property
+    def name(self) -> BackendName: ...
+    @property
+    def tool(self) -> tools.Tool: ...
+    @property
+    def reason(self) -> str:
+        """Why it was chosen (shown to the user and kept in the report)."""
+        ...
+
+    @property
+    def warning(self) -> str | None:
+        """A cost to show the user before attaching (accepted by choosing it explicitly)."""
+        ...
+
+    @property
+    def attach_timeout(self) -> float:
+        """Seconds to wait for the probes to be in the kernel."""
+        ...
+
+    @property
+    def byte_sampling(self) -> bool:
+        """It can sample allocations by bytes (``--sample-bytes``)."""
+        ...
+
+    # trace quirks
+    @property
+    def trace_events_unordered(self) -> bool:
+        """Events arrive in per-CPU runs, late: the matcher sorts a window."""
+        ...
+
+    @property
+    def trace_monotonic_clock(self) -> bool:
+        """Event times are CLOCK_MONOTONIC (so "now" ends the trace)."""
+        ...
+
+    @property
+    def trace_shared_pipe(self) -> bool:
+        """Other processes' events interleave; threads are named by tid only."""
+        ...
+
+    def investigate(
+        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+    ) -> ProbeCommand:
+        """The command that snapshots outstanding allocations per stack every interval.
+
+        ``options.mode`` says which allocations; ``pid`` is None only in kernel mode (every task).
+        """
+        ...
+
+    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+        """The command that prints one line per allocator call of ``pid`` (``leakhunt trace``)."""
+        ...
+
+    def with_reason(self, reason: str) -> Backend:
+        """The same backend with another reason for the choice."""
+        ...
+
+
+def backend_info(backend: Backend, argv: tuple[str, ...]) -> BackendInfo:
+    """``BackendInfo`` of ``backend`` running ``argv`` (shared by the backend classes)."""
+    return BackendInfo(
+        name=backend.name,
+        tool=backend.tool.path,
+        version=backend.tool.version,
+        argv=argv,
+        reason=backend.reason,
+    )
+
+
+# --- what a tool's stderr means -------------------------------------------------------------------
+
+
+def pipe_busy(stderr: str) -> bool:
+    """BCC's -t reads the kernel's trace_pipe, which takes one reader at a time."""
+    return "resource busy" in stderr.lower() and "trace_pipe" in stderr
+
+
+def attach_conflict(stderr: str) -> bool:
+    """The tool failed because of another tracer (it may work later, or the other backend now)."""
+    text = stderr.lower()
+    return (
+        "cannot attach uprobe" in text
+        or "error attaching probe" in text
+        or "invalid argument" in text
+        or pipe_busy(stderr)
+    )
+
+
+def hint_for(stderr: str) -> str:
+    """What the user can do about a tool that failed with ``stderr`` (one hint for every backend)."""
+    text = stderr.lower()
+    if "kernel headers" in text or "failed to compile bpf module" in text:
+        return tools.SETUP_HINT + "; `leakhunt doctor` checks the headers"
+    if "tracefs" in text or "debugfs" in text:
+        return "mount tracefs: mount -t tracefs nodev /sys/kernel/tracing"
+    if pipe_busy(stderr):
+        return (
+            "another program reads the kernel's trace_pipe (a second `memleak -t`, `cat trace_pipe`); "
+            "it takes one reader at a time: stop it, or use --backend bpftrace"
+        )
+    if attach_conflict(stderr):
+        return (
+            "another eBPF tool may hold a uprobe on the same allocator function (the kernel refuses "
+            "a second one with different settings, see dmesg 'ref_ctr_offset mismatch': BCC and "
+            "bpftrace on one function): stop it, retry when it ended, or try the other --backend"
+        )
+    if "operation not permitted" in text or "permission" in text:
+        return "run as root; in a container, it needs CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)"
+    return "run `leakhunt doctor` to check this host"

@@ -1,10 +1,11 @@
-"""The bpftrace backend: render templates/probe/investigate.bt.j2 and the command that runs it.
+"""The bpftrace backend: render templates/probe/{investigate,trace}.bt.j2 and the commands that run them.
 
     bpftrace -f json -p PID /tmp/leakhunt-XXXX/investigate.bt
+    bpftrace /tmp/leakhunt-XXXX/trace.bt
 
 ``-p`` makes the kernel fire the uprobes for that process only (other processes calling malloc
 pay nothing); the script's ``pid == N`` predicates keep other processes out as well. The script
-is written to a private temporary directory by the session. bpftrace reports "probes attached"
+is written to a private temporary directory by ``run_live``. bpftrace reports "probes attached"
 after attaching only when ``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` is set (stderr in <= 0.20,
 stdout since); its own ``attached_probes`` event and BEGIN come *before* the uprobes are in.
 """
@@ -12,15 +13,17 @@ stdout since); its own ``attached_probes`` event and BEGIN come *before* the upr
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 
-from leakhunt.errors import TargetError
-from leakhunt.model import BackendInfo
+from leakhunt.errors import TargetError, UsageError
+from leakhunt.model import BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser
 from leakhunt.probe import placement, scriptgen, tools
-from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions, backend_info
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+TRACE_ATTACHED_PREFIX = "leakhunt: tracing pid"  # printed by trace.bt.j2's BEGIN, after every attach
 STACK_DEPTH = 64  # frames kept per stack: the allocation site is innermost, outer frames matter less
 # From 0.22, bpftrace attaches uprobes at an offset it cannot check (no libopcodes in distribution
 # builds) when given --unsafe; leakhunt checks the offset itself (probe.placement).
@@ -92,37 +95,76 @@ def render_script(
     )
 
 
-def command(
-    tool: tools.Tool,
-    pid: int,
-    lib: str,
-    options: ProbeOptions,
-    *,
-    script_path: str,
-    reason: str,
-    launched: bool = False,
-) -> ProbeCommand:
-    """The bpftrace command running the script the session writes at ``script_path``."""
-    free_offset, note = free_placement(tool, lib)
-    script = render_script(pid, lib, options, launched=launched, free_offset=free_offset)
-    unsafe = ("--unsafe",) if free_offset else ()
-    argv = (tool.path, *unsafe, "-f", "json", "-p", str(pid), script_path)
-    env = dict(tools.bpftrace_map_env(options.map_keys))
-    env[ATTACHED_MARKER] = "1"
-    # Without it bpftrace (ASLR on, no -c) rebuilds the target's symbol tables for every stack it
-    # prints: seconds of CPU per snapshot. One pid is probed, so a per-pid cache is always right.
-    env["BPFTRACE_CACHE_USER_SYMBOLS"] = "1"
-    return ProbeCommand(
-        info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
-        argv=argv,
-        env=tuple(env.items()),
-        new_parser=parser,
-        attached=attached,
-        is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
-        arm=None if launched else arm,
-        script=script,
-        max_tracked=options.map_keys,
-        notes=(note,) if note else (),
+@dataclass(frozen=True)
+class BpftraceBackend:
+    """bpftrace running leakhunt's generated scripts (see ``leakhunt.probe.backend.Backend``)."""
+
+    tool: tools.Tool
+    reason: str
+    warning: str | None = None
+    name: BackendName = "bpftrace"
+    attach_timeout: float = 60.0
+    byte_sampling: bool = False  # --sample-bytes is the native backend's
+    trace_events_unordered: bool = True  # per-CPU perf buffers deliver runs of events late
+    trace_monotonic_clock: bool = True  # events are stamped with bpf_ktime_get_ns()
+    trace_shared_pipe: bool = False  # the script filters by pid in the kernel
+
+    def with_reason(self, reason: str) -> Backend:
+        return replace(self, reason=reason)
+
+    def investigate(
+        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+    ) -> ProbeCommand:
+        """bpftrace running the investigate script (written at ``script_path`` by ``run_live``)."""
+        if pid is None:
+            raise UsageError("give a pid or a command")
+        lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
+        free_offset, note = free_placement(self.tool, lib)
+        script = render_script(pid, lib, options, launched=launched, free_offset=free_offset)
+        unsafe = ("--unsafe",) if free_offset else ()
+        argv = (self.tool.path, *unsafe, "-f", "json", "-p", str(pid), script_path)
+        env = dict(tools.bpftrace_map_env(options.map_keys))
+        env[ATTACHED_MARKER] = "1"
+        # Without it bpftrace (ASLR on, no -c) rebuilds the target's symbol tables for every stack it
+        # prints: seconds of CPU per snapshot. One pid is probed, so a per-pid cache is always right.
+        env["BPFTRACE_CACHE_USER_SYMBOLS"] = "1"
+        return ProbeCommand(
+            info=backend_info(self, argv),
+            argv=argv,
+            env=tuple(env.items()),
+            new_parser=parser,
+            attached=attached,
+            is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
+            arm=None if launched else arm,
+            script=script,
+            script_path=script_path,
+            max_tracked=options.map_keys,
+            notes=(note,) if note else (),
+            counts_calls=True,
+        )
+
+    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+        """bpftrace running the trace script: one ``A``/``F`` line per allocator call."""
+        argv = (self.tool.path, script_path)
+        return ProbeCommand(
+            info=backend_info(self, argv),
+            argv=argv,
+            env=(),
+            attached=lambda line, stderr, pid: line is not None and line.startswith(TRACE_ATTACHED_PREFIX),
+            script=render_trace_script(pid, tools.target_libc(pid)),
+            script_path=script_path,
+        )
+
+
+def render_trace_script(pid: int, lib: str) -> str:
+    """The bpftrace trace script for ``pid`` probing ``lib`` (scripts/capture_fixtures.sh uses it)."""
+    # free has its own probe in the template; the others are probed when lib defines them
+    funcs = tuple(scriptgen.identifier(f) for f in tools.allocator_functions(lib) if f != "free")
+    return scriptgen.render_probe(
+        "trace",
+        pid=scriptgen.positive_int(pid, "pid"),
+        lib=scriptgen.safe_path(lib, "the target's C library"),
+        funcs=funcs,
     )
 
 

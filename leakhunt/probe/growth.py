@@ -24,12 +24,13 @@ What it proves and what it does not:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 
 from leakhunt.errors import UsageError
-from leakhunt.model import BackendInfo
+from leakhunt.model import BackendInfo, BackendName
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import scriptgen, tools
-from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 
 STACK_DEPTH = 64
 ATTACHED_MARKER = bpftrace_backend.ATTACHED_MARKER
@@ -87,7 +88,7 @@ def command(
     reason: str,
     launched: bool = False,
 ) -> ProbeCommand:
-    """The bpftrace command running the growth script the session writes at ``script_path``."""
+    """The bpftrace command running the growth script ``run_live`` writes at ``script_path``."""
     check_options(options)
     script = render_script(pid, options, launched=launched)
     # -p: ustack frames of this process are named from its own maps (and cached once)
@@ -104,7 +105,39 @@ def command(
         is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
         arm=None if launched else bpftrace_backend.arm,
         script=script,
+        script_path=script_path,
+        notes=(CAVEAT,),
     )
 
 
-__all__ = ["CAVEAT", "check_options", "command", "render_script"]
+@dataclass(frozen=True)
+class GrowthBackend:
+    """Growth mode on bpftrace (see ``leakhunt.probe.backend.Backend``): page-fault tracepoints."""
+
+    tool: tools.Tool
+    reason: str
+    warning: str | None = None  # a tracepoint filtered by pid: no host-wide cost
+    name: BackendName = "bpftrace"
+    attach_timeout: float = 60.0
+    byte_sampling: bool = False
+    trace_events_unordered: bool = False
+    trace_monotonic_clock: bool = False
+    trace_shared_pipe: bool = False
+
+    def with_reason(self, reason: str) -> Backend:
+        return replace(self, reason=reason)
+
+    def investigate(
+        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+    ) -> ProbeCommand:
+        if pid is None:
+            raise UsageError("growth mode needs a pid or a command")
+        return command(
+            self.tool, pid, options, script_path=script_path, reason=self.reason, launched=launched
+        )
+
+    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+        raise UsageError("growth mode has no per-call trace", hint="leave out --mode growth")
+
+
+__all__ = ["CAVEAT", "GrowthBackend", "check_options", "command", "render_script"]

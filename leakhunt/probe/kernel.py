@@ -21,13 +21,14 @@ worker still counts as freed.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 
 from leakhunt.errors import UsageError
-from leakhunt.model import BackendInfo
+from leakhunt.model import BackendInfo, BackendName
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import memleak as memleak_backend
 from leakhunt.probe import scriptgen, tools
-from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 
 STACK_DEPTH = 32  # kernel stacks: the syscall entry is within ~20 frames of the allocator
 ATTACHED_MARKER = bpftrace_backend.ATTACHED_MARKER
@@ -70,7 +71,7 @@ def bpftrace_command(
     reason: str,
     launched: bool = False,
 ) -> ProbeCommand:
-    """The bpftrace command running the kernel script the session writes at ``script_path``."""
+    """The bpftrace command running the kernel script ``run_live`` writes at ``script_path``."""
     if options.older_than_ms:
         raise UsageError(
             "--older-than is not supported by the bpftrace backend in kernel mode",
@@ -96,6 +97,7 @@ def bpftrace_command(
         is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
         arm=None if launched else arm,
         script=script,
+        script_path=script_path,
         max_tracked=options.map_keys,
     )
 
@@ -127,6 +129,40 @@ def memleak_command(tool: tools.Tool, options: ProbeOptions, reason: str) -> Pro
     )
 
 
+@dataclass(frozen=True)
+class KernelBackend:
+    """Kernel mode on bpftrace or BCC's memleak (see ``leakhunt.probe.backend.Backend``): the same
+    tools as the allocator probes, with tracepoints instead of uprobes."""
+
+    tool: tools.Tool
+    reason: str
+    name: BackendName  # the tool: "bpftrace" or "bcc"
+    warning: str | None = None  # tracepoints filter by pid: no host-wide cost
+    byte_sampling: bool = False
+    trace_events_unordered: bool = False
+    trace_monotonic_clock: bool = False
+    trace_shared_pipe: bool = False
+
+    @property
+    def attach_timeout(self) -> float:
+        return 60.0 if self.name == "bpftrace" else 120.0  # BCC compiles with clang first
+
+    def with_reason(self, reason: str) -> Backend:
+        return replace(self, reason=reason)
+
+    def investigate(
+        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+    ) -> ProbeCommand:
+        if self.name == "bcc":
+            return memleak_command(self.tool, options, reason=self.reason)
+        return bpftrace_command(
+            self.tool, pid, options, script_path=script_path, reason=self.reason, launched=launched
+        )
+
+    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+        raise UsageError("kernel mode has no per-call trace", hint="leave out --kernel")
+
+
 def check_options(options: ProbeOptions, backend: str, pid: int | None) -> None:
     """UsageError for option combinations kernel mode cannot honour with ``backend``."""
     if options.obj:
@@ -138,4 +174,11 @@ def check_options(options: ProbeOptions, backend: str, pid: int | None) -> None:
         )
 
 
-__all__ = ["bpftrace_command", "check_options", "memleak_argv", "memleak_command", "render_script"]
+__all__ = [
+    "KernelBackend",
+    "bpftrace_command",
+    "check_options",
+    "memleak_argv",
+    "memleak_command",
+    "render_script",
+]

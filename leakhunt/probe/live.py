@@ -1,32 +1,353 @@
-"""Pieces of a live probe run shared by ``investigate``/``run`` (session.py) and ``trace`` (trace.py).
+"""The one live probe loop: ``run_live(backend, job, pid=|command=)``.
 
-Both start the target held at a gate (``run``, ``trace -- CMD``) or watch a pid, start a tool,
-wait until its probes are attached, and tell "the target exited" from "the probe failed". How a
-tool says it is attached differs per tool and per mode, so each caller keeps its own attach
-signal and its own stderr hint; what they share is here.
+Used by every live job in ``leakhunt.app`` (investigate/run, trace, scan --investigate-top). The
+order of events, whatever the backend and the job:
+
+1. ``run``/``trace -- CMD``: start the command held at a gate before exec (``runner.GatedCommand``)
+   and wait until its shell blocks on the gate (its libc is mapped by then);
+2. check the target (``tools.check_pid``); ask the job for the backend's command
+   (``job.command(backend, ...)``), write its script privately, start the tool;
+3. wait until the tool says its probes are in the kernel (``ProbeCommand.attached``), feeding the
+   job every line; a tool that dies, a watched pid that exits, a timeout raise; an attach refused
+   because another tracer holds the function is retried (``attach_retry_s``), with the other
+   backend when ``switch`` allows;
+4. arm the script, release the gate, read the command's identity once exec is done;
+5. loop: ``job.tick(now)`` (it says when its duration is done), the target's liveness, the tool's
+   lines to ``job.feed()``, the tool ending on its own;
+6. Ctrl-C / SIGTERM at any point from 3 on: a note, then the normal stop;
+7. stop: optionally read the tool's backlog, SIGINT then SIGKILL, feed its last lines,
+   ``job.finish()``; end the launched command; a tool that failed before the job gathered
+   anything raises ``ProbeFailed``;
+8. whatever happened, no tool, gate or temporary file is left behind.
+
+``run_live`` returns a ``LiveRun``: the target as it ended, the backend as it ran, the stop reason
+and the run's times. The job keeps what it gathered and its notes (``job.notes``, appended to by
+``run_live`` in the order things happened).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
 
 from leakhunt import sample
 from leakhunt.errors import ProbeFailed, TargetError
-from leakhunt.model import Target
-from leakhunt.probe import runner, tracefs
+from leakhunt.model import BackendInfo, Target
+from leakhunt.probe import runner, tools, tracefs
+from leakhunt.probe.backend import Backend, ProbeCommand, attach_conflict, hint_for
 
-ATTACH_TIMEOUT_BPFTRACE = 60.0
-ATTACH_TIMEOUT_BCC = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
 POLL = 0.2
+ATTACH_RETRY_PAUSE_S = 3.0
+BACKLOG_QUIET_S = 1.0  # the tool is caught up once it printed nothing for this long...
 
 
-def attach_timeout(backend: str) -> float:
-    """Seconds to wait for ``backend`` ("bpftrace" or "bcc") to attach."""
-    return ATTACH_TIMEOUT_BPFTRACE if backend == "bpftrace" else ATTACH_TIMEOUT_BCC
+class LiveJob(Protocol):
+    """What a live job (``app.investigate``, ``app.trace``) does with a running probe."""
+
+    notes: list[str]  # run_live appends its own notes here, in order
+    duration: float  # the planned seconds (for the note when the target exits first)
+
+    def begin(self, pid: int | None, info: sample.ProcessInfo, started_at: str) -> None:
+        """Called once the target is known, before the tool starts (pid None: every task)."""
+        ...
+
+    def command(self, backend: Backend, pid: int | None, *, script_path: str, launched: bool) -> ProbeCommand:
+        """The probe command for this job (``backend.investigate(...)`` or ``backend.trace(...)``).
+
+        Called before every start of a tool: again with another backend after a switch.
+        """
+        ...
+
+    def feed(self, line: str) -> None:
+        """One line of the tool's output (chatter included; the job filters)."""
+        ...
+
+    def attaching(self, elapsed: float) -> None:
+        """Called at every poll while waiting for the probes."""
+        ...
+
+    def started(self, pid: int | None, info: sample.ProcessInfo) -> None:
+        """The probes are in, the command released: the job's clock starts now."""
+        ...
+
+    def tick(self, now: float) -> bool:
+        """Called before each read with the seconds since ``started``; True when the job is done."""
+        ...
+
+    def target_gone(self, now: float) -> None:
+        """The target ended (at ``now`` s); lines read from now on may not be symbolised."""
+        ...
+
+    def stopping(self, now: float) -> None:
+        """The tool is about to be stopped; its last lines follow."""
+        ...
+
+    def finish(self, stderr: str) -> None:
+        """The tool has stopped and its last lines were fed; ``stderr`` is all it said there."""
+        ...
+
+    def gathered(self) -> bool:
+        """True when the job got any data (else a tool that failed is an error, not a result)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """How a live run went; what it gathered stays in the job."""
+
+    target: Target
+    backend: Backend  # the backend that ran (another one than asked for after a switch)
+    info: BackendInfo  # its record for the report (argv of the last command)
+    started_at: str  # ISO-8601, UTC
+    duration_s: float  # from the release of the command (or the attach) to the stop
+    stop_reason: str  # duration | target-exited | interrupted | error
+    probe_exit: runner.Exit
+    probe_stderr: str
+
+
+@dataclass
+class LivePolicy:
+    """How ``run_live`` treats the tool (the defaults suit ``investigate``)."""
+
+    stop_grace: float = 8.0  # seconds between SIGINT and SIGKILL
+    attach_retry_s: float = 0.0  # retry an attach refused by another tracer this long
+    switch: Callable[[Backend], Backend | None] | None = None  # the other backend to try at once
+    backlog_s: tuple[float, float] | None = None  # read the tool's backlog (target gone, alive) s
+    say: Callable[[str], None] = lambda _message: None
+
+
+# The "process" of a kernel-mode run over every task (reports show pid 0, comm "kernel").
+ALL_TASKS = sample.ProcessInfo(
+    pid=0,
+    create_time=0.0,
+    comm="kernel",
+    cmdline=(),
+    exe=None,
+    username=None,
+    is_kernel_thread=True,
+    status="running",
+)
+
+
+def run_live(
+    backend: Backend,
+    job: LiveJob,
+    *,
+    pid: int | None = None,
+    command: tuple[str, ...] | None = None,
+    policy: LivePolicy | None = None,
+) -> LiveRun:
+    """Run ``backend`` on ``pid`` or on ``command`` (started here, gated) for ``job``; see the module."""
+    if pid is not None and command is not None:
+        raise ValueError("give either a pid or a command")
+    return _Live(backend, job, policy or LivePolicy()).run(pid, command)
+
+
+class _Live:
+    def __init__(self, backend: Backend, job: LiveJob, policy: LivePolicy) -> None:
+        self.backend = backend
+        self.job = job
+        self.policy = policy
+        self.probe: runner.Child | None = None  # the tool running now (an attach retry restarts it)
+        self.cmd: ProbeCommand | None = None
+        self.told_gone = False  # job.target_gone() was called
+        self.children: list[runner.Child] = []  # every tool started (attach retries start it again)
+
+    def run(self, pid: int | None, command: tuple[str, ...] | None) -> LiveRun:
+        job = self.job
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        gate: runner.GatedCommand | None = None
+        workdir = tempfile.mkdtemp(prefix="leakhunt-")
+        stop_reason = "duration"
+        exit_code: int | None = None
+        t0 = time.monotonic()
+        try:
+            if command is not None:
+                gate = runner.GatedCommand(command)
+                pid = gate.pid
+                gate.wait_ready()
+            # no pid and no command: kernel mode over every task (nothing to watch or outlive)
+            info = tools.check_pid(pid) if pid is not None else ALL_TASKS
+            create_time = info.create_time
+            job.begin(pid, info, started_at)
+            self._start(pid, workdir, launched=gate is not None)
+            try:
+                self._attach(pid, workdir, gate)
+                assert self.cmd is not None
+                if self.cmd.arm is not None:
+                    self.cmd.arm(pid or 0)
+                if gate is not None:
+                    gate.release()
+                    info = _describe_after_exec(gate, info)
+                    create_time = info.create_time
+                t0 = time.monotonic()
+                job.started(pid, info)
+                stop_reason = self._loop(pid, create_time, gate, t0)
+            except KeyboardInterrupt:
+                stop_reason = "interrupted"
+                job.notes.append("interrupted (Ctrl-C or SIGTERM): the report holds what was gathered so far")
+            probe, cmd = self.probe, self.cmd
+            assert probe is not None and cmd is not None
+            duration = time.monotonic() - t0
+            job.stopping(duration)
+            if not self.told_gone and not _alive(pid, create_time, gate):
+                job.target_gone(duration)
+            if self.policy.backlog_s is not None:
+                gone, alive = self.policy.backlog_s
+                # a target that exited goes quiet: wait for the tool to catch up; a live one never does
+                _drain_backlog(probe, gone if stop_reason == "target-exited" else alive, job.feed)
+            probe_exit = probe.stop(grace=self.policy.stop_grace)
+            for line in probe.drain(0.5):
+                job.feed(line)
+            job.finish(probe.stderr_text)
+            if probe_exit.killed:
+                job.notes.append(f"{cmd.info.name} did not stop on SIGINT and was killed")
+            if gate is not None:
+                exit_code = _finish_command(gate, job.notes)
+            if probe_exit.returncode not in (0, -2, 130) and not job.gathered() and stop_reason == "duration":
+                raise ProbeFailed(
+                    f"{cmd.info.name} ended with {probe_exit.describe()} before printing anything",
+                    hint=hint_for(probe.stderr_text),
+                    stderr=probe.stderr_text,
+                )
+        finally:
+            stop_leftovers(self.children, gate)
+            shutil.rmtree(workdir, ignore_errors=True)
+        target = Target(
+            pid=pid or 0,
+            comm=info.comm,
+            cmdline=info.cmdline or command or (),
+            exe=info.exe,
+            launched=command is not None,
+            exit_code=exit_code,
+            exited_early=stop_reason == "target-exited",
+        )
+        return LiveRun(
+            target=target,
+            backend=self.backend,
+            info=cmd.info,
+            started_at=started_at,
+            duration_s=duration,
+            stop_reason=stop_reason,
+            probe_exit=probe_exit,
+            probe_stderr=probe.stderr_text,
+        )
+
+    # --- stages -----------------------------------------------------------------------------
+
+    def _start(self, pid: int | None, workdir: str, *, launched: bool) -> None:
+        script_path = os.path.join(workdir, f"{self.backend.name}.script")
+        cmd = self.job.command(self.backend, pid, script_path=script_path, launched=launched)
+        if cmd.script is not None and cmd.script_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(cmd.script_path)  # an earlier attempt's (workdir is our own mkdtemp)
+            fd = os.open(cmd.script_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(cmd.script)
+        self.cmd = cmd
+        self.probe = runner.Child(cmd.argv, env={**os.environ, **dict(cmd.env)}, name=cmd.info.name)
+        self.children.append(self.probe)
+
+    def _attach(self, pid: int | None, workdir: str, gate: runner.GatedCommand | None) -> None:
+        """Wait until the tool is attached; start it again when another tracer was in the way.
+
+        BCC 0.26 registers its uprobes with a reference-counter offset and bpftrace without one;
+        the kernel refuses a second uprobe on the same instruction that differs in it
+        ("ref_ctr_offset mismatch" in dmesg, EINVAL to the tool), so the two cannot probe
+        malloc/free at the same time. With ``policy.switch`` the other tool is tried at once (it
+        shares with its own kind); otherwise the attach is retried for ``policy.attach_retry_s``.
+        """
+        give_up = time.monotonic() + self.policy.attach_retry_s
+        switched = False
+        while True:
+            try:
+                self._wait_attached(pid, launched=gate is not None)
+                return
+            except ProbeFailed as err:
+                if time.monotonic() > give_up or not attach_conflict(err.stderr):
+                    raise
+            assert self.probe is not None
+            self.probe.stop(grace=2.0)
+            other = self.policy.switch(self.backend) if self.policy.switch and not switched else None
+            if other is not None:
+                switched = True
+                note = (
+                    f"{self.backend.name} could not attach: another tracer holds an incompatible probe on "
+                    f"the same function; traced with {other.name} instead"
+                )
+                self.job.notes.append(note)
+                self.policy.say(
+                    f"{self.backend.name} could not attach (another tracer in the way); trying {other.name}"
+                )
+                self.backend = other.with_reason(f"auto: {other.name} ({note})")
+            else:
+                note = (
+                    f"{self.backend.name} could not attach at first (another tracer on the same function); "
+                    "retried"
+                )
+                if note not in self.job.notes:
+                    self.job.notes.append(note)
+                    self.policy.say("another tracer holds a probe on the same function; retrying")
+                time.sleep(ATTACH_RETRY_PAUSE_S)
+            self._start(pid, workdir, launched=gate is not None)
+
+    def _wait_attached(self, pid: int | None, *, launched: bool) -> None:
+        probe, cmd = self.probe, self.cmd
+        assert probe is not None and cmd is not None
+        started = time.monotonic()
+        deadline = started + self.backend.attach_timeout
+        while True:
+            self.job.attaching(time.monotonic() - started)
+            line = probe.get_line(POLL)
+            if line is not None:
+                self.job.feed(line)
+            if cmd.attached(line, probe.stderr_text, probe.pid):
+                return
+            if not probe.alive() or probe.eof:
+                probe.wait(2.0)
+                code = probe.poll()
+                raise ProbeFailed(
+                    f"{cmd.info.name} exited while attaching"
+                    + (f" (status {code})" if code is not None else ""),
+                    hint=hint_for(probe.stderr_text),
+                    stderr=probe.stderr_text,
+                )
+            # a launched command waits at its gate: only a watched pid can exit first
+            if not launched and pid is not None and not pid_alive(pid):
+                raise TargetError(f"pid {pid} exited before the probes were attached")
+            if time.monotonic() > deadline:
+                raise ProbeFailed(
+                    f"{cmd.info.name} did not attach within {self.backend.attach_timeout:.0f} s",
+                    hint=hint_for(probe.stderr_text),
+                    stderr=probe.stderr_text,
+                )
+
+    def _loop(self, pid: int | None, create_time: float, gate: runner.GatedCommand | None, t0: float) -> str:
+        probe, cmd = self.probe, self.cmd
+        assert probe is not None and cmd is not None
+        while True:
+            now = time.monotonic() - t0
+            if self.job.tick(now):
+                return "duration"
+            if not _alive(pid, create_time, gate):
+                self.job.notes.append(target_exit_note(now, self.job.duration))
+                self.job.target_gone(now)
+                self.told_gone = True
+                return "target-exited"
+            _read_for(probe, POLL, self.job.feed)
+            if probe.eof or not probe.alive():
+                self.job.notes.append(f"{cmd.info.name} ended on its own after {now:.1f} s")
+                return "error" if pid is None or pid_alive(pid) else "target-exited"
+
+
+# --- helpers ------------------------------------------------------------------------------------
 
 
 def pid_alive(pid: int) -> bool:
@@ -37,7 +358,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return Path(f"/proc/{pid}").exists()
+    return os.path.exists(f"/proc/{pid}")
 
 
 def same_process(pid: int, create_time: float) -> bool:
@@ -46,91 +367,54 @@ def same_process(pid: int, create_time: float) -> bool:
     return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
 
 
-def target(
-    pid: int,
-    info: sample.ProcessInfo,
-    command: tuple[str, ...] | None,
-    *,
-    exit_code: int | None,
-    stop_reason: str,
-) -> Target:
-    """The Target of a live run: ``info`` as read from /proc, ``command`` when leakhunt started it."""
-    return Target(
-        pid=pid,
-        comm=info.comm,
-        cmdline=info.cmdline or command or (),
-        exe=info.exe,
-        launched=command is not None,
-        exit_code=exit_code,
-        exited_early=stop_reason == "target-exited",
-    )
+def _alive(pid: int | None, create_time: float, gate: runner.GatedCommand | None) -> bool:
+    if gate is not None:
+        return gate.child.poll() is None
+    if pid is None:
+        return True  # kernel mode over every task: nothing to outlive
+    return same_process(pid, create_time)
 
 
-class AttachWatch:
-    """The failure checks of an attach wait, made after every poll of the tool's output.
-
-    The caller's loop reads the tool's lines and decides when it is attached (the signal differs
-    per tool); ``check()`` raises when the tool exited (ProbeFailed with ``hint(stderr)``), when a
-    watched pid exited first (TargetError: a launched command waits at its gate, so it is not
-    checked), or when ``timeout`` passed (ProbeFailed).
-    """
-
-    def __init__(
-        self,
-        probe: runner.Child,
-        name: str,
-        pid: int,
-        *,
-        launched: bool,
-        timeout: float,
-        hint: Callable[[str], str],
-        exit_status_in_message: bool,
-    ) -> None:
-        self.probe = probe
-        self.name = name
-        self.pid = pid
-        self.launched = launched
-        self.timeout = timeout
-        self.hint = hint
-        # investigate's message names the tool's exit status; trace's never did
-        self.exit_status_in_message = exit_status_in_message
-        self.started = time.monotonic()
-        self.deadline = self.started + timeout
-
-    def check(self) -> None:
-        """Raise if waiting longer is pointless (see the class); return to keep waiting."""
-        probe = self.probe
-        if not probe.alive() or probe.eof:
-            probe.wait(2.0)
-            code = probe.poll() if self.exit_status_in_message else None
-            raise ProbeFailed(
-                f"{self.name} exited while attaching" + (f" (status {code})" if code is not None else ""),
-                hint=self.hint(probe.stderr_text),
-                stderr=probe.stderr_text,
-            )
-        if not self.launched and not pid_alive(self.pid):
-            raise TargetError(f"pid {self.pid} exited before the probes were attached")
-        if time.monotonic() > self.deadline:
-            raise ProbeFailed(
-                f"{self.name} did not attach within {self.timeout:.0f} s",
-                hint=self.hint(probe.stderr_text),
-                stderr=probe.stderr_text,
-            )
-
-
-def stop_and_drain(probe: runner.Child, grace: float, feed: Callable[[str], None]) -> runner.Exit:
-    """Stop ``probe`` (SIGINT, then SIGKILL after ``grace`` s) and feed what it printed last."""
-    exit_ = probe.stop(grace=grace)
-    for line in probe.drain(0.5):
+def _read_for(probe: runner.Child, seconds: float, feed: Callable[[str], None]) -> None:
+    """Feed the tool's lines for up to ``seconds`` (less when it is quiet)."""
+    deadline = time.monotonic() + seconds
+    line = probe.get_line(seconds)
+    while line is not None:
         feed(line)
-    return exit_
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        line = probe.get_line(left)
 
 
-def stop_leftovers(probes: tuple[runner.Child | None, ...], gate: runner.GatedCommand | None) -> None:
-    """On the way out, whatever happened: stop probes still running, then the launched command.
+def _drain_backlog(probe: runner.Child, limit: float, feed: Callable[[str], None]) -> None:
+    """Read what the tool still prints before stopping it: under load its output lags the target,
+    and a tool stopped at once drops the events of the target's last moments."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and probe.alive():
+        line = probe.get_line(BACKLOG_QUIET_S)
+        if line is None:
+            return  # quiet: caught up
+        feed(line)
 
-    Then remove the uprobe events a probe left in tracefs (BCC leaves its tracefs events behind when
-    it dies or fails while attaching; they are named after its pid).
+
+def _finish_command(gate: runner.GatedCommand, notes: list[str]) -> int | None:
+    """The launched command's exit status; stop it first if it still runs."""
+    code = gate.child.poll()
+    if code is None:
+        gate_exit = gate.stop(grace=3.0)
+        notes.append(f"the command was still running at the end and was stopped ({gate_exit.describe()})")
+        return gate_exit.returncode
+    notes.append(f"the command {runner.Exit(code, False).describe()}")
+    return code
+
+
+def stop_leftovers(probes: Sequence[runner.Child | None], gate: runner.GatedCommand | None) -> None:
+    """On the way out, whatever happened: stop the tools still running, then the launched command.
+
+    Then remove the uprobe events the tools (every one started: attach retries start it again)
+    left in tracefs (BCC leaves its tracefs events behind when it dies or fails while attaching;
+    they are named after its pid).
     """
     for child in probes:
         with contextlib.suppress(Exception):
@@ -155,3 +439,21 @@ def target_exit_note(elapsed: float, planned: float) -> str:
         f"the target exited after {elapsed:.1f} s, past the planned {planned:g} s, "
         "while the last snapshot was awaited"
     )
+
+
+def _describe_after_exec(gate: runner.GatedCommand, before: sample.ProcessInfo) -> sample.ProcessInfo:
+    """The launched command's identity once the gate's shell has exec'd it."""
+    found: list[sample.ProcessInfo] = []
+
+    def execd() -> bool:
+        info = sample.describe(gate.pid)
+        if info is not None and info.cmdline[:1] != ("/bin/sh",):
+            # comm and cmdline are read one after the other: read again now that exec is done
+            found.append(sample.describe(gate.pid) or info)
+            return True
+        return gate.child.poll() is not None
+
+    runner.wait_until(execd, timeout=3.0, step=0.005)
+    if found and found[-1].cmdline[:1] != ("/bin/sh",):
+        return found[-1]
+    return replace(before, cmdline=gate.argv, comm=os.path.basename(gate.argv[0])[:15])

@@ -1,6 +1,7 @@
 """The BCC backend: the stock memleak tool with matching options.
 
     PYTHONUNBUFFERED=1 memleak-bpfcc -p PID [-z MIN] [-Z MAX] [-s N] [-o MS] [-T N] [-O OBJ] INTERVAL
+    PYTHONUNBUFFERED=1 memleak-bpfcc -p PID -t          (leakhunt trace: one line per call)
 
 Output to a pipe is block-buffered unless PYTHONUNBUFFERED=1; memleak is stopped with SIGINT.
 
@@ -9,17 +10,22 @@ attaches its uprobes (tools/memleak.py: the print precedes the attach_uprobe cal
 periodic block comes one interval later. After the last attach it enters ``sleep(interval)``:
 its main thread blocked in (clock_)nanosleep after the "Attaching" line means every uprobe is in.
 That is what ``attached()`` checks in /proc, with the first periodic header as a fallback.
+With ``-t`` it prints the same line, then opens the kernel's trace pipe once its uprobes are in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+from dataclasses import dataclass, replace
 
-from leakhunt.model import BackendInfo
+from leakhunt.errors import ToolMissing, UsageError
+from leakhunt.model import BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.memleak import MemleakParser
 from leakhunt.probe import tools
-from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions, backend_info
 
 # Syscall numbers of the sleeps Python's time.sleep() may block in, per architecture.
 _SLEEP_SYSCALLS = {
@@ -49,17 +55,54 @@ def argv_for(tool: tools.Tool, pid: int, options: ProbeOptions) -> tuple[str, ..
     return tuple(argv)
 
 
-def command(tool: tools.Tool, pid: int, options: ProbeOptions, reason: str) -> ProbeCommand:
-    """The memleak command for ``pid``."""
-    argv = argv_for(tool, pid, options)
-    env = {"PYTHONUNBUFFERED": "1"}
-    return ProbeCommand(
-        info=BackendInfo(name="bcc", tool=tool.path, version=tool.version, argv=argv, reason=reason),
-        argv=argv,
-        env=tuple(env.items()),
-        new_parser=parser,
-        attached=Attach().check if tool.flavor != "libbpf" else _libbpf_attached,
-    )
+@dataclass(frozen=True)
+class MemleakBackend:
+    """BCC's memleak (or libbpf-tools' build of it) (see ``leakhunt.probe.backend.Backend``)."""
+
+    tool: tools.Tool
+    reason: str
+    warning: str | None = None
+    name: BackendName = "bcc"
+    attach_timeout: float = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
+    byte_sampling: bool = False  # --sample-bytes is the native backend's
+    trace_events_unordered: bool = False  # the trace pipe is ordered
+    trace_monotonic_clock: bool = False
+    trace_shared_pipe: bool = True  # the global trace pipe: other tracers' lines, threads by tid only
+
+    def with_reason(self, reason: str) -> Backend:
+        return replace(self, reason=reason)
+
+    def investigate(
+        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+    ) -> ProbeCommand:
+        """memleak printing its outstanding allocations every interval."""
+        if pid is None:
+            raise UsageError("give a pid or a command")
+        if options.obj:
+            tools.object_path(pid, options.obj)  # validate early; memleak takes the name as given
+        argv = argv_for(self.tool, pid, options)
+        return ProbeCommand(
+            info=backend_info(self, argv),
+            argv=argv,
+            env=(("PYTHONUNBUFFERED", "1"),),
+            new_parser=parser,
+            attached=Attach().check if self.tool.flavor != "libbpf" else _libbpf_attached,
+        )
+
+    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+        """``memleak -p PID -t``: one line per allocator call, from the kernel's trace pipe."""
+        if self.tool.flavor == "libbpf":
+            raise ToolMissing(
+                "libbpf-tools' memleak prints no per-call trace",
+                hint="install bpftrace (or BCC's Python memleak, memleak-bpfcc) and use --backend auto",
+            )
+        argv = (self.tool.path, "-p", str(pid), "-t")
+        return ProbeCommand(
+            info=backend_info(self, argv),
+            argv=argv,
+            env=(("PYTHONUNBUFFERED", "1"),),
+            attached=_TraceAttach().check,
+        )
 
 
 def parser(stats: ParseStats) -> LineParser:
@@ -87,6 +130,31 @@ class Attach:
         return self.announced and sleeping(pid)
 
 
+class _TraceAttach:
+    """memleak -t opens the trace pipe only after attaching its uprobes."""
+
+    def __init__(self) -> None:
+        self.announced = False
+
+    def check(self, line: str | None, stderr: str, pid: int) -> bool:
+        if line is not None and line.startswith("Attaching to pid"):
+            self.announced = True
+        return self.announced and reads_trace_pipe(pid)
+
+
+def reads_trace_pipe(pid: int) -> bool:
+    """True once ``pid`` holds the kernel trace pipe open (BCC's trace_fields() has started)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/trace_pipe"):
+                return True
+    return False
+
+
 def _libbpf_attached(line: str | None, stderr: str, pid: int) -> bool:
     # libbpf-tools' memleak prints this after attaching; a periodic header is proof as well.
     return line is not None and (
@@ -111,4 +179,4 @@ def sleeping(pid: int) -> bool:
         return False
 
 
-__all__ = ["Attach", "argv_for", "command", "parser", "sleeping"]
+__all__ = ["Attach", "MemleakBackend", "argv_for", "parser", "sleeping"]

@@ -18,15 +18,15 @@ import functools
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from leakhunt.errors import LeakhuntError, TargetError, UsageError
-from leakhunt.model import ALLOCATOR_FUNCTIONS, BackendInfo
+from leakhunt.model import ALLOCATOR_FUNCTIONS, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.native import ATTACHED_PREFIX, STATUS_PREFIX, NativeParser
 from leakhunt.probe import placement, runner, scriptgen, tools
-from leakhunt.probe.backend import ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 
 HOST_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_host.py")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
@@ -301,3 +301,39 @@ def _parser(stats: ParseStats, *, sample_bytes: int) -> LineParser:
 
 def _attached(line: str | None, stderr: str, pid: int) -> bool:
     return line is not None and line.startswith(ATTACHED_PREFIX)
+
+
+@dataclass(frozen=True)
+class NativeBackend:
+    """leakhunt's own BPF program run by BCC (see ``leakhunt.probe.backend.Backend``)."""
+
+    tool: tools.Tool  # the system Python with BCC's module (version = BCC's)
+    reason: str
+    warning: str | None = None
+    name: BackendName = "native"
+    attach_timeout: float = 120.0  # BCC compiles the program with clang first: slow on a busy host
+    byte_sampling: bool = True
+    trace_events_unordered: bool = False
+    trace_monotonic_clock: bool = False
+    trace_shared_pipe: bool = False
+
+    def with_reason(self, reason: str) -> Backend:
+        return replace(self, reason=reason)
+
+    def investigate(
+        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+    ) -> ProbeCommand:
+        """The host program probing the allocator ``pid`` maps (or ``--obj``); it writes its program
+        and configuration next to ``script_path``."""
+        if options.mode != "alloc" or pid is None:
+            raise UsageError(
+                f"the native backend does not do --mode {options.mode}", hint="use --backend bpftrace"
+            )
+        lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
+        return command(
+            self.tool, pid, lib, options, workdir=os.path.dirname(script_path), reason=self.reason,
+            launched=launched,
+        )  # fmt: skip
+
+    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+        raise UsageError("the native backend has no per-call trace", hint="use --backend bcc or bpftrace")

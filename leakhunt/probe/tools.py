@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from leakhunt import sample
-from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError
+from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError, UsageError
 from leakhunt.model import ALLOCATOR_FUNCTIONS
 from leakhunt.probe import runner
 
@@ -236,6 +236,31 @@ def target_libc(pid: int) -> str:
     raise TargetError(
         f"pid {pid} maps no C library (statically linked?)",
         hint="pass --obj PATH naming the binary or the allocator library it uses",
+    )
+
+
+def object_path(pid: int, obj: str) -> str:
+    """--obj as a file path: an absolute path, a library name the target maps, or a file here."""
+    if os.path.isabs(obj):
+        path = path_in_target(pid, obj)
+        if not os.path.isfile(path):
+            raise UsageError(f"--obj {obj}: no such file")
+        return path
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6:
+                    mapped = parts[5].strip()
+                    base = os.path.basename(mapped)
+                    if base == obj or base.startswith(f"lib{obj}.so") or base.startswith(f"{obj}.so"):
+                        return path_in_target(pid, mapped)
+    except OSError as err:
+        raise TargetError(f"cannot read /proc/{pid}/maps") from err
+    raise UsageError(
+        f"--obj {obj}: pid {pid} maps no such library",
+        hint="give the library's path (with `run`, the command has not loaded its libraries yet) "
+        "or the name of a library the process maps (jemalloc)",
     )
 
 

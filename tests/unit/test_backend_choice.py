@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from leakhunt.errors import ToolMissing, UsageError
-from leakhunt.probe import native, session, tools
+from leakhunt.probe import choose as session
+from leakhunt.probe import native, tools
 from tests.conftest import cannot_probe_reason
 
 OLD_BPFTRACE = tools.Tool("/usr/bin/bpftrace", "0.17.0")

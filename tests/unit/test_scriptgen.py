@@ -273,9 +273,13 @@ def test_bpftrace_022_and_later_probe_free_on_an_emulated_instruction(tmp_path: 
     assert where.emulated and where.offset == offset
     opts = ProbeOptions(duration=5, interval=1)
     script = str(tmp_path / "x.bt")
-    cmd_new = bpftrace.command(new, os.getpid(), libc, opts, script_path=script, reason="test")
+    cmd_new = bpftrace.BpftraceBackend(new, "test").investigate(
+        os.getpid(), opts, script_path=script, launched=False
+    )
     assert cmd_new.argv[:2] == ("/usr/bin/bpftrace", "--unsafe")
     assert cmd_new.script is not None and f"{libc}:free+{offset} /" in cmd_new.script
-    cmd_old = bpftrace.command(old, os.getpid(), libc, opts, script_path=script, reason="test")
+    cmd_old = bpftrace.BpftraceBackend(old, "test").investigate(
+        os.getpid(), opts, script_path=script, launched=False
+    )
     assert "--unsafe" not in cmd_old.argv
     assert cmd_old.script is not None and f"{libc}:free /" in cmd_old.script

@@ -10,7 +10,7 @@ import pytest
 
 from leakhunt.errors import UsageError
 from leakhunt.probe import tools
-from leakhunt.probe.trace import render_trace_script
+from leakhunt.probe.bpftrace import render_trace_script
 
 LIBC = next(
     (p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6") if Path(p).exists()),

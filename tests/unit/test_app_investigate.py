@@ -6,10 +6,10 @@ from datetime import datetime
 
 import pytest
 
+from leakhunt.app import investigate as session
 from leakhunt.errors import UsageError
 from leakhunt.model import Frame, Snapshot, Stack, StackSample
 from leakhunt.parse.bpftrace import parse_gauge
-from leakhunt.probe import session
 from leakhunt.probe.live import target_exit_note
 
 

@@ -1,0 +1,307 @@
+"""The trace job for ``leakhunt trace``: every allocation and free of one process.
+
+``leakhunt.probe.live.run_live`` runs the tool; two backends print one line per allocator call:
+
+- BCC: ``memleak -p PID -t`` (Python tuples from the global trace pipe: other processes' lines
+  interleave, and threads are named by thread id only);
+- bpftrace: templates/probe/trace.bt.j2 (``A``/``F`` lines that carry the process id as well).
+
+Lines go through ``leakhunt.parse.trace`` into ``leakhunt.analyze.trace.TraceMatcher`` as they
+arrive, so memory grows with the outstanding allocations, not with the trace's length. With
+``raw_path`` the tool's output is saved too, with ``leakhunt:`` lines that say which process each
+thread belongs to (resolved live from /proc), so that ``leakhunt import`` of the file gives the same
+result as the live run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from leakhunt import __version__, sample
+from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
+from leakhunt.errors import UsageError
+from leakhunt.model import BackendInfo, Target, TraceProcess, TraceResult
+from leakhunt.parse import ParseStats
+from leakhunt.parse.trace import TraceParser
+from leakhunt.probe import runner, tools
+from leakhunt.probe.backend import Backend, ProbeCommand
+from leakhunt.probe.choose import choose_backend, other_backend
+from leakhunt.probe.live import LivePolicy, LiveRun, run_live
+
+_LOST_ON_STDERR = re.compile(r"^Lost (\d{1,20}) events$", re.M)
+ATTACH_RETRY_S = 90.0  # keep retrying an attach refused because of another tracer this long
+BACKLOG_MAX_S = 15.0  # read the tracer's backlog this long at most at the end (the target exited)
+BACKLOG_LIVE_S = 2.0  # the same when the target still runs (it may allocate forever)
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """How to trace: ``duration`` seconds; report blocks older than ``older_than_ms`` at the end."""
+
+    duration: float = 10.0
+    older_than_ms: int = 0
+    backend: str = "auto"  # auto | bpftrace | bcc
+    bucket_s: float = 1.0  # width of the allocation-rate buckets
+    raw_path: Path | None = None  # save the tool's raw output here (for `leakhunt import`)
+
+
+def run_trace(
+    pid: int | None = None,
+    *,
+    command: Sequence[str] | None = None,
+    options: TraceOptions | None = None,
+    say: Callable[[str], None] | None = None,
+) -> TraceResult:
+    """Trace a running process (``pid``) or a command started here (``command``).
+
+    Raises LeakhuntError subclasses for problems before tracing starts. Once it has started, any
+    stop (duration, target exit, Ctrl-C, SIGTERM) returns a TraceResult with what was seen.
+    ``say`` receives one-line progress messages ("attached", "stopping").
+    """
+    opts = options or TraceOptions()
+    if opts.duration <= 0:
+        raise UsageError("--duration must be > 0")
+    if opts.older_than_ms < 0:
+        raise UsageError("--older-than must be >= 0")
+    if (pid is None) == (command is None):
+        raise UsageError("give either a pid or a command after --")
+    tools.require_root()
+    chosen = choose_backend(opts.backend, allow_native=False)
+    job = _Trace(opts, say or (lambda _: None))
+    if chosen.warning:
+        job.say(f"WARNING: {chosen.warning}")
+    policy = LivePolicy(
+        stop_grace=5.0,
+        attach_retry_s=ATTACH_RETRY_S,
+        switch=_other_tracer if opts.backend == "auto" else None,
+        backlog_s=(BACKLOG_MAX_S, BACKLOG_LIVE_S),
+        say=job.say,
+    )
+    try:
+        with runner.sigterm_as_interrupt():
+            run = run_live(
+                chosen, job, pid=pid, command=tuple(command) if command is not None else None, policy=policy
+            )
+    finally:
+        job.close()
+    return job.result(run)
+
+
+def _other_tracer(backend: Backend) -> Backend | None:
+    """The other tracer (BCC or bpftrace: the native backend does not trace)."""
+    return other_backend(backend, ("bcc", "bpftrace"))
+
+
+class _Trace:
+    """The trace job run by ``run_live``: match every traced call as it arrives."""
+
+    def __init__(self, opts: TraceOptions, say: Callable[[str], None]) -> None:
+        self.opts = opts
+        self.duration = opts.duration
+        self.say = say
+        self.stats = ParseStats()
+        self.parser = TraceParser(self.stats)
+        self.matcher = TraceMatcher(bucket_s=opts.bucket_s)
+        self.notes: list[str] = []
+        self.raw: IO[str] | None = None
+        self.backend: Backend | None = None
+        self.target_pid = 0
+        self.target_comm = ""
+        self.seen_tids: set[int] = set()
+        self.end_clock: float | None = None
+
+    # --- LiveJob ----------------------------------------------------------------------------
+
+    def begin(self, pid: int | None, info: sample.ProcessInfo, started_at: str) -> None:
+        assert pid is not None
+        self.target_pid, self.target_comm = pid, info.comm
+        if self.opts.raw_path is not None:
+            self.raw = _open_private(self.opts.raw_path)
+        self._record(f"leakhunt: target pid {pid} comm {info.comm}")
+        self._record(f"leakhunt: started_at {started_at}")
+        self._record(f"leakhunt: host {socket.gethostname() or '-'} kernel {platform.release() or '-'}")
+
+    def command(self, backend: Backend, pid: int | None, *, script_path: str, launched: bool) -> ProbeCommand:
+        assert pid is not None
+        self.backend = backend
+        # events delivered late in per-CPU runs are sorted (memleak's trace pipe is ordered)
+        self.matcher.sort_window_s = SORT_WINDOW_S if backend.trace_events_unordered else 0.0
+        return backend.trace(pid, script_path=script_path, launched=launched)
+
+    def attaching(self, elapsed: float) -> None:
+        pass
+
+    def started(self, pid: int | None, info: sample.ProcessInfo) -> None:
+        assert self.backend is not None
+        self.target_comm = info.comm  # a launched command, once it exec'd
+        self.say(f"tracing pid {pid} ({info.comm}) with {self.backend.name} for {self.opts.duration:g} s")
+
+    def tick(self, now: float) -> bool:
+        return now >= self.opts.duration
+
+    def target_gone(self, now: float) -> None:
+        pass
+
+    def stopping(self, now: float) -> None:
+        assert self.backend is not None
+        # bpftrace stamps events with bpf_ktime_get_ns(), i.e. CLOCK_MONOTONIC: the end of the
+        # trace on the events' clock, so that ages count up to now, not to the last event
+        if self.backend.trace_monotonic_clock:
+            self.end_clock = time.monotonic()
+        self.say("stopping")
+
+    def finish(self, stderr: str) -> None:
+        if self.end_clock is not None:
+            self.feed(f"leakhunt: trace end {self.end_clock:.6f}")
+        # newer bpftrace reports lost events on stderr, not among its output lines
+        self.stats.lost_events += sum(int(n) for n in _LOST_ON_STDERR.findall(stderr))
+
+    def gathered(self) -> bool:
+        return self.matcher.events > 0
+
+    def feed(self, line: str) -> None:
+        assert self.backend is not None
+        if self.backend.trace_shared_pipe and line.startswith("(") and "', " in line:
+            self._map_thread(line)
+        self._record(line)
+        fields = self.parser.feed_fields(line)
+        if fields is not None:
+            self.matcher.event(fields)
+
+    # --- lines ------------------------------------------------------------------------------
+
+    def _map_thread(self, line: str) -> None:
+        """memleak names threads only: find each new thread's process while it still lives."""
+        parts = line.split(", ", 2)
+        if len(parts) < 3 or not parts[1].isdigit():
+            return
+        tid = int(parts[1])
+        if tid in self.seen_tids or tid == 0:
+            return
+        self.seen_tids.add(tid)
+        tgid = _thread_group(tid)
+        if tgid is None:
+            # gone already: a thread of the target if it bore the target's name (memleak -p
+            # only traces the target; other processes' lines come from other tracers)
+            task = parts[0].lstrip("(").lstrip("b").strip("'\"")
+            tgid = self.target_pid if task == self.target_comm[:15] else tid
+        note = f"leakhunt: tid {tid} pid {tgid}"
+        self._record(note)
+        self.parser.feed_fields(note)
+
+    def _record(self, line: str) -> None:
+        if self.raw is not None:
+            self.raw.write(line + "\n")
+
+    def close(self) -> None:
+        if self.raw is not None:
+            self.raw.close()
+
+    # --- result -----------------------------------------------------------------------------
+
+    def result(self, run: LiveRun) -> TraceResult:
+        return build_result(
+            self.matcher.summary(older_than_s=self.opts.older_than_ms / 1000, end_time=self.parser.end_time),
+            self.stats,
+            target=run.target,
+            backend=run.info,
+            started_at=run.started_at,
+            duration_s=run.duration_s,
+            stop_reason=run.stop_reason,
+            notes=self.notes,
+            # a shared trace pipe carries other tracers' lines: keep the target's; bpftrace's
+            # script filters in the kernel and also traces the target's children
+            only_pid=run.target.pid if run.backend.trace_shared_pipe else None,
+        )
+
+
+def build_result(
+    summary: TraceSummary,
+    stats: ParseStats,
+    *,
+    target: Target,
+    backend: BackendInfo,
+    started_at: str,
+    duration_s: float,
+    stop_reason: str,
+    notes: Iterable[str] = (),
+    only_pid: int | None = None,
+    host: str | None = None,
+    kernel: str | None = None,
+) -> TraceResult:
+    """A TraceResult from a matcher's summary (shared by live `trace` and `import`).
+
+    ``host`` and ``kernel`` default to this machine's (a live run); an import passes what the log
+    says, or "" (unknown), never the importing machine's.
+    """
+    processes: tuple[TraceProcess, ...] = summary.processes
+    notes = list(notes)
+    if only_pid is not None:
+        others = [p for p in processes if p.pid != only_pid]
+        processes = tuple(p for p in processes if p.pid == only_pid)
+        if others:
+            notes.append(
+                f"{sum(p.alloc_count + p.free_count for p in others)} events of {len(others)} other "
+                "process(es) interleaved in the trace pipe were left out"
+            )
+    unknown = sum(p.unknown_frees for p in processes)
+    if backend.name == "bcc" and unknown:
+        notes.append(
+            f"{unknown} free(s) of blocks whose allocation is not in the trace: memleak prints only "
+            "frees of blocks it saw allocated, so trace lines are missing (lost, or read by another "
+            "trace_pipe reader)"
+        )
+    if summary.missed_frees:
+        notes.append(
+            f"{summary.missed_frees} allocation(s) reused an address still outstanding: "
+            "their frees were lost (lost events?)"
+        )
+    if summary.merged_threads:
+        notes.append(
+            f"{summary.merged_threads} thread(s) were merged into their process because they freed "
+            "each other's blocks (the trace names threads only)"
+        )
+    return TraceResult(
+        target=target,
+        backend=backend,
+        started_at=started_at,
+        duration_s=round(duration_s, 3),
+        processes=processes,
+        end_time=summary.end_time,
+        rate=summary.rate,
+        quality=stats.quality(notes=tuple(n for n in notes if n not in stats.notes)),
+        stop_reason=stop_reason,
+        kernel=platform.release() if kernel is None else kernel,
+        host=socket.gethostname() if host is None else host,
+        leakhunt_version=__version__,
+    )
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _open_private(path: Path) -> IO[str]:
+    """Open ``path`` for writing, readable by its owner only (a trace holds the target's addresses)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+
+
+def _thread_group(tid: int) -> int | None:
+    """The process (Tgid) a thread belongs to, from /proc/TID/status; None when it is gone."""
+    try:
+        with open(f"/proc/{tid}/status", "rb") as fh:
+            for raw in fh:
+                if raw.startswith(b"Tgid:"):
+                    return int(raw.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
