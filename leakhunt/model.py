@@ -258,22 +258,32 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """The run header of every result kind (Investigation, TraceResult, ScanResult).
+
+    The JSON keeps these fields flat, at the top level of each document (schema v1).
+    """
+
+    started_at: str  # ISO-8601, with a timezone
+    duration_s: float  # actual length of the run (what a scan covered)
+    stop_reason: str = "duration"  # duration | target-exited | interrupted | error
+    host: str = ""  # "" = unknown (an import whose log does not say)
+    kernel: str = ""
+    leakhunt_version: str = ""
+
+
+@dataclass(frozen=True)
 class Investigation:
     """The result of `investigate`, `run` or `import` of periodic stack output."""
 
     target: Target
     backend: BackendInfo
-    started_at: str  # ISO-8601
-    duration_s: float  # actual length of the run
+    run: RunInfo
     interval_s: float
     snapshots: tuple[Snapshot, ...]
     findings: tuple[Finding, ...]
     memory: tuple[MemSample, ...] = ()  # target RSS/VSZ over the run
     quality: DataQuality = field(default_factory=DataQuality)
-    stop_reason: str = "duration"  # duration | target-exited | interrupted | error
-    kernel: str = ""
-    host: str = ""
-    leakhunt_version: str = ""
     options: tuple[tuple[str, str], ...] = ()  # probe options as given (min_size, sample_rate, ...)
 
     def blind_reason(self) -> str | None:
@@ -289,7 +299,7 @@ class Investigation:
             frees = self.quality.frees_seen
             freed = f" ({frees:,} frees)" if frees else ""
             return (
-                f"the probes saw no allocation call{freed} in {self.duration_s:.1f} s: the target did "
+                f"the probes saw no allocation call{freed} in {self.run.duration_s:.1f} s: the target did "
                 "not allocate, or allocates through functions that were not hooked (another "
                 "allocator such as jemalloc or tcmalloc, a static binary: see --obj)"
             )
@@ -350,16 +360,11 @@ class TraceProcess:
 class TraceResult:
     target: Target
     backend: BackendInfo
-    started_at: str
-    duration_s: float
+    run: RunInfo
     processes: tuple[TraceProcess, ...]
     end_time: float  # last timestamp seen (same clock as events), for ages
     rate: tuple[tuple[float, int, int], ...] = ()  # (t bucket start, allocs, bytes) over time
     quality: DataQuality = field(default_factory=DataQuality)
-    stop_reason: str = "duration"
-    kernel: str = ""
-    host: str = ""
-    leakhunt_version: str = ""
 
 
 # --- scan ---------------------------------------------------------------------------------------
@@ -402,18 +407,14 @@ class ProcessTrend:
 
 @dataclass(frozen=True)
 class ScanResult:
-    started_at: str
-    duration_s: float
+    # stop_reason: duration (sampled the whole window) | interrupted (Ctrl-C/SIGTERM: duration_s is
+    # what was covered)
+    run: RunInfo
     interval_s: float
     processes: tuple[ProcessTrend, ...]  # ranked, suspects first
     sampled: int  # processes seen
     unreadable: int  # processes that denied access
     unreadable_reasons: tuple[tuple[str, int], ...] = ()  # (reason, count)
-    host: str = ""
-    kernel: str = ""
-    leakhunt_version: str = ""
     # investigations escalated with --investigate-top, in scan rank order
     investigations: tuple[Investigation, ...] = ()
-    # duration (sampled the whole window) | interrupted (Ctrl-C/SIGTERM: duration_s is what was covered)
-    stop_reason: str = "duration"
     planned_duration_s: float | None = None  # --duration as asked; None in files written before it

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from leakhunt.model import BackendInfo, Finding, Frame, Investigation, SeriesPoint, Stack, Target
+from leakhunt.model import BackendInfo, Finding, Frame, Investigation, RunInfo, SeriesPoint, Stack, Target
 from leakhunt.report import jsonio
 from leakhunt.report.folded import render_folded
 from leakhunt.report.pprof import render_pprof
@@ -43,8 +43,7 @@ def investigation(n: int) -> Investigation:
     return Investigation(
         target=Target(pid=1, comm="bench", cmdline=("bench",)),
         backend=BackendInfo(name="bcc", tool="memleak-bpfcc", version="0.26.0", argv=()),
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=10.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=10.0),
         interval_s=1.0,
         snapshots=(),
         findings=tuple(findings),

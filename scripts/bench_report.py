@@ -13,7 +13,17 @@ import argparse
 import time
 from pathlib import Path
 
-from leakhunt.model import Finding, Frame, Investigation, MemSample, SeriesPoint, Snapshot, Stack, StackSample
+from leakhunt.model import (
+    Finding,
+    Frame,
+    Investigation,
+    MemSample,
+    RunInfo,
+    SeriesPoint,
+    Snapshot,
+    Stack,
+    StackSample,
+)
 from leakhunt.report import FORMATS, jsonio, render_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +64,7 @@ def synthetic(n_stacks: int, n_snaps: int, interval: float = 5.0) -> Investigati
     return Investigation(
         target=base.target,
         backend=base.backend,
-        started_at=base.started_at,
-        duration_s=n_snaps * interval,
+        run=RunInfo(started_at=base.run.started_at, duration_s=n_snaps * interval),
         interval_s=interval,
         snapshots=snaps,
         findings=findings,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from leakhunt import __version__
 from leakhunt.analyze.stacks import analyze_snapshots
-from leakhunt.model import BackendInfo, Investigation, Target
+from leakhunt.model import BackendInfo, Investigation, RunInfo, Target
 from leakhunt.parse import ParseStats
 from leakhunt.parse.memleak import parse_memleak
 from leakhunt.report import jsonio
@@ -37,14 +37,16 @@ def build(
             reason=f"fixture: tests/targets/fixleak.c built with -DVERSION={version_flag}",
         ),
         # memleak prints UTC wall-clock times here; the run began one interval before the first block.
-        started_at=f"{date}T{snapshots[0].clock if snapshots else '00:00:00'}+00:00",
-        duration_s=duration,
+        run=RunInfo(
+            started_at=f"{date}T{snapshots[0].clock if snapshots else '00:00:00'}+00:00",
+            duration_s=duration,
+            stop_reason="duration",
+            leakhunt_version=__version__,
+        ),
         interval_s=interval,
         snapshots=snapshots,
         findings=analyze_snapshots(snapshots),
         quality=stats.quality(),
-        stop_reason="duration",
-        leakhunt_version=__version__,
     )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from leakhunt import __version__
 from leakhunt.analyze.stacks import analyze_snapshots
-from leakhunt.model import BackendInfo, Investigation, MemSample, Target
+from leakhunt.model import BackendInfo, Investigation, MemSample, RunInfo, Target
 from leakhunt.parse import ParseStats
 from leakhunt.parse.memleak import parse_memleak
 from leakhunt.probe.tools import find_memleak
@@ -104,17 +104,19 @@ def via_memleak(duration: float, interval: int) -> tuple[Investigation, str, str
             argv=tuple(argv),
             reason="fixture capture: scripts/capture_report_fixtures.py --via memleak",
         ),
-        started_at=started.isoformat(timespec="seconds"),
-        duration_s=round(took, 3),
+        run=RunInfo(
+            started_at=started.isoformat(timespec="seconds"),
+            duration_s=round(took, 3),
+            stop_reason="duration",
+            kernel=platform.release(),
+            host=platform.node(),
+            leakhunt_version=__version__,
+        ),
         interval_s=float(interval),
         snapshots=snapshots,
         findings=findings,
         memory=tuple(memory),
         quality=stats.quality(),
-        stop_reason="duration",
-        kernel=platform.release(),
-        host=platform.node(),
-        leakhunt_version=__version__,
         options=(("top", "10"),),
     )
     return inv, " ".join(argv), text

@@ -208,10 +208,10 @@ def _summary(inv: Investigation, source: str) -> RunSummary:
         comm=inv.target.comm,
         pid=inv.target.pid,
         backend=f"{inv.backend.name} {inv.backend.version}".strip(),
-        started_at=inv.started_at,
-        duration_s=inv.duration_s,
+        started_at=inv.run.started_at,
+        duration_s=inv.run.duration_s,
         snapshots=len(inv.snapshots),
-        stop_reason=inv.stop_reason,
+        stop_reason=inv.run.stop_reason,
         findings=len(inv.findings),
         leaks=sum(1 for f in inv.findings if f.verdict == "leak"),
     )
@@ -224,18 +224,18 @@ def _warnings(before: Investigation, after: Investigation, entries: Sequence[Dif
             f"BEFORE traced {before.target.comm!r} and AFTER {after.target.comm!r}: "
             "check that both runs are of the same program."
         )
-    if before.duration_s > 0 and after.duration_s < _SHORT_RUN_RATIO * before.duration_s:
+    if before.run.duration_s > 0 and after.run.duration_s < _SHORT_RUN_RATIO * before.run.duration_s:
         out.append(
-            f"AFTER ran {after.duration_s:.0f} s, BEFORE {before.duration_s:.0f} s: a slow leak may not "
-            "show in the shorter run; run AFTER at least as long."
+            f"AFTER ran {after.run.duration_s:.0f} s, BEFORE {before.run.duration_s:.0f} s: a slow leak may "
+            "not show in the shorter run; run AFTER at least as long."
         )
     if len(after.snapshots) < 3:
         out.append(
             f"AFTER has {len(after.snapshots)} snapshot(s): at least 3 are needed to judge growth, so "
             "'fixed' means little here."
         )
-    if after.stop_reason != "duration" or after.target.exited_early:
-        out.append(f"AFTER stopped early ({after.stop_reason}): code paths that leak may not have run.")
+    if after.run.stop_reason != "duration" or after.target.exited_early:
+        out.append(f"AFTER stopped early ({after.run.stop_reason}): code paths that leak may not have run.")
     for name, inv in (("BEFORE", before), ("AFTER", after)):
         q = inv.quality
         if q.lost_events or q.dropped_stacks or q.map_full:

@@ -13,15 +13,14 @@ process is gone when this returns, and an ``Investigation`` is returned with wha
 
 from __future__ import annotations
 
-import platform
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from leakhunt import __version__, sample
+from leakhunt import sample
 from leakhunt.analyze.stacks import SnapshotWindow
+from leakhunt.app.common import run_info
 from leakhunt.errors import UsageError
 from leakhunt.model import Finding, Investigation, MemSample, Snapshot
 from leakhunt.parse import LineParser, ParseStats
@@ -300,17 +299,12 @@ class _Investigation:
         inv = Investigation(
             target=run.target,
             backend=run.info,
-            started_at=run.started_at,
-            duration_s=round(run.duration_s, 3),
+            run=run_info(run.started_at, run.duration_s, run.stop_reason),
             interval_s=self.opts.interval,
             snapshots=snapshots,
             findings=findings,
             memory=tuple(self.memory),
             quality=quality,
-            stop_reason=run.stop_reason,
-            kernel=platform.release(),
-            host=socket.gethostname(),
-            leakhunt_version=__version__,
             options=self.opts.as_pairs(),
         )
         return symbolize_live(inv, self.maps)

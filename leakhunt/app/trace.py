@@ -16,19 +16,18 @@ result as the live run.
 from __future__ import annotations
 
 import os
-import platform
 import re
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from leakhunt import __version__, sample
+from leakhunt import sample
 from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
+from leakhunt.app.common import run_info
 from leakhunt.errors import UsageError
-from leakhunt.model import BackendInfo, Target, TraceProcess, TraceResult
+from leakhunt.model import BackendInfo, RunInfo, Target, TraceProcess, TraceResult
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.probe import runner, tools
@@ -127,7 +126,8 @@ class _Trace:
             self.raw = _open_private(self.opts.raw_path)
         self._record(f"leakhunt: target pid {pid} comm {info.comm}")
         self._record(f"leakhunt: started_at {started_at}")
-        self._record(f"leakhunt: host {socket.gethostname() or '-'} kernel {platform.release() or '-'}")
+        here = run_info(started_at, 0.0, "duration")  # this machine, as the live result will say
+        self._record(f"leakhunt: host {here.host or '-'} kernel {here.kernel or '-'}")
 
     def command(self, backend: Backend, pid: int | None, *, script_path: str, launched: bool) -> ProbeCommand:
         assert pid is not None
@@ -213,9 +213,7 @@ class _Trace:
             self.stats,
             target=run.target,
             backend=run.info,
-            started_at=run.started_at,
-            duration_s=run.duration_s,
-            stop_reason=run.stop_reason,
+            run=run_info(run.started_at, run.duration_s, run.stop_reason),
             notes=self.notes,
             # a shared trace pipe carries other tracers' lines: keep the target's; bpftrace's
             # script filters in the kernel and also traces the target's children
@@ -229,19 +227,11 @@ def build_result(
     *,
     target: Target,
     backend: BackendInfo,
-    started_at: str,
-    duration_s: float,
-    stop_reason: str,
+    run: RunInfo,
     notes: Iterable[str] = (),
     only_pid: int | None = None,
-    host: str | None = None,
-    kernel: str | None = None,
 ) -> TraceResult:
-    """A TraceResult from a matcher's summary (shared by live `trace` and `import`).
-
-    ``host`` and ``kernel`` default to this machine's (a live run); an import passes what the log
-    says, or "" (unknown), never the importing machine's.
-    """
+    """A TraceResult from a matcher's summary (shared by live `trace` and `import`)."""
     processes: tuple[TraceProcess, ...] = summary.processes
     notes = list(notes)
     if only_pid is not None:
@@ -272,16 +262,11 @@ def build_result(
     return TraceResult(
         target=target,
         backend=backend,
-        started_at=started_at,
-        duration_s=round(duration_s, 3),
+        run=run,
         processes=processes,
         end_time=summary.end_time,
         rate=summary.rate,
         quality=stats.quality(notes=tuple(n for n in notes if n not in stats.notes)),
-        stop_reason=stop_reason,
-        kernel=platform.release() if kernel is None else kernel,
-        host=socket.gethostname() if host is None else host,
-        leakhunt_version=__version__,
     )
 
 

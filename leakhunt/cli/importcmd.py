@@ -19,9 +19,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from leakhunt import __version__
 from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
+from leakhunt.app.common import run_info
 from leakhunt.app.trace import build_result
 from leakhunt.cli.common import SafeConsole, output_options, write_and_announce
 from leakhunt.cli.trace import print_trace_summary
@@ -211,14 +211,12 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
     return Investigation(
         target=Target(pid=pid or 0, comm=_comm(name), cmdline=()),
         backend=_backend(kind, name),
-        started_at=started_at,
-        duration_s=round(snapshots[-1].t - snapshots[0].t, 3),
+        # a periodic log does not say where it was captured
+        run=run_info(started_at, snapshots[-1].t - snapshots[0].t, "imported", host="", kernel=""),
         interval_s=_interval(snapshots),
         snapshots=snapshots,
         findings=findings,
         quality=stats.quality(notes=tuple(notes), map_full=stats.map_full or bool(window.untracked)),
-        stop_reason="imported",
-        leakhunt_version=__version__,
         options=(("min_growth_bytes", str(min_growth)), ("kind", kind)),
     )
 
@@ -246,17 +244,19 @@ def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_th
         stats,
         target=Target(pid=pid or 0, comm=comm, cmdline=()),
         backend=_backend(kind, name),
-        started_at=parser.started_at or started_at,
-        duration_s=summary.end_time - start,
-        stop_reason="imported",
+        # where the capture was made: a trace saved by leakhunt says; a pasted log does not
+        run=run_info(
+            parser.started_at or started_at,
+            summary.end_time - start,
+            "imported",
+            host=parser.host if parser.host not in (None, "-") else "",
+            kernel=parser.kernel if parser.kernel not in (None, "-") else "",
+        ),
         notes=[f"imported from {name}: {stats.lines} lines, {summary.events} events"],
         # a memleak log saved by `leakhunt trace` names its target: other processes' lines are
         # left out as the live run did; a pasted log, or bpftrace's (filtered in the kernel, with
         # the target's children), keeps every process
         only_pid=parser.target_pid if kind == "memleak-trace" else None,
-        # where the capture was made: a trace saved by leakhunt says; a pasted log does not
-        host=parser.host if parser.host not in (None, "-") else "",
-        kernel=parser.kernel if parser.kernel not in (None, "-") else "",
     )
 
 
@@ -284,7 +284,7 @@ def _investigation_summary(out: Console, inv: Investigation) -> None:
     if blind is not None:
         out.print(f"inconclusive, not a clean result: {blind}", markup=False)
     out.print(
-        f"{len(inv.snapshots)} snapshots over {inv.duration_s:.0f} s, {len(inv.findings)} stacks, "
+        f"{len(inv.snapshots)} snapshots over {inv.run.duration_s:.0f} s, {len(inv.findings)} stacks, "
         f"{len(leaks)} judged leaking",
         highlight=False,
     )

@@ -258,9 +258,9 @@ def investigate(
         raise UsageError("no PID given", hint="leakhunt investigate PID (or --kernel for the kernel)")
     inv = _probe(opts, pid=pid, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
-    if inv.stop_reason == "interrupted":
+    if inv.run.stop_reason == "interrupted":
         raise SystemExit(130)
-    if inv.stop_reason == "error":
+    if inv.run.stop_reason == "error":
         raise SystemExit(3)  # the probe died under us: the report holds what it printed before
     if inv.blind_reason() is not None:
         raise SystemExit(EXIT_SAW_NOTHING)
@@ -291,7 +291,7 @@ def run(
     opts = _options(kw)
     inv = _probe(opts, command=command, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
-    if inv.stop_reason == "interrupted":
+    if inv.run.stop_reason == "interrupted":
         raise SystemExit(130)
     if inv.blind_reason() is not None and not inv.target.exit_code:
         raise SystemExit(EXIT_SAW_NOTHING)
@@ -396,7 +396,7 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
     t = inv.target
     out.print(
         f"[bold]{escape(t.comm)}[/bold] (pid {t.pid}): {inv.backend.name} {inv.backend.version}, "
-        f"{inv.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.stop_reason}"
+        f"{inv.run.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.run.stop_reason}"
     )
     leaks = [f for f in inv.findings if f.verdict == "leak"]
     unknown = [f for f in inv.findings if f.verdict == "unknown"]

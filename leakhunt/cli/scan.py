@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakhunt import __version__
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
+from leakhunt.app.common import run_info
 from leakhunt.app.investigate import Progress as SessionProgress
 from leakhunt.app.investigate import run_investigation
 from leakhunt.cli.common import SafeConsole, Seconds
@@ -148,10 +148,12 @@ def print_table(console: Console, scan: ScanResult, top: int) -> None:
 def summary_lines(scan: ScanResult) -> list[str]:
     """What the user must know besides the table: coverage, unreadable processes, what to do."""
     cut = ""
-    if scan.stop_reason != "duration":
+    if scan.run.stop_reason != "duration":
         planned = scan.planned_duration_s
-        cut = f" ({scan.stop_reason}" + (f"; {planned:g} s planned)" if planned is not None else ")")
-    lines = [f"sampled {scan.sampled} processes for {scan.duration_s:.0f} s every {scan.interval_s:g} s{cut}"]
+        cut = f" ({scan.run.stop_reason}" + (f"; {planned:g} s planned)" if planned is not None else ")")
+    lines = [
+        f"sampled {scan.sampled} processes for {scan.run.duration_s:.0f} s every {scan.interval_s:g} s{cut}"
+    ]
     if scan.unreadable:
         why = ", ".join(f"{reason}: {n}" for reason, n in scan.unreadable_reasons)
         hint = " (run as root to include them)" if os.geteuid() != 0 else ""
@@ -369,8 +371,7 @@ def scan(
         series = [s for s in sweeper.series() if s.samples[-1].rss >= min_rss_bytes]
         reasons = sweeper.unreadable_reasons()
         result = ScanResult(
-            started_at=started_at,
-            duration_s=covered,
+            run=run_info(started_at, covered, stop),
             interval_s=interval,
             processes=judge_all(
                 series, min_growth_bytes=min_growth_bytes, min_rate_per_hour=min_rate_per_hour
@@ -378,10 +379,6 @@ def scan(
             sampled=sweeper.sampled,
             unreadable=sum(n for _, n in reasons),
             unreadable_reasons=reasons,
-            host=os.uname().nodename,
-            kernel=os.uname().release,
-            leakhunt_version=__version__,
-            stop_reason=stop,
             planned_duration_s=duration,
         )
 

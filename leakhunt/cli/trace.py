@@ -115,7 +115,7 @@ def trace(
     if save_raw is not None:
         out.print(f"raw trace: {save_raw}", markup=False)
     write_despite_interrupt(result, output_dir, formats, redact=not no_redact, echo=out.print)
-    if result.stop_reason == "interrupted":
+    if result.run.stop_reason == "interrupted":
         raise SystemExit(130)
 
 
@@ -123,8 +123,8 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
     """What the terminal shows after a trace (live or imported)."""
     t = result.target
     out.print(
-        f"[bold]{t.comm}[/bold] (pid {t.pid}): {result.backend.name}, {result.duration_s:.1f} s traced, "
-        f"stopped: {result.stop_reason}",
+        f"[bold]{t.comm}[/bold] (pid {t.pid}): {result.backend.name}, {result.run.duration_s:.1f} s traced, "
+        f"stopped: {result.run.stop_reason}",
         highlight=False,
     )
     if not result.processes:

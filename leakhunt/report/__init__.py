@@ -180,9 +180,9 @@ def _stamp(started_at: str) -> str:
 
 def default_stem(doc: Document) -> str:
     """``leakhunt-<kind>-<comm>-<pid>-<YYYYmmdd-HHMMSS>`` (scans: ``leakhunt-scan-<host>-<time>``)."""
-    stamp = _stamp(doc.started_at)
+    stamp = _stamp(doc.run.started_at)
     if isinstance(doc, ScanResult):
-        host = f"{_safe_part(doc.host)}-" if doc.host else ""
+        host = f"{_safe_part(doc.run.host)}-" if doc.run.host else ""
         return f"leakhunt-scan-{host}{stamp}"
     return f"leakhunt-{kind_of(doc)}-{_safe_part(doc.target.comm)}-{doc.target.pid}-{stamp}"
 

@@ -64,7 +64,7 @@ def _investigation_stacks(inv: Investigation) -> list[ExportStack]:
 
 def _trace_stacks(tr: TraceResult) -> list[ExportStack]:
     out: list[ExportStack] = []
-    duration = tr.duration_s if tr.duration_s > 0 else 0.0
+    duration = tr.run.duration_s if tr.run.duration_s > 0 else 0.0
     for proc in tr.processes:
         by_size: dict[int, int] = defaultdict(int)
         for u in proc.unfreed:

@@ -43,6 +43,7 @@ from leakhunt.model import (
     MemSample,
     ProcessKey,
     ProcessTrend,
+    RunInfo,
     ScanResult,
     ScanVerdict,
     SeriesPoint,
@@ -246,13 +247,13 @@ def _investigation(inv: Investigation) -> dict[str, object]:
         "kind": "investigation",
         "target": _target(inv.target),
         "backend": _backend(inv.backend),
-        "started_at": inv.started_at,
-        "duration_s": _num(inv.duration_s),
+        "started_at": inv.run.started_at,
+        "duration_s": _num(inv.run.duration_s),
         "interval_s": _num(inv.interval_s),
-        "stop_reason": inv.stop_reason,
-        "kernel": inv.kernel,
-        "host": inv.host,
-        "leakhunt_version": inv.leakhunt_version,
+        "stop_reason": inv.run.stop_reason,
+        "kernel": inv.run.kernel,
+        "host": inv.run.host,
+        "leakhunt_version": inv.run.leakhunt_version,
         "options": [[k, v] for k, v in inv.options],
         "quality": _quality(inv.quality),
         "memory": _mem_columns(inv.memory),
@@ -280,12 +281,12 @@ def _scan(scan: ScanResult) -> dict[str, object]:
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "scan",
-        "started_at": scan.started_at,
-        "duration_s": _num(scan.duration_s),
+        "started_at": scan.run.started_at,
+        "duration_s": _num(scan.run.duration_s),
         "interval_s": _num(scan.interval_s),
-        "host": scan.host,
-        "kernel": scan.kernel,
-        "leakhunt_version": scan.leakhunt_version,
+        "host": scan.run.host,
+        "kernel": scan.run.kernel,
+        "leakhunt_version": scan.run.leakhunt_version,
         "sampled": scan.sampled,
         "unreadable": scan.unreadable,
         "unreadable_reasons": [[r, n] for r, n in scan.unreadable_reasons],
@@ -303,7 +304,7 @@ def _scan(scan: ScanResult) -> dict[str, object]:
             for p in scan.processes
         ],
         "investigations": [_investigation(i) for i in scan.investigations],
-        "stop_reason": scan.stop_reason,
+        "stop_reason": scan.run.stop_reason,
         "planned_duration_s": None if scan.planned_duration_s is None else _num(scan.planned_duration_s),
     }
 
@@ -314,13 +315,13 @@ def _trace(tr: TraceResult) -> dict[str, object]:
         "kind": "trace",
         "target": _target(tr.target),
         "backend": _backend(tr.backend),
-        "started_at": tr.started_at,
-        "duration_s": _num(tr.duration_s),
+        "started_at": tr.run.started_at,
+        "duration_s": _num(tr.run.duration_s),
         "end_time": _num(tr.end_time),
-        "stop_reason": tr.stop_reason,
-        "kernel": tr.kernel,
-        "host": tr.host,
-        "leakhunt_version": tr.leakhunt_version,
+        "stop_reason": tr.run.stop_reason,
+        "kernel": tr.run.kernel,
+        "host": tr.run.host,
+        "leakhunt_version": tr.run.leakhunt_version,
         "quality": _quality(tr.quality),
         "rate": [{"t": _num(t), "allocs": n, "bytes": b} for t, n, b in tr.rate],
         "processes": [
@@ -616,6 +617,19 @@ def _read_frame(o: _Obj) -> Frame:
     )
 
 
+def _read_run(o: _Obj) -> RunInfo:
+    """The run header, flat at the top of every document."""
+    return RunInfo(
+        started_at=o.get_str("started_at"),
+        duration_s=o.get_float("duration_s"),
+        # documents written before stop_reason existed ran (as far as anyone can tell) their whole window
+        stop_reason=o.get_str("stop_reason", "duration"),
+        host=o.get_str("host", ""),
+        kernel=o.get_str("kernel", ""),
+        leakhunt_version=o.get_str("leakhunt_version", ""),
+    )
+
+
 def _read_investigation(o: _Obj) -> Investigation:
     stacks: dict[int, Stack] = {}
     for s in o.objs("stacks"):
@@ -739,17 +753,12 @@ def _read_investigation(o: _Obj) -> Investigation:
     return Investigation(
         target=_read_target(o.obj("target")),
         backend=_read_backend(o.obj("backend")),
-        started_at=o.get_str("started_at"),
-        duration_s=o.get_float("duration_s"),
+        run=_read_run(o),
         interval_s=o.get_float("interval_s"),
         snapshots=snapshots,
         findings=findings,
         memory=_read_mems(o, "memory"),
         quality=_read_quality(o.obj("quality", {})),
-        stop_reason=o.get_str("stop_reason", "duration"),
-        kernel=o.get_str("kernel", ""),
-        host=o.get_str("host", ""),
-        leakhunt_version=o.get_str("leakhunt_version", ""),
         options=o.pairs("options", _as_str),
     )
 
@@ -786,19 +795,13 @@ def _read_scan(o: _Obj) -> ScanResult:
         sub = _Obj(item, f"{o.sub('investigations')}[{i}]")
         investigations.append(_read_investigation(sub))
     return ScanResult(
-        started_at=o.get_str("started_at"),
-        duration_s=o.get_float("duration_s"),
+        run=_read_run(o),
         interval_s=o.get_float("interval_s"),
         processes=processes,
         sampled=o.get_int("sampled"),
         unreadable=o.get_int("unreadable", 0),
         unreadable_reasons=o.pairs("unreadable_reasons", _as_int),
-        host=o.get_str("host", ""),
-        kernel=o.get_str("kernel", ""),
-        leakhunt_version=o.get_str("leakhunt_version", ""),
         investigations=tuple(investigations),
-        # Scans written before these keys existed ran (as far as anyone can tell) their whole window.
-        stop_reason=o.get_str("stop_reason", "duration"),
         planned_duration_s=o.opt_float("planned_duration_s"),
     )
 
@@ -827,16 +830,11 @@ def _read_trace(o: _Obj) -> TraceResult:
     return TraceResult(
         target=_read_target(o.obj("target")),
         backend=_read_backend(o.obj("backend")),
-        started_at=o.get_str("started_at"),
-        duration_s=o.get_float("duration_s"),
+        run=_read_run(o),
         processes=processes,
         end_time=o.get_float("end_time"),
         rate=rate,
         quality=_read_quality(o.obj("quality", {})),
-        stop_reason=o.get_str("stop_reason", "duration"),
-        kernel=o.get_str("kernel", ""),
-        host=o.get_str("host", ""),
-        leakhunt_version=o.get_str("leakhunt_version", ""),
     )
 
 

@@ -101,7 +101,7 @@ def render_investigation(inv: Investigation) -> str:
         "rows": views.rows(inv),
         "snapshots": views.snapshot_rows(inv),
         "reproduce": views.reproduce_command(inv, "run" if inv.target.launched else "investigate"),
-        "stop": views.stop_text(inv.stop_reason, inv.duration_s, inv.target),
+        "stop": views.stop_text(inv.run, inv.target),
         "quality": views.quality_lines(
             inv.quality, snapshots=len(inv.snapshots), truncated_snapshots=truncated
         ),
@@ -124,7 +124,7 @@ def render_trace(tr: TraceResult) -> str:
         "by_size": views.unfreed_groups(tr)[0][:20],
         "by_thread": views.unfreed_groups(tr)[1][:20],
         "unfreed_total": len(unfreed),
-        "stop": views.stop_text(tr.stop_reason, tr.duration_s, tr.target),
+        "stop": views.stop_text(tr.run, tr.target),
         "reproduce": views.reproduce_command(tr, "trace"),
         "quality": views.quality_lines(tr.quality, snapshots=0, truncated_snapshots=0)[:7],
         "human_bytes": views.human_bytes,

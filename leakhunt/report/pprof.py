@@ -229,10 +229,10 @@ def build_profile(doc: Document) -> Message:
     p.period_type.unit = b.string("bytes")
     if isinstance(doc, Investigation | TraceResult):
         p.period = max(doc.quality.sample_rate, 1)
-        p.time_nanos = _time_nanos(doc.started_at)
-        p.duration_nanos = max(_int(doc.duration_s * 1e9), 0)
+        p.time_nanos = _time_nanos(doc.run.started_at)
+        p.duration_nanos = max(_int(doc.run.duration_s * 1e9), 0)
         kind = "trace" if isinstance(doc, TraceResult) else "investigation"
-        version = f" {doc.leakhunt_version}" if doc.leakhunt_version else ""
+        version = f" {doc.run.leakhunt_version}" if doc.run.leakhunt_version else ""
         comments = [
             f"leakhunt{version} {kind} of {doc.target.comm} (pid {doc.target.pid})",
             f"backend {doc.backend.name} {doc.backend.version}".strip(),
@@ -246,7 +246,7 @@ def build_profile(doc: Document) -> Message:
         origin = [
             (b.string(key), value)
             for key, value in (
-                ("host", doc.host),
+                ("host", doc.run.host),
                 ("pid", str(doc.target.pid)),
                 ("comm", doc.target.comm),
                 ("backend", doc.backend.name),

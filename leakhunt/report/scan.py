@@ -152,7 +152,7 @@ def sparkline(values: Sequence[float], width: int = 60) -> str:
 
 def _summary(scan: ScanResult, rows: Sequence[ProcessView]) -> str:
     suspects = [r for r in rows if r.suspect]
-    took = views.human_duration(scan.duration_s)
+    took = views.human_duration(scan.run.duration_s)
     if not suspects:
         return f"No process grew steadily enough to be a suspect in {took} ({len(rows)} processes judged)."
     names = ", ".join(f"{r.p.name} (pid {r.p.key.pid})" for r in suspects[:3])
@@ -165,12 +165,12 @@ def stop_note(scan: ScanResult) -> str | None:
 
     A reader of the report must know the verdicts rest on a shorter window than asked for: a leak
     needs time to show, so a short window leans towards "growing" and "stable"."""
-    if scan.stop_reason == "duration":
+    if scan.run.stop_reason == "duration":
         return None
-    took = views.human_duration(scan.duration_s)
+    took = views.human_duration(scan.run.duration_s)
     planned = scan.planned_duration_s
     of_planned = f" of the planned {views.human_duration(planned)}" if planned is not None else ""
-    how = "Interrupted" if scan.stop_reason == "interrupted" else f"Stopped ({scan.stop_reason})"
+    how = "Interrupted" if scan.run.stop_reason == "interrupted" else f"Stopped ({scan.run.stop_reason})"
     return f"{how} after {took}{of_planned}: verdicts use the samples gathered so far."
 
 
@@ -200,14 +200,14 @@ def _context(scan: ScanResult) -> dict[str, object]:
 
 def reproduce_command(scan: ScanResult) -> str:
     """The command that repeats this scan's window (the planned one, if the scan was cut short)."""
-    window = scan.planned_duration_s if scan.planned_duration_s is not None else scan.duration_s
+    window = scan.planned_duration_s if scan.planned_duration_s is not None else scan.run.duration_s
     return f"leakhunt scan --duration {window:.0f} --interval {scan.interval_s:g}"
 
 
 def render_html(scan: ScanResult, stream: IO[str]) -> None:
     """Write the self-contained HTML report of ``scan`` to ``stream``."""
     # The same page frame, CSS, script and CSP as the other reports (report.html).
-    ctx = html_report.page_context(f"leakhunt scan: {scan.host or 'host'}")
+    ctx = html_report.page_context(f"leakhunt scan: {scan.run.host or 'host'}")
     ctx.update(_context(scan))
     ctx["chart"] = trend_chart
     stream.write(html_env().get_template("report/scan.html.j2").render(ctx))

@@ -17,6 +17,7 @@ from leakhunt.model import (
     DataQuality,
     Finding,
     Investigation,
+    RunInfo,
     Target,
     TraceResult,
     Unfreed,
@@ -158,9 +159,10 @@ def _kernel_kinds(inv: Investigation) -> str:
     return "slab, percpu"
 
 
-def stop_text(stop_reason: str, duration_s: float, target: Target) -> str:
+def stop_text(run: RunInfo, target: Target) -> str:
     """How the run ended, in words: ``target exited after 12 s (status 0)``, ``interrupted after 8 s``."""
-    took = human_duration(duration_s)
+    took = human_duration(run.duration_s)
+    stop_reason = run.stop_reason
     if stop_reason == "target-exited":
         code = ""
         if target.exit_code is not None:
@@ -187,7 +189,7 @@ def reproduce_command(inv: Investigation | TraceResult, command: str) -> str:
         opts.append(str(t.pid))
     given = dict(inv.options) if isinstance(inv, Investigation) else {}
     # The planned duration when recorded, else the measured one.
-    opts += ["--duration", given.get("duration") or str(max(1, math.ceil(inv.duration_s - 0.5)))]
+    opts += ["--duration", given.get("duration") or str(max(1, math.ceil(inv.run.duration_s - 0.5)))]
     if isinstance(inv, Investigation):
         opts += ["--interval", given.get("interval") or f"{inv.interval_s:g}"]
         for name, value in inv.options:
@@ -274,11 +276,9 @@ def verdict_sentence(inv: Investigation) -> str:
 
 def _verdict_sentence(inv: Investigation) -> str:
     found = leaks(inv)
-    over = human_duration(inv.duration_s)
+    over = human_duration(inv.run.duration_s)
     if not inv.snapshots:
-        return (
-            f"No data: the probe took no snapshot ({stop_text(inv.stop_reason, inv.duration_s, inv.target)})."
-        )
+        return f"No data: the probe took no snapshot ({stop_text(inv.run, inv.target)})."
     blind = inv.blind_reason()
     if blind is not None and not found:
         return f"Inconclusive, not a clean result: {blind}."

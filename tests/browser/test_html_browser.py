@@ -20,6 +20,7 @@ from leakhunt.analyze.stacks import analyze_snapshots
 from leakhunt.model import (
     Frame,
     Investigation,
+    RunInfo,
     Snapshot,
     Stack,
     StackSample,
@@ -218,8 +219,7 @@ def test_trace_report_in_the_browser(
     trace = TraceResult(
         target=dataclasses.replace(inv.target, launched=True),
         backend=inv.backend,
-        started_at=inv.started_at,
-        duration_s=4.0,
+        run=RunInfo(started_at=inv.run.started_at, duration_s=4.0),
         processes=(
             TraceProcess(
                 inv.target.pid,

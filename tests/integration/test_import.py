@@ -64,7 +64,7 @@ def test_stack_logs_become_investigation_reports(
     doc = report(tmp_path)
     assert isinstance(doc, Investigation)
     assert len(doc.snapshots) == snapshots
-    assert doc.stop_reason == "imported" and name in doc.backend.reason
+    assert doc.run.stop_reason == "imported" and name in doc.backend.reason
     assert doc.quality.unparsed_lines == 0
 
 
@@ -89,7 +89,7 @@ def test_imports_never_claim_the_importing_machine(tmp_path: Path) -> None:
     pasted = leakhunt("import", str(FIXTURES / "bcc-0.26-trace.txt"), "--output-dir", str(tmp_path / "p"))
     assert pasted.returncode == 0, pasted.stderr
     doc = report(tmp_path / "p")
-    assert (doc.host, doc.kernel) == ("", "")
+    assert (doc.run.host, doc.run.kernel) == ("", "")
     md = next((tmp_path / "p").glob("*.md")).read_text()
     assert socket.gethostname() not in md and "unknown host" in md
 
@@ -101,7 +101,7 @@ def test_imports_never_claim_the_importing_machine(tmp_path: Path) -> None:
     again = leakhunt("import", str(saved), "--output-dir", str(tmp_path / "s"))
     assert again.returncode == 0, again.stderr
     doc = report(tmp_path / "s")
-    assert (doc.host, doc.kernel, doc.started_at) == (
+    assert (doc.run.host, doc.run.kernel, doc.run.started_at) == (
         "capture-box",
         "6.1.0-28-amd64",
         "2026-11-20T09:00:00+00:00",
@@ -112,7 +112,7 @@ def test_imports_never_claim_the_importing_machine(tmp_path: Path) -> None:
     )
     assert stacks.returncode == 0, stacks.stderr
     inv = report(tmp_path / "i")
-    assert (inv.host, inv.kernel) == ("", "")
+    assert (inv.run.host, inv.run.kernel) == ("", "")
 
 
 def test_memleak_trace_log_becomes_a_trace_report(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from leakhunt.analyze.stacks import analyze_snapshots
-from leakhunt.model import BackendInfo, Investigation, ScanResult, Target
+from leakhunt.model import BackendInfo, Investigation, RunInfo, ScanResult, Target
 from leakhunt.parse import ParseStats
 from leakhunt.parse.memleak import parse_memleak
 from leakhunt.report import jsonio
@@ -101,8 +101,7 @@ def test_markdown_to_stdout() -> None:
 def _scans(tmp_path: Path) -> list[Path]:
     """Saved scan reports, plus an empty scan written here so the check never runs on nothing."""
     empty = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=1.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=1.0),
         interval_s=1.0,
         processes=(),
         sampled=0,
@@ -252,8 +251,9 @@ def test_diff_of_real_leaky_and_fixed_builds(probe_env: None, tmp_path: Path) ->
         inv = Investigation(
             target=Target(pid=pids[v], comm="fixleak", cmdline=(str(exes[v]), "14", "1")),
             backend=BackendInfo(name="bcc", tool=memleak, version="", argv=(memleak, "-p", str(pids[v]))),
-            started_at="2026-01-01T00:00:00+00:00",
-            duration_s=snapshots[-1].t - snapshots[0].t + 1.0,
+            run=RunInfo(
+                started_at="2026-01-01T00:00:00+00:00", duration_s=snapshots[-1].t - snapshots[0].t + 1.0
+            ),
             interval_s=1.0,
             snapshots=snapshots,
             findings=analyze_snapshots(snapshots),

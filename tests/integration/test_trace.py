@@ -118,7 +118,7 @@ def test_trace_lists_exactly_what_the_target_leaked_and_import_agrees(
     assert again.processes == live.processes  # the same blocks, counts and frees
     assert again.end_time == live.end_time
     # where it was captured travels with the raw trace (the importing machine is never claimed)
-    assert (again.host, again.kernel) == (live.host, live.kernel) and again.host
+    assert (again.run.host, again.run.kernel) == (live.run.host, live.run.kernel) and again.run.host
 
 
 @pytest.mark.probe
@@ -138,7 +138,7 @@ def test_trace_of_a_command_sees_its_leaks(
     assert count == len(leaks) == 9
     doc = only_report(tmp_path)
     assert doc.target.launched and doc.target.comm == "trace_leaker" and doc.target.exit_code == 0
-    assert doc.stop_reason == "target-exited"
+    assert doc.run.stop_reason == "target-exited"
     # the C runtime's own start-up blocks (stdio, thread stacks) are traced too: a superset
     assert leaks <= unfreed(doc, doc.target.pid)
     assert time.monotonic() - started < 60  # it ended with the command, not at --duration
@@ -222,7 +222,7 @@ def test_ctrl_c_stops_the_trace_and_still_writes_the_report(
     assert tracer.returncode == 130, err
     assert time.monotonic() - started < 30  # not the 120 s asked for
     doc = only_report(tmp_path)
-    assert doc.stop_reason == "interrupted"
+    assert doc.run.stop_reason == "interrupted"
     leaks, count, _ = read_leaks(said)
     assert count == 15  # 30 rounds: 3 + 2 blocks kept by each of 3 threads
     assert unfreed(doc, target.pid) == leaks

@@ -23,7 +23,7 @@ from leakhunt.analyze.diff import (
     require_investigation,
 )
 from leakhunt.errors import UsageError
-from leakhunt.model import Finding, Frame, Investigation, ScanResult, Snapshot, Stack
+from leakhunt.model import Finding, Frame, Investigation, RunInfo, ScanResult, Snapshot, Stack
 from leakhunt.report.diffreport import render_diff
 from tests.conftest import diff_fixture
 
@@ -114,9 +114,8 @@ def test_warnings_when_after_cannot_show_a_leak() -> None:
     before = load(1)
     after = replace(
         load(3),
-        duration_s=3.0,
+        run=replace(load(3).run, duration_s=3.0, stop_reason="target-exited"),
         snapshots=tuple(replace(s, truncated=True, top_n=1) for s in load(3).snapshots[:2]),
-        stop_reason="target-exited",
         target=replace(load(3).target, comm="other"),
     )
     warnings = " | ".join(diff_investigations(before, after).warnings)
@@ -141,8 +140,7 @@ def test_unresolved_leaks_are_flagged_but_unresolved_noise_is_not() -> None:
 
 def test_a_scan_cannot_be_diffed() -> None:
     scan = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=1,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=1),
         interval_s=1,
         processes=(),
         sampled=0,

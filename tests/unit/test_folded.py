@@ -20,6 +20,7 @@ from leakhunt.model import (
     Finding,
     Frame,
     Investigation,
+    RunInfo,
     ScanResult,
     SeriesPoint,
     Snapshot,
@@ -69,8 +70,7 @@ def one_finding_doc(frames: tuple[Frame, ...], *, outstanding: int = 4096, count
     return Investigation(
         target=Target(pid=7, comm="t", cmdline=("t",)),
         backend=BackendInfo(name="bcc", tool="memleak-bpfcc", version="0.26.0", argv=()),
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=2.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=2.0),
         interval_s=1.0,
         snapshots=snaps,
         findings=(finding,),
@@ -155,8 +155,7 @@ def test_trace_becomes_process_and_block_size_stacks() -> None:
     tr = TraceResult(
         target=Target(pid=42, comm="trace_leaker", cmdline=("./trace_leaker",)),
         backend=BackendInfo(name="bcc", tool="memleak-bpfcc", version="0.26.0", argv=()),
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=5.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=5.0),
         processes=(
             TraceProcess(
                 pid=42,
@@ -195,8 +194,7 @@ def test_real_trace_totals_match_the_unfreed_blocks() -> None:
 
 def test_scan_has_no_stacks() -> None:
     scan = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=1,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=1),
         interval_s=1,
         processes=(),
         sampled=0,

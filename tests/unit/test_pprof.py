@@ -20,6 +20,7 @@ from leakhunt.model import (
     Finding,
     Frame,
     Investigation,
+    RunInfo,
     SeriesPoint,
     Stack,
     Target,
@@ -80,12 +81,12 @@ def test_protobuf_parser_reads_types_values_strings_and_locations() -> None:
     addresses = {loc.address for loc in profile.location}
     assert inv.findings[0].stack.frames[0].address in addresses
     assert {strings[m.filename] for m in profile.mapping} == {"fixleak", "libc.so.6"}
-    assert profile.duration_nanos == int(inv.duration_s * 1e9)
+    assert profile.duration_nanos == int(inv.run.duration_s * 1e9)
     labels = {strings[label.key]: strings[label.str] or label.num for label in profile.sample[0].label}
     assert labels["verdict"] == inv.findings[0].verdict and labels["rank"] == 1
     # What Pyroscope and Parca keep apart profiles of many hosts by.
     assert labels["pid"] == str(inv.target.pid) and labels["comm"] == inv.target.comm
-    assert labels["backend"] == inv.backend.name and labels.get("host", "") == inv.host
+    assert labels["backend"] == inv.backend.name and labels.get("host", "") == inv.run.host
 
 
 def test_go_tool_pprof_reads_samples_and_functions(tmp_path: Path) -> None:
@@ -138,8 +139,7 @@ def test_trace_profile(tmp_path: Path) -> None:
     tr = TraceResult(
         target=Target(pid=42, comm="trace_leaker", cmdline=("./trace_leaker",)),
         backend=BackendInfo(name="bcc", tool="memleak-bpfcc", version="0.26.0", argv=()),
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=5.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=5.0),
         processes=(
             TraceProcess(
                 pid=42,
@@ -172,7 +172,7 @@ def test_real_trace_read_by_go_tool_pprof(tmp_path: Path) -> None:
 def test_unknown_rates_and_durations_do_not_break_the_profile() -> None:
     base = load_investigation("investigation-v1.json")
     odd = replace(base.findings[0], growth_bytes_per_sec=float("nan"))
-    inv = replace(base, findings=(odd,), duration_s=float("inf"))
+    inv = replace(base, findings=(odd,), run=replace(base.run, duration_s=float("inf")))
     profile: Any = read_profile(pprof_bytes(inv))
     strings = list(profile.string_table)
     rate = next(label for label in profile.sample[0].label if strings[label.key] == "growth_rate")

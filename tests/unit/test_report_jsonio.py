@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from leakhunt.errors import ReportError
-from leakhunt.model import SCHEMA_VERSION, Investigation, ScanResult
+from leakhunt.model import SCHEMA_VERSION, Investigation, RunInfo, ScanResult
 from leakhunt.report import jsonio
 from tests.report_strategies import documents
 
@@ -191,15 +191,15 @@ def test_one_line_leaves_never_change_strings() -> None:
     assert '\n  "cmdline": [' in text or '"cmdline": ["a' in text
 
 
-def _scan(**changes: Any) -> ScanResult:
+def _scan(stop_reason: str = "duration", **changes: Any) -> ScanResult:
     scan = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=12.25,
+        run=RunInfo(
+            started_at="2026-11-25T09:00:00+00:00", duration_s=12.25, host="box", stop_reason=stop_reason
+        ),
         interval_s=1.0,
         processes=(),
         sampled=7,
         unreadable=0,
-        host="box",
     )
     return dataclasses.replace(scan, **changes)
 
@@ -217,5 +217,5 @@ def test_a_scan_written_before_stop_reason_reads_as_a_full_window() -> None:
     del data["stop_reason"], data["planned_duration_s"]
     back = jsonio.loads(json.dumps(data))
     assert isinstance(back, ScanResult)
-    assert back.stop_reason == "duration" and back.planned_duration_s is None
+    assert back.run.stop_reason == "duration" and back.planned_duration_s is None
     assert back == _scan()

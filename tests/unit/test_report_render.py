@@ -18,6 +18,7 @@ from leakhunt.model import (
     Finding,
     Frame,
     Investigation,
+    RunInfo,
     ScanResult,
     SourceSnippet,
     Stack,
@@ -43,8 +44,7 @@ def _trace(inv: Investigation) -> TraceResult:
     return TraceResult(
         target=inv.target,
         backend=inv.backend,
-        started_at=inv.started_at,
-        duration_s=5.0,
+        run=RunInfo(started_at=inv.run.started_at, duration_s=5.0),
         processes=(
             TraceProcess(
                 inv.target.pid,
@@ -98,7 +98,7 @@ def test_html_has_summary_charts_flame_table_and_quality(inv: Investigation) -> 
         "Sampling",
     ):
         assert f"<td>{label}</td>" in html
-    assert inv.backend.version in html and inv.kernel in html
+    assert inv.backend.version in html and inv.run.kernel in html
     # nothing loads from the network: no external URL in any src/href, a CSP forbids it anyway
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
@@ -164,13 +164,11 @@ def test_real_trace_renders_in_every_format() -> None:
 
 def test_scan_renders_through_the_scan_module() -> None:
     scan = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=1.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=1.0, host="box"),
         interval_s=1.0,
         processes=(),
         sampled=3,
         unreadable=0,
-        host="box",
     )
     html = render_bytes(scan, "html").decode()
     assert html.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in html
@@ -179,15 +177,17 @@ def test_scan_renders_through_the_scan_module() -> None:
 
 def test_an_interrupted_scan_report_says_how_much_of_the_window_it_covers() -> None:
     full = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=60.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=60.0),
         interval_s=1.0,
         processes=(),
         sampled=3,
         unreadable=0,
         planned_duration_s=60.0,
     )
-    cut = dataclasses.replace(full, duration_s=12.0, stop_reason="interrupted")
+    cut = dataclasses.replace(
+        full,
+        run=dataclasses.replace(full.run, duration_s=12.0, stop_reason="interrupted"),
+    )
     note = "Interrupted after 12 s of the planned 60 s: verdicts use the samples gathered so far."
     html = render_bytes(cut, "html").decode()
     assert f'<p class="partial" id="partial">{note}</p>' in html
@@ -205,8 +205,7 @@ def test_an_interrupted_scan_report_says_how_much_of_the_window_it_covers() -> N
 
 def test_scan_refuses_stack_formats() -> None:
     scan = ScanResult(
-        started_at="2026-11-25T09:00:00+00:00",
-        duration_s=1.0,
+        run=RunInfo(started_at="2026-11-25T09:00:00+00:00", duration_s=1.0),
         interval_s=1.0,
         processes=(),
         sampled=0,
@@ -281,8 +280,7 @@ def test_a_run_without_data_still_renders_and_says_so(inv: Investigation) -> Non
         snapshots=(),
         findings=(),
         memory=(),
-        stop_reason="interrupted",
-        duration_s=0.8,
+        run=dataclasses.replace(inv.run, stop_reason="interrupted", duration_s=0.8),
         target=dataclasses.replace(inv.target, exited_early=True),
     )
     html = render_bytes(empty, "html").decode()
