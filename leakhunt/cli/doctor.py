@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from leakhunt.cli.common import SafeConsole
 from leakhunt.errors import LeakhuntError
-from leakhunt.probe import distro, runner, tools, tracefs
+from leakhunt.probe import choose, distro, native, runner, tools, tracefs
 
 SETUP = "sudo bash scripts/setup.sh"
 
@@ -22,7 +22,9 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""  # the exact command (or step) that fixes a failed check
-    needed_by: str = "all"  # "all", "bpftrace", "bcc", or "none" for a warning: what cannot work without it
+    # what cannot work without it: "all", a backend ("native", "bcc", "bpftrace"), several joined
+    # by "+", or "none" for a warning
+    needed_by: str = "all"
 
 
 def _tracefs_dir() -> Path | None:
@@ -115,7 +117,25 @@ def run_checks(release: distro.OsRelease | None = None) -> list[Check]:
                 "memleak (BCC)", True, f"{memleak.path} {memleak.version} ({memleak.flavor})", needed_by="bcc"
             )
         )
-    if memleak is None or memleak.flavor == "bcc":
+    native_why_not = native.unusable_reason()
+    host = native.find_host() if native_why_not is None else None
+    if host is not None:
+        checks.append(
+            Check(
+                "leakhunt's own probe", True, f"BCC {host.version} module for {host.path}", needed_by="native"
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "leakhunt's own probe",
+                False,
+                native_why_not or "no system python3 with BCC's module",
+                hints.bcc,
+                needed_by="native",
+            )
+        )
+    if memleak is None or memleak.flavor == "bcc" or host is not None:
         headers = tools.kernel_headers_dir()
         kernel = os.uname().release
         checks.append(
@@ -126,7 +146,7 @@ def run_checks(release: distro.OsRelease | None = None) -> list[Check]:
                 f"{hints.headers}  (for a custom kernel: {SETUP}, which links the nearest headers)"
                 if hints.setup_script
                 else hints.headers,
-                needed_by="bcc",
+                needed_by="bcc+native",  # both compile their BPF C at run time
             )
         )
     return checks
@@ -191,10 +211,10 @@ def _lockdown() -> str:
 
 def usable_backends(checks: list[Check]) -> list[str]:
     """Backends whose every needed check passed."""
-    failed = {c.needed_by for c in checks if not c.ok}
+    failed = {need for c in checks if not c.ok for need in c.needed_by.split("+")}
     if "all" in failed:
         return []
-    return [b for b in ("bpftrace", "bcc") if b not in failed]
+    return [b for b in ("native", "bcc", "bpftrace") if b not in failed]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,13 +233,19 @@ def doctor() -> None:
     checks = run_checks(release)
     for check in checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-        scope = "" if check.needed_by in ("all", "none") else f" [dim](for {check.needed_by})[/dim]"
+        needs = check.needed_by.replace("+", " and ")
+        scope = "" if check.needed_by in ("all", "none") else f" [dim](for {needs})[/dim]"
         out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}{scope}")
         if not check.ok and check.fix:
             out.print(f"      fix: {escape(check.fix)}", soft_wrap=True)  # copied as it is: never wrapped
     usable = usable_backends(checks)
     if usable:
-        out.print(f"ready: leakhunt can probe with {' and '.join(usable)} (auto picks {usable[0]})")
+        try:
+            choice = choose.choose_backend("auto")
+            auto = f"auto picks {choice.name}: {choice.reason.removeprefix('auto: ')}"
+        except LeakhuntError as err:
+            auto = f"auto picks none: {err.message}"
+        out.print(f"ready: leakhunt can probe with {', '.join(usable)} ({auto})", soft_wrap=True)
         return
     hint = f" ({SETUP})" if distro.install_hints(release, os.uname().release).setup_script else ""
     out.print(f"[red]not ready[/red]: no backend can probe on this host; fix the checks above{hint}")

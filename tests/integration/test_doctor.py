@@ -22,11 +22,17 @@ def test_doctor_reports_a_ready_host_with_tool_versions(probe_env: None) -> None
     assert f"{memleak.path} {memleak.version}" in out
     assert "bpftrace loads a program: BEGIN probe ran" in out
     assert "FAIL" not in out
-    assert "ready: leakhunt can probe with bpftrace and bcc" in out
+    assert "ready: leakhunt can probe with native, bcc, bpftrace (auto picks native: " in out
+    assert "ok   leakhunt's own probe: BCC " in out
 
 
 def test_doctor_prints_the_fix_for_missing_tools(probe_env: None) -> None:
-    code, out, _err = run_leakhunt(["doctor"], env={"LEAKHUNT_BPFTRACE": "", "LEAKHUNT_MEMLEAK": ""})
+    missing = {
+        "LEAKHUNT_BPFTRACE": "",
+        "LEAKHUNT_MEMLEAK": "",
+        "LEAKHUNT_NATIVE_PYTHON": "/nonexistent/python3",
+    }
+    code, out, _err = run_leakhunt(["doctor"], env=missing)
     assert code == 2
     assert "FAIL bpftrace: not found" in out
     assert "fix: sudo apt-get install -y bpftrace" in out
