@@ -8,8 +8,13 @@ environment that cannot probe (not root, missing tools, no such pid), 3 a probe 
 
 from __future__ import annotations
 
+EXIT_OK = 0
+EXIT_FINDING = 1  # a finding the caller asked to fail on (diff --fail-on)
+EXIT_USAGE = 2
+EXIT_PROBE_FAILED = 3
 # A run that saw no allocation must not exit like "checked, no leak" (0).
 EXIT_SAW_NOTHING = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 class LeakhuntError(Exception):
@@ -29,7 +34,7 @@ class LeakhuntError(Exception):
 class UsageError(LeakhuntError):
     """Bad input from the user: options, files, patterns."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class PermissionProblem(LeakhuntError):

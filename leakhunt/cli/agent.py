@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from leakhunt.app.agent import AgentConfig, parse_listen, run_agent
-from leakhunt.cli.common import SafeConsole
-from leakhunt.cli.scan import _filter, parse_size
+from leakhunt.cli.common import SafeConsole, Seconds, Size
+from leakhunt.cli.scan import _filter
 from leakhunt.errors import UsageError
 from leakhunt.probe.tools import require_root
 from leakhunt.report import make_output_dir
@@ -28,21 +28,21 @@ Examples:
 @click.option("--listen", required=True, metavar="ADDR:PORT", help="Where to serve /metrics (':PORT' = all).")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.05),
+    type=Seconds(min=0.05),
     default=10.0,
     show_default=True,
     help="Seconds between sweeps.",
 )
 @click.option(
     "--window",
-    type=click.FloatRange(min=1.0),
+    type=Seconds(min=1.0),
     default=3600.0,
     show_default=True,
     help="Seconds of history judged per process (older samples are dropped).",
 )
 @click.option(
     "--judge-every",
-    type=click.FloatRange(min=0.05),
+    type=Seconds(min=0.05),
     default=60.0,
     show_default=True,
     help="Seconds between two judgements of every trend (the metrics change then).",
@@ -60,6 +60,7 @@ Examples:
 @click.option("--user", metavar="USER", help="Only processes of this user (name or uid).")
 @click.option(
     "--min-growth",
+    type=Size(),
     default="1M",
     show_default=True,
     metavar="SIZE",
@@ -76,6 +77,7 @@ Examples:
 )
 @click.option(
     "--escalate-rate",
+    type=Size(),
     default="10M",
     show_default=True,
     metavar="SIZE",
@@ -83,7 +85,7 @@ Examples:
 )
 @click.option(
     "--investigate-duration",
-    type=click.FloatRange(min=1.0),
+    type=Seconds(min=1.0),
     default=30.0,
     show_default=True,
     metavar="S",
@@ -106,7 +108,7 @@ Examples:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.0),
+    type=Seconds(min=0.0),
     default=None,
     help="Stop after this many seconds (default: run until SIGINT/SIGTERM).",
 )
@@ -119,9 +121,9 @@ def agent(
     top: int,
     name_pattern: str | None,
     user: str | None,
-    min_growth: str,
+    min_growth: int,
     investigate_top: int,
-    escalate_rate: str,
+    escalate_rate: int,
     investigate_duration: float,
     output_dir: Path,
     keep_reports: int,
@@ -157,9 +159,9 @@ def agent(
         window=window,
         judge_every=judge_every,
         top=top,
-        min_growth_bytes=parse_size(min_growth, "--min-growth") or 1,
+        min_growth_bytes=min_growth or 1,
         investigate_top=investigate_top,
-        escalate_bytes_per_s=parse_size(escalate_rate, "--escalate-rate") / 3600,
+        escalate_bytes_per_s=escalate_rate / 3600,
         investigate_duration=investigate_duration,
         output_dir=output_dir,
         keep_reports=keep_reports,

@@ -13,6 +13,7 @@ parsed, so a typo fails before any probe starts.
 from __future__ import annotations
 
 import math
+import re
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -23,7 +24,8 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.text import Text
 
-from leakhunt.errors import UsageError
+from leakhunt.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_SAW_NOTHING, UsageError
+from leakhunt.model import Investigation
 from leakhunt.report import FORMATS, Document, parse_formats, write_reports
 from leakhunt.report.safetext import neutralize
 
@@ -145,31 +147,107 @@ def write_despite_interrupt(
 MAX_SECONDS = 365 * 24 * 3600.0
 
 
+# --- one grammar for sizes and one for durations, for every option ------------------------------
+
+_SIZE = re.compile(r"(?P<n>\d{1,18}(?:\.\d{1,9})?)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MAX_SIZE = 1 << 62  # far above any memory; keeps every size a plain int64 in probe programs
+_DURATION = re.compile(r"(?P<n>\d{1,12}(?:\.\d{1,9})?|\.\d{1,9})\s*(?P<unit>ms|s|m|min|h|d)?", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_size(value: object, option: str = "size") -> int:
+    """Bytes from ``4096``, ``4k``, ``1.5k``, ``16KiB``, ``2M``, ``1.5GiB``, ``1T`` (binary units,
+    case-insensitive, ``B``/``iB`` optional); UsageError naming ``option`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE:
+        return value
+    match = _SIZE.fullmatch(str(value).strip())
+    if match is None:
+        raise UsageError(
+            f"{option}: {value!r} is not a size", hint="write e.g. 4096, 4k, 1.5k, 16KiB, 2M or 1G"
+        )
+    size = int(float(match.group("n")) * _SIZE_UNITS[match.group("unit").lower()])
+    if size > MAX_SIZE:
+        raise UsageError(f"{option}: {value!r} is larger than any memory")
+    return size
+
+
+def parse_duration(value: object, option: str = "duration", *, unit: str = "s") -> float:
+    """Seconds from ``30``, ``1.5``, ``500ms``, ``30s``, ``5m``, ``2h``, ``1d``; a bare number is in
+    ``unit`` (``"s"``, or ``"ms"`` for the options named in milliseconds). UsageError otherwise."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        seconds = float(value) * _DURATION_UNITS[unit]
+    else:
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            raise UsageError(
+                f"{option}: {value!r} is not a duration", hint="write e.g. 30, 1.5, 500ms, 30s, 5m or 2h"
+            )
+        seconds = float(match.group("n")) * _DURATION_UNITS[(match.group("unit") or unit).lower()]
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise UsageError(f"{option}: {value!r} is more than a year ({MAX_SECONDS:.0f} s)")
+    return seconds
+
+
+class Size(click.ParamType[int, object]):
+    """A size option (``parse_size``'s grammar), at least ``min`` bytes."""
+
+    name = "size"
+
+    def __init__(self, min: int = 0) -> None:
+        self.min = min
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            size = parse_size(value, param.opts[0] if param is not None and param.opts else "size")
+        except UsageError as err:
+            self.fail(f"{err.message} ({err.hint})" if err.hint else err.message, param, ctx)
+        if size < self.min:
+            self.fail(f"{value!r} is less than the minimum of {self.min} bytes", param, ctx)
+        return size
+
+    def __repr__(self) -> str:
+        return f"Size(min={self.min})"
+
+
 class Seconds(click.ParamType[float, object]):
-    """A number of seconds in [min, MAX_SECONDS]: finite (``inf`` and ``nan`` are refused)."""
+    """A duration option (``parse_duration``'s grammar) in [min, MAX_SECONDS] seconds: finite
+    (``inf`` and ``nan`` are refused)."""
 
     name = "seconds"
+    unit = "s"  # what a bare number means
 
     def __init__(self, min: float = 0.0) -> None:
         self.min = min
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, float) and math.isfinite(value) and self.min <= value <= MAX_SECONDS:
-            return value
         try:
-            seconds = float(str(value).strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+            seconds = parse_duration(value, "duration", unit=self.unit)
+        except UsageError as err:
+            self.fail(f"{value!r} is not a {self.name} value ({err.hint or err.message})", param, ctx)
         if seconds < self.min:
             self.fail(f"{value!r} is less than the minimum of {self.min:g} s", param, ctx)
-        if seconds > MAX_SECONDS:
-            self.fail(f"{value!r} is more than a year ({MAX_SECONDS:.0f} s)", param, ctx)
         return seconds
 
     def __repr__(self) -> str:
         return f"Seconds(min={self.min:g})"
+
+
+class Milliseconds(click.ParamType[int, object]):
+    """A duration option whose bare numbers are milliseconds (``--older-than 500`` = ``500ms`` =
+    ``0.5s``), as a whole number of milliseconds."""
+
+    name = "milliseconds"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            seconds = parse_duration(value, "duration", unit="ms")
+        except UsageError as err:
+            self.fail(f"{value!r} is not a {self.name} value ({err.hint or err.message})", param, ctx)
+        return round(seconds * 1000)
+
+    def __repr__(self) -> str:
+        return "Milliseconds()"
 
 
 class SafeConsole(Console):
@@ -188,6 +266,28 @@ class SafeConsole(Console):
         return super()._render_buffer(
             seg if seg.control else Segment(neutralize(seg.text), seg.style, seg.control) for seg in buffer
         )
+
+
+def exit_status(doc: Document) -> int:
+    """The exit status of a command that produced ``doc`` (``leakhunt.cli.main`` exits with it).
+
+    Interrupted: 130. A launched command (``run``): its own status (128+N when killed by signal N),
+    or 4 when it succeeded but the probes saw nothing. Otherwise 3 when the probe died mid-run, 4
+    when the probes saw nothing (the result proves nothing), else 0.
+    """
+    if doc.run.stop_reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if not isinstance(doc, Investigation):
+        return EXIT_OK
+    blind = doc.blind_reason() is not None
+    code = doc.target.exit_code
+    if doc.target.launched and doc.run.stop_reason != "imported":
+        if blind and not code:
+            return EXIT_SAW_NOTHING
+        return EXIT_OK if code is None else (128 - code if code < 0 else code)
+    if doc.run.stop_reason == "error":
+        return EXIT_PROBE_FAILED  # the probe died under us: the report holds what it printed before
+    return EXIT_SAW_NOTHING if blind else EXIT_OK
 
 
 def human_size(n: float) -> str:

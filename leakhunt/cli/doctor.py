@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 
 from leakhunt.cli.common import SafeConsole
-from leakhunt.errors import LeakhuntError
+from leakhunt.errors import EXIT_OK, EXIT_USAGE, LeakhuntError
 from leakhunt.probe import choose, distro, native, runner, tools, tracefs
 
 SETUP = "sudo bash scripts/setup.sh"
@@ -218,7 +218,7 @@ def usable_backends(checks: list[Check]) -> list[str]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-def doctor() -> None:
+def doctor() -> int:
     """Check that this host can probe, and say how to fix what is missing.
 
     Checks privileges (root or CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN), kernel BTF, tracefs and
@@ -246,7 +246,7 @@ def doctor() -> None:
         except LeakhuntError as err:
             auto = f"auto picks none: {err.message}"
         out.print(f"ready: leakhunt can probe with {', '.join(usable)} ({auto})", soft_wrap=True)
-        return
+        return EXIT_OK
     hint = f" ({SETUP})" if distro.install_hints(release, os.uname().release).setup_script else ""
     out.print(f"[red]not ready[/red]: no backend can probe on this host; fix the checks above{hint}")
-    raise SystemExit(2)
+    return EXIT_USAGE

@@ -23,9 +23,16 @@ from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.app.common import run_info
 from leakhunt.app.trace import build_result
-from leakhunt.cli.common import SafeConsole, output_options, write_and_announce
+from leakhunt.cli.common import (
+    Milliseconds,
+    SafeConsole,
+    Size,
+    exit_status,
+    output_options,
+    write_and_announce,
+)
 from leakhunt.cli.trace import print_trace_summary
-from leakhunt.errors import EXIT_SAW_NOTHING, ReportError, UsageError
+from leakhunt.errors import EXIT_OK, ReportError, UsageError
 from leakhunt.inputfile import open_input, read_lines
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats
@@ -57,16 +64,17 @@ Document = Investigation | TraceResult
 )
 @click.option(
     "--min-growth",
-    type=click.IntRange(min=0),
-    default=4096,
+    type=Size(),
+    default="4096",
     show_default=True,
-    metavar="BYTES",
-    help="Stack output only: a stack must grow by at least BYTES over the log to be called a leak.",
+    metavar="SIZE",
+    help="Stack output only: a stack must grow by at least SIZE (4096, 4k, 1.5k) over the log to be "
+    "called a leak.",
 )
 @click.option(
     "--older-than",
     "older_than_ms",
-    type=click.IntRange(min=0),
+    type=Milliseconds(),
     default=0,
     show_default=True,
     metavar="MS",
@@ -82,7 +90,7 @@ def import_(
     output_dir: Path,
     formats: tuple[str, ...],
     no_redact: bool,
-) -> None:
+) -> int:
     """Turn captured memleak or bpftrace output into leakhunt's reports.
 
     Each FILE (`-` reads standard input) is read as one log and gives its own reports: periodic
@@ -103,17 +111,16 @@ def import_(
     out = SafeConsole(highlight=False, soft_wrap=True)
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
-    saw_nothing = False
+    status = EXIT_OK
     for name in files:
         doc = import_file(name, kind=kind, min_growth=min_growth, older_than_ms=older_than_ms, say=out.print)
         if isinstance(doc, TraceResult):
             print_trace_summary(out, doc)
         else:
             _investigation_summary(out, doc)
-            saw_nothing = saw_nothing or doc.blind_reason() is not None
         write_and_announce(doc, output_dir, formats, redact=not no_redact, echo=out.print)
-    if saw_nothing:
-        raise SystemExit(EXIT_SAW_NOTHING)
+        status = max(status, exit_status(doc))
+    return status
 
 
 def import_file(

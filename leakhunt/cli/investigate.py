@@ -7,7 +7,6 @@ at a gate and lets it exec only once the probes are attached, so no allocation i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,36 +19,23 @@ from rich.table import Table
 
 from leakhunt.app import investigate as session
 from leakhunt.app.investigate import LIVE_TOP
-from leakhunt.cli.common import SafeConsole, Seconds, human_size, output_options, write_despite_interrupt
+from leakhunt.cli.common import (
+    Milliseconds,
+    SafeConsole,
+    Seconds,
+    Size,
+    exit_status,
+    human_size,
+    output_options,
+    write_despite_interrupt,
+)
 from leakhunt.cli.liveview import LiveView
-from leakhunt.errors import EXIT_SAW_NOTHING, UsageError
+from leakhunt.errors import UsageError
 from leakhunt.model import Investigation
 from leakhunt.probe import tools
 from leakhunt.probe.backend import ProbeMode
 from leakhunt.probe.choose import choose_backend
 from leakhunt.report.redact import redact_argv
-
-_SIZE = re.compile(r"(?P<n>\d{1,15})\s*(?P<unit>[kKmMgG]?)(?:i?[bB])?")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def parse_size(value: object) -> int:
-    """A byte count from ``4096``, ``4k``, ``16KiB`` or ``2M``; UsageError otherwise."""
-    if isinstance(value, int):
-        return value
-    m = _SIZE.fullmatch(str(value).strip())
-    if m is None:
-        raise UsageError(f"{value!r} is not a size", hint="examples: 4096, 4k, 16KiB, 2M")
-    return int(m.group("n")) * _UNITS[m.group("unit").lower()]
-
-
-def _size_option(ctx: click.Context, param: click.Parameter, value: object) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except UsageError as err:
-        raise click.BadParameter(f"{err.message} ({err.hint})", ctx, param) from None
 
 
 def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,13 +66,13 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--min-size",
-            callback=_size_option,
+            type=Size(),
             metavar="SIZE",
-            help="Ignore allocations smaller than SIZE bytes (4096, 4k, 2M) (memleak -z).",
+            help="Ignore allocations smaller than SIZE bytes (4096, 4k, 1.5k, 2M) (memleak -z).",
         ),
         click.option(
             "--max-size",
-            callback=_size_option,
+            type=Size(),
             metavar="SIZE",
             help="Ignore allocations larger than SIZE bytes (memleak -Z).",
         ),
@@ -99,7 +85,7 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--sample-bytes",
-            callback=_size_option,
+            type=Size(),
             metavar="SIZE",
             default=None,
             help="native backend: sample about one allocation per SIZE bytes (Poisson by bytes, as "
@@ -119,10 +105,11 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--older-than",
             "older_than_ms",
-            type=click.IntRange(min=0),
+            type=Milliseconds(),
             default=None,
             metavar="MS",
-            help="Count only allocations older than MS milliseconds (memleak -o; its default is 500).",
+            help="Count only allocations older than MS milliseconds (500, 500ms, 2s) (memleak -o; its "
+            "default is 500).",
         ),
         click.option(
             "--top",
@@ -168,7 +155,7 @@ def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--min-growth",
-            callback=_size_option,
+            type=Size(),
             metavar="SIZE",
             default="4096",
             show_default=True,
@@ -224,7 +211,7 @@ def investigate(
     formats: tuple[str, ...],
     no_redact: bool,
     **kw: Any,
-) -> None:
+) -> int:
     """Find the call stacks that leak in the running process PID (or in the kernel).
 
     Attaches to PID (needs root), takes a snapshot of outstanding allocations per call stack every
@@ -258,12 +245,7 @@ def investigate(
         raise UsageError("no PID given", hint="leakhunt investigate PID (or --kernel for the kernel)")
     inv = _probe(opts, pid=pid, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
-    if inv.run.stop_reason == "interrupted":
-        raise SystemExit(130)
-    if inv.run.stop_reason == "error":
-        raise SystemExit(3)  # the probe died under us: the report holds what it printed before
-    if inv.blind_reason() is not None:
-        raise SystemExit(EXIT_SAW_NOTHING)
+    return exit_status(inv)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
@@ -272,7 +254,7 @@ def investigate(
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     command: tuple[str, ...], output_dir: Path, formats: tuple[str, ...], no_redact: bool, **kw: Any
-) -> None:
+) -> int:
     """Start COMMAND under the probe and find the call stacks that leak.
 
     The command is held before it executes until the probes are attached, so no allocation is
@@ -291,14 +273,7 @@ def run(
     opts = _options(kw)
     inv = _probe(opts, command=command, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
-    if inv.run.stop_reason == "interrupted":
-        raise SystemExit(130)
-    if inv.blind_reason() is not None and not inv.target.exit_code:
-        raise SystemExit(EXIT_SAW_NOTHING)
-    code = inv.target.exit_code
-    if code is None:
-        return
-    raise SystemExit(128 - code if code < 0 else code)
+    return exit_status(inv)
 
 
 # --- running with a progress display -------------------------------------------------------------

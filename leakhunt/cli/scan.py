@@ -27,7 +27,7 @@ from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all
 from leakhunt.app.common import run_info
 from leakhunt.app.investigate import Progress as SessionProgress
 from leakhunt.app.investigate import run_investigation
-from leakhunt.cli.common import SafeConsole, Seconds
+from leakhunt.cli.common import SafeConsole, Seconds, Size
 from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
 from leakhunt.model import Investigation, ProcessTrend, ScanResult
 from leakhunt.probe.backend import Backend, ProbeOptions
@@ -38,17 +38,6 @@ from leakhunt.report import parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
 from leakhunt.report.jsonio import dump
 from leakhunt.sample import Candidate, Sweeper, SweepStats, describe, lookup_uid
-
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str, option: str) -> int:
-    """``"512k"``, ``"10M"``, ``"1.5GiB"``, ``"4096"`` -> bytes (binary units)."""
-    match = _SIZE_RE.fullmatch(text)
-    if match is None:
-        raise UsageError(f"{option}: {text!r} is not a size", hint="write e.g. 4096, 512k, 10M or 1G")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
 def _filter(name_re: re.Pattern[str] | None, uid: int | None) -> Callable[[Candidate], bool] | None:
@@ -214,6 +203,7 @@ Examples:
 @click.option("--user", metavar="USER", help="Only processes of this user (name or uid).")
 @click.option(
     "--min-rss",
+    type=Size(),
     default="0",
     show_default=True,
     metavar="SIZE",
@@ -221,6 +211,7 @@ Examples:
 )
 @click.option(
     "--min-growth",
+    type=Size(),
     default="1M",
     show_default=True,
     metavar="SIZE",
@@ -229,6 +220,7 @@ Examples:
 )
 @click.option(
     "--min-rate",
+    type=Size(),
     default="10M",
     show_default=True,
     metavar="SIZE",
@@ -287,9 +279,9 @@ def scan(
     pids: Sequence[int],
     name_pattern: str | None,
     user: str | None,
-    min_rss: str,
-    min_growth: str,
-    min_rate: str,
+    min_rss: int,
+    min_growth: int,
+    min_rate: int,
     top: int,
     as_json: bool,
     output_dir: Path | None,
@@ -315,9 +307,9 @@ def scan(
     The signal judged is anonymous resident memory plus swap. Each process is keyed by its pid and
     start time, so a reused pid never merges two processes.
     """
-    min_rss_bytes = parse_size(min_rss, "--min-rss")
-    min_growth_bytes = parse_size(min_growth, "--min-growth") or MIN_GROWTH_BYTES
-    min_rate_per_hour = parse_size(min_rate, "--min-rate")
+    min_rss_bytes = min_rss
+    min_growth_bytes = min_growth or MIN_GROWTH_BYTES
+    min_rate_per_hour = min_rate
     fmts = parse_formats(formats)
     if "folded" in fmts or "pprof" in fmts:
         raise UsageError(

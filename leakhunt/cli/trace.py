@@ -15,7 +15,15 @@ from rich.table import Table
 
 from leakhunt.analyze.trace import group_by_size, group_by_thread
 from leakhunt.app.trace import TraceOptions, run_trace
-from leakhunt.cli.common import SafeConsole, Seconds, human_size, output_options, write_despite_interrupt
+from leakhunt.cli.common import (
+    Milliseconds,
+    SafeConsole,
+    Seconds,
+    exit_status,
+    human_size,
+    output_options,
+    write_despite_interrupt,
+)
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
 
@@ -34,7 +42,7 @@ SUMMARY_ROWS = 8
 @click.option(
     "--older-than",
     "older_than_ms",
-    type=click.IntRange(min=0),
+    type=Milliseconds(),
     default=0,
     show_default=True,
     metavar="MS",
@@ -79,7 +87,7 @@ def trace(
     output_dir: Path,
     formats: tuple[str, ...],
     no_redact: bool,
-) -> None:
+) -> int:
     """Trace every allocation and free of PID (or of COMMAND, started here) and list what was
     never freed.
 
@@ -115,8 +123,7 @@ def trace(
     if save_raw is not None:
         out.print(f"raw trace: {save_raw}", markup=False)
     write_despite_interrupt(result, output_dir, formats, redact=not no_redact, echo=out.print)
-    if result.run.stop_reason == "interrupted":
-        raise SystemExit(130)
+    return exit_status(result)
 
 
 def print_trace_summary(out: Console, result: TraceResult) -> None:
