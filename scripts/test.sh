@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-test-tools
 export PATH="$PWD/.venv/bin:$PATH"
 echo "[test] ruff"; ruff check leakhunt tests scripts
+echo "[test] ruff format --check"; ruff format --check leakhunt tests scripts
 echo "[test] mypy --strict"; mypy
 echo "[test] pytest"
 pytest -p no:cacheprovider -ra "$@"

@@ -1,7 +1,8 @@
 """Judging call stacks over snapshots of outstanding allocations: which one leaks?
 
-memleak and bpftrace print outstanding bytes per stack, largest first. A cache that filled once
-and stopped growing dwarfs a small real leak in that order. Here every stack is judged by the
+memleak and bpftrace order stacks by outstanding bytes (memleak prints its top N sorted by size,
+the largest last; bpftrace prints a map sorted by value). A cache that filled once and stopped
+growing dwarfs a small real leak in that order. Here every stack is judged by the
 *shape* of its series instead, and leaks rank first:
 
 - ``leak``: still growing at the end of the run (robust Theil-Sen slope > 0 over the whole run and

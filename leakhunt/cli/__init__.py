@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import errno
 import importlib
+import logging
 import sys
 
 import click
 
-from leakhunt import __version__
+from leakhunt import LOG, __version__
 from leakhunt.errors import LeakhuntError, UsageError
 from leakhunt.report.output import discard_stdout, stdout_error
 
@@ -48,7 +49,13 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="leakhunt")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Say what leakhunt does on stderr (-v: each stage of a run; -vv: every command it starts).",
+)
+def cli(verbose: int) -> None:
     """Find memory leaks in running Linux processes with eBPF.
 
     \b
@@ -59,6 +66,11 @@ def cli() -> None:
       leakhunt run -- ./myprog ARGS    the same for a command leakhunt starts
     Reports (HTML, Markdown, JSON) are written to ./reports by default.
     """
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("leakhunt: %(name)s: %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 # errors of a write to standard output that no retry fixes (files leakhunt writes say their own)

@@ -28,6 +28,7 @@ and the run's times. The job keeps what it gathered and its notes (``job.notes``
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ from leakhunt.probe import runner, tools, tracefs
 from leakhunt.probe.backend import Backend, ProbeCommand, attach_conflict, hint_for
 
 POLL = 0.2
+_log = logging.getLogger(__name__)
 ATTACH_RETRY_PAUSE_S = 3.0
 BACKLOG_QUIET_S = 1.0  # the tool is caught up once it printed nothing for this long...
 
@@ -188,6 +190,7 @@ class _Live:
                     info = _describe_after_exec(gate, info)
                     create_time = info.create_time
                 t0 = time.monotonic()
+                _log.info("%s attached to pid %s (%s)", self.backend.name, pid or "all tasks", info.comm)
                 job.started(pid, info)
                 stop_reason = self._loop(pid, create_time, gate, t0)
             except KeyboardInterrupt:
@@ -196,6 +199,7 @@ class _Live:
             probe, cmd = self.probe, self.cmd
             assert probe is not None and cmd is not None
             duration = time.monotonic() - t0
+            _log.info("stopping %s after %.1f s: %s", self.backend.name, duration, stop_reason)
             job.stopping(duration)
             if not self.told_gone and not _alive(pid, create_time, gate):
                 job.target_gone(duration)
@@ -245,6 +249,7 @@ class _Live:
     def _start(self, pid: int | None, workdir: str, *, launched: bool) -> None:
         script_path = os.path.join(workdir, f"{self.backend.name}.script")
         cmd = self.job.command(self.backend, pid, script_path=script_path, launched=launched)
+        _log.info("starting %s (%s)", self.backend.name, self.backend.reason)
         if cmd.script is not None and cmd.script_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(cmd.script_path)  # an earlier attempt's (workdir is our own mkdtemp)

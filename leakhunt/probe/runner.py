@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import logging
 import os
 import platform
 import queue
@@ -35,6 +36,7 @@ from typing import IO
 from leakhunt.errors import ProbeFailed, TargetError, ToolMissing
 
 _PR_SET_PDEATHSIG = 1
+_log = logging.getLogger(__name__)
 _LIVE: set[Child] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -112,6 +114,7 @@ class Child:
         except PermissionError as err:
             raise TargetError(f"{self.argv[0]}: permission denied") from err
         self.pid = self.proc.pid
+        _log.debug("started %s (pid %d): %s", self.name, self.pid, " ".join(self.argv))
         with _LIVE_LOCK:
             _LIVE.add(self)
         if capture:
@@ -193,6 +196,7 @@ class Child:
         if self.proc.poll() is None:
             self.proc.kill()
         code = self.proc.wait()
+        _log.debug("stopped %s (pid %d): %s", self.name, self.pid, Exit(code, killed).describe())
         for thread in self._threads:
             thread.join(timeout=2.0)
         with _LIVE_LOCK:
