@@ -298,7 +298,10 @@ class Host:
                 except KeyError:
                     frames = []
             texts = [self._symbol(a) for a in frames]
-            if not retried and any("[unknown]" in t for t in texts):
+            # Not once the target is gone: a cache made then knows no mapping, every frame of the
+            # last snapshot would change name and split each stack's series in two (seen with BCC
+            # 0.31, which leaves libc's start frame [unknown], so the retry runs every snapshot).
+            if not retried and any("[unknown]" in t for t in texts) and _has_mappings(self.pid):
                 # a library loaded after the symbol cache was made: read the process's maps again
                 retried = True
                 _drop_symbol_cache(self.pid)
@@ -316,6 +319,15 @@ class Host:
 
 def _ktime_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def _has_mappings(pid: int) -> bool:
+    """True while the process has an address space (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as fh:
+            return bool(fh.read(1))
+    except OSError:
+        return False
 
 
 def _drop_symbol_cache(pid: int) -> None:
