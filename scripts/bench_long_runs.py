@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leakhunt.app import investigate as session  # noqa: E402 (after the path)
+from leakhunt.analyze.stacks import window_of  # noqa: E402 (after the path)
+from leakhunt.app import investigate as session  # noqa: E402
 from leakhunt.report import write_reports  # noqa: E402
 from tests.conftest import compile_target  # noqa: E402
 
@@ -204,12 +205,17 @@ def live_run(seconds: float, out_dir: Path) -> None:
         target.wait()
     stop = marks["stopping"]
     leaks = sum(1 for f in inv.findings if f.verdict == "leak")
+    # the parts of the time after the stop, measured again on the result
+    t0 = time.perf_counter()
+    window_of(inv.snapshots).findings()
+    rank_s = time.perf_counter() - t0
     print(
         f"live: investigate --interval 1 of many_stacks for {seconds:g} s: "
         f"{marks['snapshots']:.0f} snapshots, {len(inv.snapshots)} kept, "
         f"{len(inv.findings)} stacks, {leaks} leaks"
     )
     print(f"  probe stopped -> analysed (stop, drain, rank, symbolize): {analysed - stop:6.2f} s")
+    print(f"    of which the ranking (timed again on the result):      {rank_s:6.2f} s")
     print(f"  reports written (html, md, json):                        {written - analysed:6.2f} s")
     print(
         f"  total after the probe stopped:                           {written - stop:6.2f} s   (goal < 3 s)"
@@ -217,6 +223,12 @@ def live_run(seconds: float, out_dir: Path) -> None:
     for p in paths:
         print(f"  {p.name}: {p.stat().st_size / 1e6:.1f} MB")
     print(f"  peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    verdicts: dict[str, int] = {}
+    for f in inv.findings:
+        verdicts[f.verdict] = verdicts.get(f.verdict, 0) + 1
+    print(f"  verdicts: {verdicts}; rank 1: {inv.findings[0].stack.top if inv.findings else '-'}")
+    for note in inv.quality.notes:
+        print(f"  note: {note}")
 
 
 def main() -> None:
@@ -228,6 +240,7 @@ def main() -> None:
     ap.add_argument("--skip-ranking", action="store_true", help="leave out ranking and report writing")
     ap.add_argument("--skip-trace", action="store_true", help="leave out the trace import part")
     ap.add_argument("--live", type=float, default=0.0, help="also probe many_stacks for this many seconds")
+    ap.add_argument("--keep-reports", type=Path, help="write the --live run's reports here (kept)")
     args = ap.parse_args()
     setup = SETUP.format(root=str(ROOT), stacks=args.stacks, snapshots=args.snapshots)
     print(
@@ -242,8 +255,12 @@ def main() -> None:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_trace_parse.py")], check=False)
     if args.live > 0:
         print()
-        with tempfile.TemporaryDirectory(prefix="leakhunt-bench-") as tmp:
-            live_run(args.live, Path(tmp))
+        if args.keep_reports:
+            args.keep_reports.mkdir(parents=True, exist_ok=True)
+            live_run(args.live, args.keep_reports)
+        else:
+            with tempfile.TemporaryDirectory(prefix="leakhunt-bench-") as tmp:
+                live_run(args.live, Path(tmp))
 
 
 def ranking(setup: str, args: argparse.Namespace) -> None:

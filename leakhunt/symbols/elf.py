@@ -78,6 +78,10 @@ class Segment:
     executable: bool
 
 
+# addresses whose source lines one object remembers
+SOURCE_CACHE = 200_000
+
+
 class ElfObject:
     """Lazy, cached reader of one ELF file (see the module docstring). Call ``close()`` when done."""
 
@@ -95,6 +99,10 @@ class ElfObject:
         self.debug_file: str | None = None  # the file DWARF came from, when found
         self._cu_index: list[tuple[int, int, int]] | None = None  # (low, high, cu offset)
         self._line_tables: dict[int, _LineTable] = {}
+        # per-address answers: a long run's stacks repeat the same few hundred return addresses
+        # thousands of times, and each DWARF lookup parses DIEs again (pyelftools, pure Python)
+        self._segments: list[Segment] | None = None
+        self._sources: dict[int, tuple[SourceLine, ...]] = {}
         self._eh: _EhFrame | None = None
         self._eh_tried = False
         self._debug_frame: list[tuple[int, int, FDE]] | None = None
@@ -129,6 +137,11 @@ class ElfObject:
         self._files.clear()
 
     def segments(self) -> list[Segment]:
+        if self._segments is None:
+            self._segments = self._read_segments()
+        return self._segments
+
+    def _read_segments(self) -> list[Segment]:
         elf = self.elf
         if elf is None:
             return []
@@ -285,10 +298,16 @@ class ElfObject:
 
     def source_at(self, vaddr: int) -> tuple[SourceLine, ...]:
         """Source position of ``vaddr``, innermost inlined call first; () when there is no DWARF."""
+        hit = self._sources.get(vaddr)
+        if hit is not None:
+            return hit
         try:
-            return self._source_at(vaddr)
+            found = self._source_at(vaddr)
         except _READ_ERRORS:
-            return ()
+            found = ()
+        if len(self._sources) < SOURCE_CACHE:
+            self._sources[vaddr] = found
+        return found
 
     def _source_at(self, vaddr: int) -> tuple[SourceLine, ...]:
         info = self.dwarf()
