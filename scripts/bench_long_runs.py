@@ -126,7 +126,7 @@ print(json.dumps({{"seconds": took, "rss_mb": maxrss_mb(), "rss_input_mb": held}
 
 REPORTS = r"""
 from leakhunt.analyze.stacks import SnapshotWindow
-from leakhunt.model import BackendInfo, Investigation, Target
+from leakhunt.model import BackendInfo, Investigation, RunInfo, Target
 from leakhunt.report import jsonio
 from leakhunt.report import render_bytes
 stacks = make_stacks()
@@ -144,7 +144,7 @@ else:  # the old session kept every snapshot; its findings' series held every po
 inv = Investigation(
     target=Target(pid=1, comm="bench", cmdline=("bench",)),
     backend=BackendInfo(name="bpftrace", tool="bpftrace", version="0.17.0", argv=()),
-    started_at="2026-12-01T12:00:00+00:00", duration_s=float(len(kept)), interval_s=1.0,
+    run=RunInfo(started_at="2026-12-01T12:00:00+00:00", duration_s=float(len(kept))), interval_s=1.0,
     snapshots=kept, findings=findings,
 )
 out = {{}}
