@@ -1,6 +1,6 @@
 """The native backend: leakhunt's own BPF program (templates/probe/native.bpf.c.j2), run by BCC.
 
-    /usr/bin/python3 leakhunt/probe/native_host.py /tmp/leakhunt-XXXX/native.json
+    /usr/bin/python3 leakhunt/probe/native_host.py -p PID /tmp/leakhunt-XXXX/native.json
 
 leakhunt decides everything here, in its own Python: which functions to hook (``Hook``: a
 function name and its ``Role``, a plain data structure that allocator detection can fill), where
@@ -269,7 +269,7 @@ def command(
     }
     _write_private(source_path, source)
     _write_private(config_path, json.dumps(config, indent=1))
-    argv = (tool.path, HOST_PROGRAM, config_path)
+    argv = (tool.path, HOST_PROGRAM, "-p", str(pid), config_path)
     return ProbeCommand(
         info=BackendInfo(
             name="native",

@@ -1,6 +1,6 @@
 """The host program of leakhunt's own probe, run by the *system* Python (it has BCC's ``bcc`` module).
 
-    /usr/bin/python3 native_host.py CONFIG.json
+    /usr/bin/python3 native_host.py -p PID CONFIG.json
 
 leakhunt (``leakhunt.probe.native``) renders the BPF C program, decides where each probe goes, and
 writes CONFIG.json (0600, in its private temporary directory); this program compiles the C with
@@ -340,11 +340,14 @@ def _drop_symbol_cache(pid: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        sys.stderr.write("usage: native_host.py CONFIG.json\n")
+    # -p PID repeats the config's pid so that `ps` shows which process is probed
+    if len(argv) != 4 or argv[1] != "-p" or not argv[2].isdigit():
+        sys.stderr.write("usage: native_host.py -p PID CONFIG.json\n")
         return 2
     try:
-        config = load_config(argv[1])
+        config = load_config(argv[3])
+        if config["pid"] != int(argv[2]):
+            raise ConfigError(f"-p {argv[2]} is not the configuration's pid {config['pid']}")
     except (OSError, ValueError, ConfigError) as err:
         sys.stderr.write(f"leakhunt-native: bad configuration: {err}\n")
         return 2

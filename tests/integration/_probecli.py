@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 LEAKHUNT = [sys.executable, "-m", "leakhunt"]
-PROBE_NAMES = ("bpftrace", "memleak")
+PROBE_NAMES = ("bpftrace", "memleak", "native_host")
 
 
 def probes_for(pid: int) -> list[str]:
-    """Command lines of live bpftrace/memleak processes attached to ``pid`` (-p PID)."""
+    """Command lines of live bpftrace/memleak/native host processes attached to ``pid`` (-p PID)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

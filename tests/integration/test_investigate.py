@@ -24,7 +24,7 @@ from tests.integration._probecli import (
 pytestmark = pytest.mark.probe
 
 
-@pytest.mark.parametrize("backend", ["bpftrace", "bcc"])
+@pytest.mark.parametrize("backend", ["native", "bpftrace", "bcc"])
 def test_small_leak_ranks_first_and_decoys_are_not_leaks(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str
 ) -> None:

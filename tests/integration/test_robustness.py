@@ -123,6 +123,8 @@ def test_bad_options_fail_before_probing(probe_env: None, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("backend", "sig"),
     [
+        ("native", signal.SIGINT),
+        ("native", signal.SIGTERM),
         ("bpftrace", signal.SIGINT),
         ("bpftrace", signal.SIGTERM),
         ("bcc", signal.SIGINT),

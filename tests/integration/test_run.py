@@ -16,7 +16,15 @@ FIRST_COUNT = 7
 
 
 @pytest.mark.parametrize(
-    ("backend", "under_flock"), [("bpftrace", False), ("bcc", False), ("bpftrace", True), ("bcc", True)]
+    ("backend", "under_flock"),
+    [
+        ("native", False),
+        ("bpftrace", False),
+        ("bcc", False),
+        ("native", True),
+        ("bpftrace", True),
+        ("bcc", True),
+    ],
 )
 def test_allocations_at_the_first_line_of_main_are_counted(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str, under_flock: bool
@@ -67,7 +75,7 @@ def test_allocations_at_the_first_line_of_main_are_counted(
     assert_no_probe_left(target["pid"])
 
 
-@pytest.mark.parametrize("backend", ["bpftrace", "bcc"])
+@pytest.mark.parametrize("backend", ["native", "bpftrace", "bcc"])
 def test_run_finds_the_leak_among_decoys(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str
 ) -> None:
@@ -107,7 +115,9 @@ def test_run_finds_the_leak_among_decoys(
     assert_no_probe_left(report["target"]["pid"])
 
 
-@pytest.mark.parametrize(("backend", "mode"), [("bpftrace", "idle"), ("bcc", "idle"), ("bpftrace", "mmap")])
+@pytest.mark.parametrize(
+    ("backend", "mode"), [("native", "idle"), ("bpftrace", "idle"), ("bcc", "idle"), ("bpftrace", "mmap")]
+)
 def test_a_run_that_saw_nothing_is_not_reported_clean(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, backend: str, mode: str
 ) -> None:

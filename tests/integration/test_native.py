@@ -1,0 +1,137 @@
+"""The native backend with real probes: sampling by bytes against the exact figure, auto's choice,
+and what is left behind when leakhunt stops normally, on SIGINT or on SIGKILL.
+
+(Leak ranking, the first allocations after exec, attach mode and Ctrl-C run for every backend in
+test_investigate.py, test_run.py and test_robustness.py.)
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.integration._probecli import (
+    assert_no_probe_left,
+    by_top_function,
+    finish,
+    load_report,
+    run_leakhunt,
+    start_leakhunt,
+    wait_for_stderr,
+)
+
+pytestmark = pytest.mark.probe
+
+SMALL = 20000 * 1000  # tests/targets/sample_leak.c: leak_small
+BIG = 200 * 100000  # leak_big
+UPROBE_EVENTS = ("/sys/kernel/tracing/uprobe_events", "/sys/kernel/debug/tracing/uprobe_events")
+
+
+def uprobe_events() -> list[str]:
+    for path in UPROBE_EVENTS:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return [line for line in fh.read().splitlines() if line.strip()]
+        except OSError:
+            continue
+    return []
+
+
+def run_sample_leak(build_target: Callable[[str], Path], out: Path, *extra: str) -> dict[str, Any]:
+    code, _out, err = run_leakhunt(
+        ["run", "--backend", "native", "--duration", "8", "--interval", "2", "--output-dir", str(out),
+         "--format", "json", *extra, "--", str(build_target("sample_leak")), "30"]
+    )  # fmt: skip
+    assert code == 0, err
+    return load_report(out)
+
+
+def test_sampled_estimate_is_within_its_stated_error_of_the_exact_figure(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    exact = run_sample_leak(build_target, tmp_path / "exact")
+    named = by_top_function(exact)
+    # exact mode: every byte of both leaks, nothing of the churn (allocated and freed)
+    assert named["leak_small"]["outstanding_bytes"] == SMALL
+    assert named["leak_big"]["outstanding_bytes"] == BIG
+    assert "churn" not in named
+
+    sampled = run_sample_leak(build_target, tmp_path / "sampled", "--sample-bytes", "64k")
+    assert dict(sampled["options"])["sample_bytes"] == str(64 * 1024)
+    notes = sampled["quality"]["notes"]
+    (note,) = [n for n in notes if n.startswith("sampled by bytes")]
+    # "... at the last snapshot 40012345 B ± 1234567 B ...; largest stacks: leak_small 19990000 B ± ..."
+    found = re.search(r"last snapshot (\d+) B ± (\d+) B", note)
+    assert found is not None, note
+    total, sd = (int(x) for x in found.groups())
+    per_stack = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"(\w+) (\d+) B ± (\d+) B \(", note)}
+    # the stated uncertainty is meaningful (a few percent), and the estimate is within 3 of it
+    assert 0 < sd < 0.1 * (SMALL + BIG)
+    assert abs(total - (SMALL + BIG)) <= 3 * sd, note
+    est, est_sd = per_stack["leak_small"]
+    assert 0 < est_sd < 0.2 * SMALL and abs(est - SMALL) <= 3 * est_sd, note
+    # 100 kB blocks with R = 64 KiB are kept with p = 1 - exp(-1.5): their estimate is close
+    est, est_sd = per_stack["leak_big"]
+    assert abs(est - BIG) <= 3 * est_sd + 1, note
+    # the churn was freed: a kept block's free subtracted exactly what it had added
+    assert "churn" not in by_top_function(sampled)
+    assert_no_probe_left(sampled["target"]["pid"])
+
+
+def test_auto_picks_native_and_says_why(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    code, _out, err = run_leakhunt(
+        ["run", "--duration", "5", "--interval", "1", "--output-dir", str(tmp_path), "--format", "json",
+         "--", str(build_target("first_alloc")), "2"]
+    )  # fmt: skip
+    assert code == 7, err
+    assert "backend native" in err and "target only" in err
+    report = load_report(tmp_path)
+    assert report["backend"]["name"] == "native"
+    assert "target only" in report["backend"]["reason"]
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("how", ["duration", "SIGINT", "SIGKILL"])
+def test_nothing_outlives_leakhunt(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path, how: str
+) -> None:
+    """No host program, no launched command, no uprobe event in tracefs, however leakhunt ends."""
+    before = uprobe_events()
+    proc = start_leakhunt(
+        ["run", "--backend", "native", "--duration", "4" if how == "duration" else "120", "--interval", "1",
+         "--output-dir", str(tmp_path), "--format", "json", "--", str(build_target("leak_mix")), "60"]
+    )  # fmt: skip
+    wait_for_stderr(proc, "probes attached")
+    family = _children(proc.pid)
+    assert any("native_host.py" in " ".join(p.cmdline()) for p in family)
+    if how != "duration":
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
+    code, _out, err = finish(proc, timeout=60)
+    assert code == {"duration": 0, "SIGINT": 130, "SIGKILL": -9}[how], err
+    deadline = time.monotonic() + 5
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
+    assert uprobe_events() == before
+    if how != "SIGKILL":
+        report = load_report(tmp_path)
+        assert report["snapshots"]
+        assert_no_probe_left(report["target"]["pid"])
