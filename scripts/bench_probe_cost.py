@@ -14,8 +14,9 @@
    JSON file, timed by jq itself (``now``), natively and under each setup.
 
 Goal (issue "leakhunt's own probe"): native exact <= 1/8 of memleak's ns/pair, jq slowed no more
-than heaptrack slows it. Each probed setup takes /tmp/leakhunt-probe.lock, so other probe sessions
-on this host wait instead of colliding. Anchors measured on this VM before the native backend:
+than heaptrack slows it. The whole run holds /tmp/leakhunt-probe.lock (a few minutes): another
+session's probe, above all a bpftrace < 0.20 that slows every process, would skew every figure.
+Anchors measured on this VM before the native backend:
 native ~9-14 ns, memleak ~6,800-15,800 ns, bpftrace backend ~7,400 ns, heaptrack ~210 ns, valgrind
 ~1,000 ns; unprobed loop under bpftrace 0.17: 7,464 ns.
 """
@@ -181,26 +182,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of probed loop per setup")
-    parser.add_argument("--jq-objects", type=int, default=150_000, help="objects in jq's input file")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of probed loop per setup")
+    parser.add_argument("--jq-objects", type=int, default=60_000, help="objects in jq's input file")
     parser.add_argument("--skip", default="", help="setups to leave out, comma-separated (e.g. valgrind)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (the probes need it)")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    print("waiting for /tmp/leakhunt-probe.lock ...", file=sys.stderr)
+    with probe_lock():
+        rows = measure(args.seconds, args.jq_objects, skip)
+    report(rows)
+
+
+def measure(seconds: float, jq_objects: int, skip: set[str]) -> list[Row]:
     binary = compile_target("bench_alloc")
-    secs = str(args.seconds)
+    secs = str(seconds)
     jq = shutil.which("jq")
     tmp = Path(tempfile.mkdtemp(prefix="leakhunt-bench-"))
     data = tmp / "input.json"
     if jq:
-        jq_input(data, args.jq_objects)
+        jq_input(data, jq_objects)
     jq_cmd = [jq or "jq", "-n", "-r", JQ_PROGRAM, str(data)]
 
     rows: list[Row] = []
-    plain = Row("native (no probe)", loop=figures(subprocess.run([str(binary), secs], capture_output=True,
-                                                                text=True, check=True).stdout))  # fmt: skip
-    plain.jq = jq_seconds(jq_cmd) if jq else None
+    plain = Row("native (no probe)")
     rows.append(plain)
     setups: list[tuple[str, list[str]]] = [
         ("leakhunt native", leakhunt_argv("native", [], [])),
@@ -208,24 +214,23 @@ def main() -> None:
         ("leakhunt bpftrace", leakhunt_argv("bpftrace", [], [])),
         ("leakhunt bcc (memleak)", leakhunt_argv("bcc", [], [])),
     ]
-    beside = Beside(binary)
+    beside = Beside(binary)  # runs beside every setup, the first one included: same CPU contention
     try:
-        time.sleep(2.5)
-        plain.beside = [v for _, v in beside.values]
+        time.sleep(0.5)
+        measure_loop(plain, beside, [str(binary), secs])
+        plain.jq = jq_seconds(jq_cmd) if jq else None
         for name, base in setups:
             if name.split()[1] in skip:
                 continue
             row = Row(name)
-            with probe_lock():
-                measure_loop(row, beside, [*base, str(binary), secs])
-                if jq:
-                    row.jq = jq_seconds([*base, *jq_cmd])
+            measure_loop(row, beside, [*base, str(binary), secs])
+            if jq:
+                row.jq = jq_seconds([*base, *jq_cmd])
             rows.append(row)
             print(f"  measured {name}", file=sys.stderr)
         if "memleak" not in skip:
             row = Row("plain memleak-bpfcc -p")
-            with probe_lock():
-                memleak_loop(row, beside, binary, args.seconds)
+            memleak_loop(row, beside, binary, seconds)
             rows.append(row)
         for tool, argv in (
             ("heaptrack", ["heaptrack", "-o", str(tmp / "heaptrack")]),
@@ -247,7 +252,7 @@ def main() -> None:
     finally:
         beside.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    report(rows)
+    return rows
 
 
 def report(rows: list[Row]) -> None:

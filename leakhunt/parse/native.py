@@ -13,9 +13,10 @@ One record per line; a snapshot runs from ``T`` to ``E``::
 
 ``T CLOCK SECONDS``: a snapshot starts (wall clock, seconds since counting started).
 ``S BYTES BLOCKS TRACKED VARIANCE NFRAMES``: one stack's outstanding bytes and blocks (estimates when
-sampling by bytes), the blocks really tracked, the estimate's variance in KiB^2, then NFRAMES ``F``
-lines (address, then the symbol as BCC prints it). ``C``: the probe's counters so far (allocations
-counted, frees matched, maps full, stacks lost). Lines starting ``leakhunt-native:`` are status.
+sampling by bytes), the blocks really tracked, the estimate's variance in units of (512 B)^2, then
+NFRAMES ``F`` lines (address, then the symbol as BCC prints it). ``C``: the probe's counters so far
+(allocations counted, frees matched, maps full, stacks lost). Lines starting ``leakhunt-native:`` are
+status.
 Stacks with the same frames add up. The parser never raises: lines it cannot read are counted in
 ``ParseStats``.
 
@@ -39,6 +40,7 @@ from leakhunt.parse.frames import cut_garbage, parse_bcc_frame
 STATUS_PREFIX = "leakhunt-native:"
 ATTACHED_PREFIX = "leakhunt-native: attached"
 MAX_FRAMES = 256
+VARIANCE_UNIT = 512.0  # bytes: the probe's variance is in units of VARIANCE_UNIT^2
 MAX_LINE = 1 << 16
 
 _T = re.compile(r"T (?P<clock>\d{1,2}:\d{2}:\d{2}) (?P<t>\d{1,12}(?:\.\d{1,9})?)")
@@ -60,7 +62,7 @@ class _Row:
     nbytes: int
     blocks: int
     kept: int
-    var_kib2: int
+    var_units: int
     want: int
     frames: list[Frame] = field(default_factory=list)
 
@@ -196,7 +198,7 @@ class NativeParser:
             acc[0] += row.nbytes
             acc[1] += row.blocks
             acc[2] += row.kept
-            acc[3] += row.var_kib2
+            acc[3] += row.var_units
         samples = tuple(
             StackSample(stack, nbytes, blocks)
             for stack, (nbytes, blocks, _kept, _var) in merged.items()
@@ -204,7 +206,7 @@ class NativeParser:
         )
         if self.sample_bytes:
             self.uncertainty = tuple(
-                Uncertainty(stack, nbytes, math.sqrt(max(var, 0)) * 1024.0, kept)
+                Uncertainty(stack, nbytes, math.sqrt(max(var, 0)) * VARIANCE_UNIT, kept)
                 for stack, (nbytes, _blocks, kept, var) in merged.items()
             )
         return Snapshot(t=pending.t, stacks=samples, clock=pending.clock)

@@ -14,7 +14,7 @@ Output, one record per line (read by ``leakhunt.parse.native``)::
     leakhunt-native: compiled
     leakhunt-native: attached 19 probes
     T 12:00:05 5.002                       a snapshot starts: wall clock, seconds since armed
-    S 4096 4 4 0 3                         a stack: bytes, blocks, tracked blocks, variance (KiB^2), frames
+    S 4096 4 4 0 3                         a stack: bytes, blocks, tracked blocks, variance, frames
     F 0x000055d0c0a1b18b leaky_alloc+0x12 [leak]
     F 0x000055d0c0a1b1c2 main+0x21 [leak]
     F 0x00007f939ce4224a __libc_start_call_main+0x7a [libc.so.6]

@@ -46,8 +46,8 @@ def uprobe_events() -> list[str]:
 
 def run_sample_leak(build_target: Callable[[str], Path], out: Path, *extra: str) -> dict[str, Any]:
     code, _out, err = run_leakhunt(
-        ["run", "--backend", "native", "--duration", "8", "--interval", "2", "--output-dir", str(out),
-         "--format", "json", *extra, "--", str(build_target("sample_leak")), "30"]
+        ["run", "--backend", "native", "--duration", "60", "--interval", "1", "--output-dir", str(out),
+         "--format", "json", *extra, "--", str(build_target("sample_leak")), "4"]
     )  # fmt: skip
     assert code == 0, err
     return load_report(out)
@@ -112,9 +112,10 @@ def test_nothing_outlives_leakhunt(
 ) -> None:
     """No host program, no launched command, no uprobe event in tracefs, however leakhunt ends."""
     before = uprobe_events()
+    # "duration": the command ends by itself (exit 0) well before the planned duration
     proc = start_leakhunt(
-        ["run", "--backend", "native", "--duration", "4" if how == "duration" else "120", "--interval", "1",
-         "--output-dir", str(tmp_path), "--format", "json", "--", str(build_target("leak_mix")), "60"]
+        ["run", "--backend", "native", "--duration", "120", "--interval", "1", "--output-dir", str(tmp_path),
+         "--format", "json", "--", str(build_target("leak_mix")), "4" if how == "duration" else "60"]
     )  # fmt: skip
     wait_for_stderr(proc, "probes attached")
     family = _children(proc.pid)
@@ -135,3 +136,28 @@ def test_nothing_outlives_leakhunt(
         report = load_report(tmp_path)
         assert report["snapshots"]
         assert_no_probe_left(report["target"]["pid"])
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--min-size", "50k"], {"leak_big": BIG}),  # memleak -z: the 1000 B blocks are left out
+        (["--max-size", "50k"], {"leak_small": SMALL}),  # memleak -Z
+        (["--older-than", "600000"], {}),  # memleak -o: nothing is ten minutes old yet
+    ],
+)
+def test_size_and_age_filters(
+    probe_env: None,
+    build_target: Callable[[str], Path],
+    tmp_path: Path,
+    options: list[str],
+    expected: dict[str, int],
+) -> None:
+    report = run_sample_leak(build_target, tmp_path, *options)
+    named = by_top_function(report)
+    ours = {
+        name: named[name]["outstanding_bytes"]
+        for name in ("leak_small", "leak_big", "churn")
+        if name in named
+    }
+    assert ours == expected

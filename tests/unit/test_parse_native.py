@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +68,7 @@ def test_sampled_estimates_carry_their_uncertainty() -> None:
     parser = NativeParser(stats, sample_bytes=65536)
     lines = [
         "T 12:00:05 5.0",
-        "S 1310720 20 20 1600 1",  # 20 samples of ~64 KiB: variance 1600 KiB^2 -> sd 40 KiB
+        "S 1310720 20 20 6400 1",  # 20 samples of ~64 KiB: variance 6400 (512 B)^2 -> sd 40 KiB
         "F 0x0000000000401000 leaky_alloc+0x12 [leak_mix]",
         "C calls=1000 allocs=20 frees=0",
         "E",
@@ -130,3 +132,22 @@ def test_dwarf_mode_bad_lines_are_counted() -> None:
     snaps = list(parse_native(bad, stats))
     assert stats.unparsed == 3  # the bad R, "U x", and a second U for one stack
     assert [f.address for f in snaps[0].stacks[0].stack.frames] == [5]
+
+
+def test_captured_output_of_a_cpp_target() -> None:
+    """tests/fixtures/native-bcc-0.26.0-cpp.txt (scripts/capture_native_fixture.py): cpp_leaker adds
+    100 entries of 1 KiB every 100 ms through operator new and never removes them."""
+    path = Path(__file__).resolve().parent.parent / "fixtures" / "native-bcc-0.26.0-cpp.txt"
+    stats = ParseStats()
+    snaps = list(parse_native(path.read_text().splitlines(), stats))
+    assert len(snaps) == 5  # four intervals and the one printed on SIGINT
+    assert stats.unparsed == 0
+    # the registry's stack (g++ shrink-wrapping drops Registry::add from it: see FORMATS.md) grows
+    growth = [max(s.outstanding_bytes for s in snap.stacks) for snap in snaps]
+    assert growth == sorted(growth) and growth[-1] > growth[0]
+    biggest = max(snaps[-1].stacks, key=lambda s: s.outstanding_bytes)
+    assert biggest.stack.frames[0].symbol == "operator new(unsigned long)"
+    assert biggest.stack.frames[1].symbol == "main" and biggest.count == biggest.outstanding_bytes // 1024
+    frames = {f.symbol for s in snaps[-1].stacks for f in s.stack.frames}
+    assert any(" " in name and "(" in name for name in frames)  # demangled, with spaces
+    assert (stats.allocations_seen or 0) >= 4000 and stats.frees_seen == 0  # the probe's own counters
