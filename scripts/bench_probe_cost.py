@@ -118,10 +118,10 @@ def leakhunt_argv(backend: str, extra: list[str], command: list[str]) -> list[st
             "--", *command]  # fmt: skip
 
 
-def measure_loop(row: Row, beside: Beside, argv: list[str]) -> None:
+def measure_loop(row: Row, beside: Beside, argv: list[str], env: dict[str, str] | None = None) -> None:
     """Run the probed loop ``argv`` (every second of it is probed: ``leakhunt run`` holds the command
     until the probes are in); keep its figures and the unprobed loop's over the same seconds."""
-    lines, _ = timed_lines(argv)
+    lines, _ = timed_lines(argv, env)
     end = time.monotonic()
     values = [(t, v) for t, line in lines for v in figures(line)]
     row.loop = [v for _, v in values]
@@ -172,8 +172,8 @@ def jq_input(path: Path, objects: int) -> None:
             fh.write(json.dumps({"a": i, "b": "x" * rng.randint(1, 40), "c": [rng.random()] * 3}) + "\n")
 
 
-def jq_seconds(argv: list[str]) -> float | None:
-    lines, _ = timed_lines(argv)
+def jq_seconds(argv: list[str], env: dict[str, str] | None = None) -> float | None:
+    lines, _ = timed_lines(argv, env)
     found = _JQ_SECONDS.findall("".join(line for _, line in lines).replace('"', "\n"))
     return float(found[-1]) if found else None
 
@@ -208,24 +208,33 @@ def measure(seconds: float, jq_objects: int, skip: set[str]) -> list[Row]:
     rows: list[Row] = []
     plain = Row("native (no probe)")
     rows.append(plain)
-    setups: list[tuple[str, list[str]]] = [
-        ("leakhunt native", leakhunt_argv("native", [], [])),
-        ("leakhunt native --sample-bytes 512k", leakhunt_argv("native", ["--sample-bytes", "512k"], [])),
-        ("leakhunt bpftrace", leakhunt_argv("bpftrace", [], [])),
-        ("leakhunt bcc (memleak)", leakhunt_argv("bcc", [], [])),
+    setups: list[tuple[str, list[str], dict[str, str] | None]] = [
+        ("leakhunt native", leakhunt_argv("native", [], []), None),
+        (
+            "leakhunt native --sample-bytes 512k",
+            leakhunt_argv("native", ["--sample-bytes", "512k"], []),
+            None,
+        ),
+        ("leakhunt bpftrace", leakhunt_argv("bpftrace", [], []), None),
+        ("leakhunt bcc (memleak)", leakhunt_argv("bcc", [], []), None),
     ]
+    bpftrace = tools.find_bpftrace()
+    if bpftrace is not None and bpftrace.version_tuple >= (0, 22):
+        # bpftrace 0.22+ probes free on an emulated instruction; the same run with free at its entry:
+        at_entry = {**os.environ, "LEAKHUNT_PROBE_AT_ENTRY": "1"}
+        setups.insert(3, ("leakhunt bpftrace, free at entry", leakhunt_argv("bpftrace", [], []), at_entry))
     beside = Beside(binary)  # runs beside every setup, the first one included: same CPU contention
     try:
         time.sleep(0.5)
         measure_loop(plain, beside, [str(binary), secs])
         plain.jq = jq_seconds(jq_cmd) if jq else None
-        for name, base in setups:
-            if name.split()[1] in skip:
+        for name, base, env in setups:
+            if name.split()[1].rstrip(",") in skip:
                 continue
             row = Row(name)
-            measure_loop(row, beside, [*base, str(binary), secs])
+            measure_loop(row, beside, [*base, str(binary), secs], env)
             if jq:
-                row.jq = jq_seconds([*base, *jq_cmd])
+                row.jq = jq_seconds([*base, *jq_cmd], env)
             rows.append(row)
             print(f"  measured {name}", file=sys.stderr)
         if "memleak" not in skip:
