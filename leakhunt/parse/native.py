@@ -249,14 +249,20 @@ class NativeParser:
         if self.sample_bytes and self.uncertainty:
             total = sum(u.estimate for u in self.uncertainty)
             sd = math.sqrt(sum(u.stddev**2 for u in self.uncertainty))
-            top = sorted(self.uncertainty, key=lambda u: -u.estimate)[:5]
+            kept = sum(u.tracked for u in self.uncertainty)
+            # names are known here only when the probe walked frame pointers (--unwind dwarf unwinds
+            # and merges stacks later): then the largest stacks' own figures are named too
+            named = [u for u in self.uncertainty if u.stack.frames and not u.stack.frames[0].is_unknown]
+            top = sorted(named, key=lambda u: -u.estimate)[:5] if len(named) == len(self.uncertainty) else []
             per_stack = "; ".join(
                 f"{u.stack.top} {u.estimate} B ± {u.stddev:.0f} B ({u.tracked} sampled blocks)" for u in top
             )
             self.stats.note(
                 f"sampled by bytes (one sample per {self.sample_bytes} B on average, Poisson): outstanding "
-                f"bytes are unbiased estimates; at the last snapshot {total} B ± {sd:.0f} B (one standard "
-                f"deviation); largest stacks: {per_stack}"
+                f"bytes are unbiased estimates; at the last snapshot {total} B ± {sd:.0f} B in all (one "
+                f"standard deviation, from {kept} sampled blocks); a stack's own uncertainty is at most "
+                "that, about 1/sqrt(its sampled blocks) of its estimate"
+                + (f"; largest stacks: {per_stack}" if per_stack else "")
             )
 
 
