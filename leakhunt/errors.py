@@ -66,10 +66,28 @@ class ProbeFailed(LeakhuntError):
 
     def __str__(self) -> str:
         text = super().__str__()
-        if self.stderr.strip():
-            tail = "\n".join(self.stderr.strip().splitlines()[-15:])
+        said = without_traceback(self.stderr)
+        if said.strip():
+            tail = "\n".join(said.strip().splitlines()[-15:])
             text += "\n  tool said:\n" + "\n".join("    " + line for line in tail.splitlines())
         return text
+
+
+def without_traceback(stderr: str) -> str:
+    """A tool's stderr with each Python traceback (BCC's tools are Python) cut down to the error
+    it ends with: the frames of someone else's code tell the user nothing they can act on."""
+    out: list[str] = []
+    in_traceback = False
+    for line in stderr.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+            continue
+        if in_traceback:
+            if line.startswith((" ", "\t")) or not line.strip():
+                continue  # a frame, its source line, or the ^^^ marker
+            in_traceback = False
+        out.append(line)
+    return "\n".join(out)
 
 
 class ReportError(LeakhuntError):

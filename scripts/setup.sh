@@ -20,6 +20,13 @@ done
 cd "$(dirname "$0")/.."
 root=$(pwd)
 say() { printf '[setup] %s\n' "$*"; }
+# /usr/bin/python3.X >= 3.11 with venv, readable by every user; empty when there is none
+system_python() {
+  local cand
+  for cand in /usr/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.11; do
+    if [ -x "$cand" ] && "$cand" -c 'import venv, ensurepip' 2>/dev/null; then echo "$cand"; return; fi
+  done
+}
 
 if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -98,10 +105,35 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
   if ! [ -e /sys/kernel/debug/tracing ] && ! mountpoint -q /sys/kernel/debug; then
     mount -t debugfs nodev /sys/kernel/debug 2>/dev/null || true
   fi
+  # A copy every user can run as /usr/local/bin/leakhunt (`scan`, `report`, `diff` need no root):
+  # the checkout and .venv may sit under /root (mode 0700), with pyenv's interpreter there too.
+  # Built from the distribution's python3 into /opt/leakhunt (world-readable), again whenever
+  # the sources are newer than the last install.
+  sys_py=$(system_python)
+  if [ -z "$sys_py" ]; then
+    apt-get install -y -qq python3 python3-venv >/dev/null; sys_py=$(system_python)
+  fi
+  prefix=/opt/leakhunt
+  if [ -n "$sys_py" ] && { ! [ -x "$prefix/bin/leakhunt" ] || ! [ -f "$prefix/.installed" ] \
+       || [ -n "$(find leakhunt templates pyproject.toml -newer "$prefix/.installed" -print -quit)" ]; }; then
+    say "installing leakhunt for every user into $prefix (/usr/local/bin/leakhunt)"
+    (
+      umask 022
+      [ -x "$prefix/bin/python" ] || "$sys_py" -m venv "$prefix"
+      "$prefix/bin/python" -m pip install -q --upgrade pip >/dev/null
+      "$prefix/bin/python" -m pip install -q --force-reinstall --no-deps . >/dev/null
+      "$prefix/bin/python" -m pip install -q . >/dev/null
+    )
+    chmod -R a+rX "$prefix"
+    ln -sfn "$prefix/bin/leakhunt" /usr/local/bin/leakhunt
+    touch "$prefix/.installed"
+  fi
 fi
 
-py=""
+# The distribution's interpreter first: one under /root (pyenv) is unreadable for other users.
+py=$(system_python)
 for cand in python3.13 python3.12 python3.11 python3; do
+  [ -n "$py" ] && break
   if command -v "$cand" >/dev/null && "$cand" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     py=$(command -v "$cand"); break
   fi

@@ -15,19 +15,18 @@ result as the live run.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from leakhunt import sample
 from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
 from leakhunt.app.common import run_info
 from leakhunt.errors import UsageError
 from leakhunt.model import BackendInfo, RunInfo, Target, TraceProcess, TraceResult
+from leakhunt.outputfile import OutputFile
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.probe import runner, tools
@@ -110,7 +109,7 @@ class _Trace:
         self.parser = TraceParser(self.stats)
         self.matcher = TraceMatcher(bucket_s=opts.bucket_s)
         self.notes: list[str] = []
-        self.raw: IO[str] | None = None
+        self.raw: OutputFile | None = None
         self.backend: Backend | None = None
         self.target_pid = 0
         self.target_comm = ""
@@ -273,11 +272,17 @@ def build_result(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _open_private(path: Path) -> IO[str]:
-    """Open ``path`` for writing, readable by its owner only (a trace holds the target's addresses)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+def _open_private(path: Path) -> OutputFile:
+    """The raw trace file, readable by its owner only (a trace holds the target's addresses).
+
+    Written beside ``path`` and renamed onto it when closed: a symlink planted at ``path`` in a
+    shared folder is replaced, never followed (leakhunt runs as root).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--save-raw {path}: cannot create its folder ({err.strerror})") from None
+    return OutputFile(path)
 
 
 def _thread_group(tid: int) -> int | None:

@@ -15,7 +15,7 @@ import click
 
 from leakhunt import LOG, __version__
 from leakhunt.errors import LeakhuntError, UsageError
-from leakhunt.report.output import discard_stdout, stdout_error
+from leakhunt.outputfile import discard_stdout, stdout_error
 
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {

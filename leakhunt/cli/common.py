@@ -13,6 +13,7 @@ parsed, so a typo fails before any probe starts.
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +27,8 @@ from rich.text import Text
 
 from leakhunt.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import Investigation
-from leakhunt.report import FORMATS, Document, parse_formats, write_reports
+from leakhunt.outputfile import real_dir_note
+from leakhunt.report import FORMATS, Document, parse_formats, rescue_report, write_reports
 from leakhunt.report.safetext import neutralize
 
 DEFAULT_OUTPUT_DIR = Path("reports")
@@ -116,10 +118,17 @@ def write_and_announce(
 ) -> list[Path]:
     """Write the reports and print one ``report: PATH`` line per file (to stderr by default)."""
     paths = write_reports(doc, output_dir, formats, stem=stem, redact=redact)
-    say = echo or (lambda line: click.echo(line, err=True))
-    for path in paths:
-        say(f"report: {path}")
+    announce(paths, output_dir, echo or (lambda line: click.echo(line, err=True)))
     return paths
+
+
+def announce(paths: Sequence[Path], output_dir: Path, say: Callable[[str], object]) -> None:
+    """One ``report: PATH`` line per file; when ``output_dir`` is a symlink, say where they really are."""
+    note = real_dir_note(output_dir)
+    if note is not None:
+        say(f"note: {note}")
+    for path in paths:
+        say(f"report: {os.path.realpath(path) if note is not None else path}")
 
 
 def write_despite_interrupt(
@@ -133,11 +142,21 @@ def write_despite_interrupt(
     """``write_and_announce`` with Ctrl-C ignored meanwhile.
 
     A live run writes its reports even when it was interrupted: a second Ctrl-C while they are
-    written must not lose them.
+    written must not lose them. When they cannot be written (the disk filled up during the run),
+    the whole result is saved as JSON in the temporary folder and the error says where.
     """
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return write_and_announce(doc, output_dir, formats, redact=redact, echo=echo)
+    except UsageError as err:
+        rescued = rescue_report(doc, redact=redact)
+        if rescued is None:
+            raise
+        raise UsageError(
+            f"{err.message}; the probe's data is saved in {rescued}",
+            hint=f"write the reports from it: leakhunt report {rescued} --format "
+            f"{','.join(formats)} --output-dir DIR",
+        ) from None
     finally:
         signal.signal(signal.SIGINT, old)
 
@@ -278,7 +297,8 @@ def exit_status(doc: Document) -> int:
     if doc.run.stop_reason == "interrupted":
         return EXIT_INTERRUPTED
     if not isinstance(doc, Investigation):
-        return EXIT_OK
+        # a trace whose tracer died under it, as an investigation whose probe did
+        return EXIT_PROBE_FAILED if doc.run.stop_reason == "error" else EXIT_OK
     blind = doc.blind_reason() is not None
     code = doc.target.exit_code
     if doc.target.launched and doc.run.stop_reason != "imported":

@@ -32,6 +32,7 @@ from leakhunt.cli.common import (
 from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import UsageError
 from leakhunt.model import Investigation
+from leakhunt.outputfile import check_output_dir
 from leakhunt.probe import tools
 from leakhunt.probe.backend import ProbeMode
 from leakhunt.probe.choose import choose_backend
@@ -238,6 +239,7 @@ def investigate(
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
+    check_output_dir(output_dir)  # before probing: a report that cannot be written loses the run
     if pid is not None and pid_option is not None and pid != pid_option:
         raise UsageError(f"two different pids given: {pid} and --pid {pid_option}")
     pid = pid if pid is not None else pid_option
@@ -271,6 +273,7 @@ def run(
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
+    check_output_dir(output_dir)  # before probing: a report that cannot be written loses the run
     inv = _probe(opts, command=command, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)
     return exit_status(inv)

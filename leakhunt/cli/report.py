@@ -11,12 +11,12 @@ from typing import cast
 import click
 
 from leakhunt.analyze.diff import FAIL_ON, FailOn, diff_investigations, require_investigation
-from leakhunt.cli.common import output_options
+from leakhunt.cli.common import announce, output_options
 from leakhunt.errors import UsageError
+from leakhunt.outputfile import STDOUT, write_atomic, write_output
 from leakhunt.report import EXTENSIONS, Document, default_stem, jsonio, make_output_dir, render_bytes
 from leakhunt.report import diffreport as dr
 from leakhunt.report import folded as folded_mod
-from leakhunt.report.output import STDOUT, write_atomic, write_output
 from leakhunt.report.redact import redact as redact_doc
 
 # File name endings that name a format, longest first (".pb.gz" before ".gz").
@@ -138,10 +138,12 @@ def report(
         return
     make_output_dir(output_dir)
     stem = default_stem(doc)
+    paths = []
     for fmt, data in rendered:
         path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
         write_atomic(path, data)
-        click.echo(f"report: {path}", err=True)
+        paths.append(path)
+    announce(paths, output_dir, lambda line: click.echo(line, err=True))
 
 
 def _diff_formats(ctx: click.Context, param: click.Parameter, value: object) -> tuple[str, ...]:
@@ -265,13 +267,12 @@ def diff(
         _emit(rendered[0][1], output)
     else:
         assert output_dir is not None
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UsageError(f"cannot create {output_dir}: {err.strerror}") from None
+        make_output_dir(output_dir)
         stem = f"leakhunt-diff-{default_stem(after_doc).removeprefix('leakhunt-investigation-')}"
+        paths = []
         for fmt, data in rendered:
             path = output_dir / f"{stem}{dr.EXTENSIONS[fmt]}"
             write_atomic(path, data)
-            click.echo(f"report: {path}", err=True)
+            paths.append(path)
+        announce(paths, output_dir, lambda line: click.echo(line, err=True))
     ctx.exit(result.exit_code(fail))

@@ -27,9 +27,10 @@ from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all
 from leakhunt.app.common import run_info
 from leakhunt.app.investigate import Progress as SessionProgress
 from leakhunt.app.investigate import run_investigation
-from leakhunt.cli.common import SafeConsole, Seconds, Size
+from leakhunt.cli.common import SafeConsole, Seconds, Size, announce
 from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
 from leakhunt.model import Investigation, ProcessTrend, ScanResult
+from leakhunt.outputfile import check_output_dir
 from leakhunt.probe.backend import Backend, ProbeOptions
 from leakhunt.probe.choose import choose_backend, other_backend
 from leakhunt.probe.runner import sigterm_as_interrupt
@@ -315,6 +316,8 @@ def scan(
         raise UsageError(
             "a scan has no call stacks: folded/pprof do not apply", hint="use --format html,md,json"
         )
+    if output_dir is not None or not as_json:
+        check_output_dir(output_dir or Path("reports"))  # before sampling: the results would be lost
     name_re = None
     if name_pattern is not None:
         try:
@@ -392,9 +395,9 @@ def scan(
         sys.stdout.write("\n")
         sys.stdout.flush()
     if output_dir is not None or not as_json:
-        paths = write_reports(result, output_dir or Path("reports"), fmts, redact=not no_redact)
-        for path in paths:
-            console.print(f"report: {path}", highlight=False, markup=False)
+        folder = output_dir or Path("reports")
+        paths = write_reports(result, folder, fmts, redact=not no_redact)
+        announce(paths, folder, lambda line: console.print(line, highlight=False, markup=False))
     if backend is not None and suspects(result) and not result.investigations:
         # The scan's results are saved; still, what was asked for (stacks) did not happen.
         raise ProbeFailed(

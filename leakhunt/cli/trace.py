@@ -26,6 +26,7 @@ from leakhunt.cli.common import (
 )
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
+from leakhunt.outputfile import check_output_dir
 
 SUMMARY_ROWS = 8
 
@@ -103,8 +104,10 @@ def trace(
       leakhunt import trace.log            # the same report again, from the saved output
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot trace,
-    3 when the tracer failed, 130 when interrupted (a partial report is still written).
+    3 when the tracer failed (when it died midway, the partial report is still written),
+    130 when interrupted (a partial report is still written).
     """
+    check_output_dir(output_dir)  # before tracing: a report that cannot be written loses the run
     pid: int | None = None
     command: tuple[str, ...] | None = None
     if len(target) == 1 and target[0].isdigit():

@@ -201,6 +201,12 @@ def attach_conflict(stderr: str) -> bool:
 def hint_for(stderr: str) -> str:
     """What the user can do about a tool that failed with ``stderr`` (one hint for every backend)."""
     text = stderr.lower()
+    if "traceback (most recent call last)" in text:
+        return (
+            "BCC's memleak crashed (its error is below). With --obj, give a library the target maps "
+            "(its name, or its path as the target sees it); or use --backend bpftrace or native, "
+            "and `leakhunt doctor` to check BCC"
+        )
     if "kernel headers" in text or "failed to compile bpf module" in text:
         return tools.SETUP_HINT + "; `leakhunt doctor` checks the headers"
     if "tracefs" in text or "debugfs" in text:

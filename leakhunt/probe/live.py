@@ -31,7 +31,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -166,7 +165,7 @@ class _Live:
         job = self.job
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         gate: runner.GatedCommand | None = None
-        workdir = tempfile.mkdtemp(prefix="leakhunt-")
+        workdir = runner.private_dir("live")
         stop_reason = "duration"
         exit_code: int | None = None
         t0 = time.monotonic()

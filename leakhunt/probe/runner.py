@@ -21,9 +21,11 @@ import logging
 import os
 import platform
 import queue
+import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -258,7 +260,7 @@ class GatedCommand:
             raise TargetError(f"command not found: {exe}", hint="give a program on PATH or a path to it")
         if os.sep in exe and not os.access(exe, os.X_OK):
             raise TargetError(f"cannot execute {exe}", hint="check that the file exists and is executable")
-        self._dir = tempfile.mkdtemp(prefix="leakhunt-gate-")
+        self._dir = private_dir("gate")
         self._fifo = os.path.join(self._dir, "release")
         os.mkfifo(self._fifo, 0o600)
         script = f'exec "$@" 9<{shlex.quote(self._fifo)} 9<&-'
@@ -318,21 +320,37 @@ _OPEN_SYSCALLS: dict[str, tuple[int, ...]] = {"x86_64": (2, 257), "aarch64": (56
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C does,
-    so the caller's normal stop path (stop probes, keep the data, write the report) runs."""
+    so the caller's normal stop path (stop probes, keep the data, write the report) runs.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
+    Only the first signal interrupts: a second Ctrl-C (impatient users press it twice) must not
+    throw away what the first one is saving. Once interrupted, further SIGINT/SIGTERM/SIGHUP are
+    ignored with a note, also after the block (the caller writes the report and exits).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old_term = signal.signal(signal.SIGTERM, handler)
-    old_hup = signal.signal(signal.SIGHUP, handler)
+    state = {"interrupted": False, "repeated": False}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if state["interrupted"]:
+            if not state["repeated"]:
+                state["repeated"] = True
+                with contextlib.suppress(OSError):
+                    os.write(
+                        2, b"leakhunt: already stopping: the report of what was gathered is being written\n"
+                    )
+            return
+        state["interrupted"] = True
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGHUP, old_hup)
+        if not state["interrupted"]:
+            for sig, previous in old.items():
+                signal.signal(sig, previous)
 
 
 def run_capture(argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -355,3 +373,63 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
             return True
         time.sleep(step)
     return predicate()
+
+
+# --- private working folders ----------------------------------------------------------------------
+
+# leakhunt-<kind>-pid<PID>-<random>: the pid says whose it is, so a folder left behind by a
+# leakhunt that was SIGKILLed is recognised as stale by the next one.
+_OWNED_DIR = re.compile(r"^leakhunt-[a-z]+-pid(\d+)-[A-Za-z0-9_]{8}$")
+# the names of earlier versions (no pid): stale when untouched for LEGACY_STALE_S
+_LEGACY_DIR = re.compile(r"^leakhunt-(?:trace-|gate-)?[A-Za-z0-9_]{8}$")
+LEGACY_STALE_S = 3600.0
+
+
+def private_dir(kind: str) -> str:
+    """A new private folder in the temporary folder for one run's files (scripts, the gate's
+    FIFO); stale folders of earlier runs that were killed are removed first."""
+    clean_stale_dirs()
+    return tempfile.mkdtemp(prefix=f"leakhunt-{kind}-pid{os.getpid()}-")
+
+
+def clean_stale_dirs(folder: str | None = None) -> list[str]:
+    """Remove the working folders of leakhunt runs that are gone (killed before they could clean
+    up); returns the paths removed. Only folders owned by this user, never through a symlink."""
+    base = folder or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        owned = _OWNED_DIR.match(name)
+        if owned is None and _LEGACY_DIR.match(name) is None:
+            continue
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        if owned is not None:
+            pid = int(owned.group(1))
+            if pid == os.getpid() or _pid_exists(pid):
+                continue
+        elif now - st.st_mtime < LEGACY_STALE_S:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -213,10 +213,10 @@ def target_libc(pid: int) -> str:
             maps = fh.read()
     except FileNotFoundError as err:
         raise TargetError(f"no process with pid {pid}") from err
+    except PermissionError as err:
+        raise TargetError(f"cannot read /proc/{pid}/maps: permission denied", hint=why_denied(pid)) from err
     except OSError as err:
-        raise TargetError(
-            f"cannot read /proc/{pid}/maps: {err.strerror}", hint="run leakhunt as root"
-        ) from err
+        raise TargetError(f"cannot read /proc/{pid}/maps: {err.strerror}") from err
     for line in maps.splitlines():
         parts = line.split(None, 5)
         if len(parts) < 6:
@@ -232,7 +232,7 @@ def target_libc(pid: int) -> str:
                 f"pid {pid} maps a libc that was deleted since it started ({path})",
                 hint="the C library was upgraded under the process; restart it, or pass --obj",
             )
-        return path_in_target(pid, path)
+        return mapped_path(pid, path, _inode(parts[4]))
     raise TargetError(
         f"pid {pid} maps no C library (statically linked?)",
         hint="pass --obj PATH naming the binary or the allocator library it uses",
@@ -254,7 +254,7 @@ def object_path(pid: int, obj: str) -> str:
                     mapped = parts[5].strip()
                     base = os.path.basename(mapped)
                     if base == obj or base.startswith(f"lib{obj}.so") or base.startswith(f"{obj}.so"):
-                        return path_in_target(pid, mapped)
+                        return mapped_path(pid, mapped, _inode(parts[4]))
     except OSError as err:
         raise TargetError(f"cannot read /proc/{pid}/maps") from err
     raise UsageError(
@@ -264,11 +264,37 @@ def object_path(pid: int, obj: str) -> str:
     )
 
 
+def _inode(field: str) -> int | None:
+    return int(field) if field.isdigit() and field != "0" else None
+
+
+def mapped_path(pid: int, path: str, inode: int | None) -> str:
+    """A path this process can open for a file that ``pid`` maps, as /proc/PID/maps names it.
+
+    The kernel writes that name relative to *the reader's* root when the file is reachable from
+    it (a target in a chroot or ``unshare --root``: the host path, /srv/jail/lib/libc.so.6) and
+    relative to the target's mount namespace otherwise (a container: /lib/libc.so.6). Joining
+    /proc/PID/root to the first kind names nothing, so each candidate is checked against the
+    mapping's inode.
+    """
+    candidates = [path] if _same_root(pid) else [path, f"/proc/{pid}/root{path}"]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if inode is None or st.st_ino == inode:
+            return candidate
+    return candidates[-1]
+
+
 def path_in_target(pid: int, path: str) -> str:
-    """``path`` as seen by ``pid`` (its mount namespace), translated to a path we can open."""
+    """``path`` as seen by ``pid`` (its root and mount namespace), translated to a path we can open
+    (``path`` itself when only that exists: a host path given for a chrooted target)."""
     if _same_root(pid):
         return path
-    return f"/proc/{pid}/root{path}"
+    inside = f"/proc/{pid}/root{path}"
+    return path if not os.path.exists(inside) and os.path.exists(path) else inside
 
 
 def _same_root(pid: int) -> bool:
@@ -319,6 +345,113 @@ def effective_caps() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+# capability numbers -> names (linux/capability.h), for saying which one is missing
+CAPABILITY_NAMES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]
+_CAP_SYS_PTRACE = 19
+
+
+def _status_caps(pid: int | str, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cap_names(mask: int) -> list[str]:
+    """``0x1800000`` -> ["CAP_SYS_NICE", "CAP_SYS_RESOURCE"] (unknown bits as CAP_<n>)."""
+    return [
+        CAPABILITY_NAMES[bit] if bit < len(CAPABILITY_NAMES) else f"CAP_{bit}"
+        for bit in range(mask.bit_length())
+        if mask >> bit & 1
+    ]
+
+
+def why_denied(pid: int) -> str:
+    """What really refused access to ``pid``'s /proc files (maps, mem, root), as a hint.
+
+    Not being root is the usual reason; as root, the kernel's ptrace access check still refuses
+    when the target holds capabilities this process lacks (a restricted bounding set, a container),
+    when Yama forbids it, or when a security module (AppArmor, SELinux) says no.
+    """
+    if os.geteuid() != 0:
+        return "run leakhunt as root (sudo)"
+    ours = effective_caps()
+    if not ours >> _CAP_SYS_PTRACE & 1:
+        theirs = _status_caps(pid, "CapPrm")
+        missing = (theirs or 0) & ~ours
+        if missing:
+            return (
+                f"leakhunt runs as root but without {', '.join(cap_names(missing))}, which pid {pid} "
+                "holds: the kernel lets a process read another's memory map only if it has every "
+                "capability the other has, or CAP_SYS_PTRACE (missing here too). Run leakhunt with "
+                "the full capability set (not from a container or a restricted shell)"
+            )
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope", encoding="ascii") as fh:
+            scope = fh.read().strip()
+    except OSError:
+        scope = ""
+    if scope == "3":
+        return "kernel.yama.ptrace_scope is 3: no process may inspect another, not even root (until reboot)"
+    if not ours >> _CAP_SYS_PTRACE & 1 and scope == "2":
+        return "kernel.yama.ptrace_scope is 2 and leakhunt lacks CAP_SYS_PTRACE: run it with that capability"
+    theirs = _status_caps(pid, "CapPrm")
+    missing = (theirs or 0) & ~ours
+    extra = f" (pid {pid} holds {', '.join(cap_names(missing))}, which leakhunt lacks)" if missing else ""
+    return (
+        f"leakhunt runs as root with CAP_SYS_PTRACE, yet the kernel's ptrace access check refused to "
+        f"show pid {pid}'s memory map{extra}: a security module (AppArmor, SELinux, BPF LSM) or "
+        f"another user namespace protects it (see dmesg and the audit log); pid {pid} cannot be "
+        "probed from here"
+    )
 
 
 def missing_privileges() -> list[str]:

@@ -20,8 +20,11 @@ pprof      investigation, trace        report.pprof.render_pprof (binary, .pb.gz
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +32,9 @@ from typing import IO, cast
 
 from leakhunt.errors import UsageError
 from leakhunt.model import Investigation, ScanResult, TraceResult
+from leakhunt.outputfile import write_atomic
 from leakhunt.report import html, jsonio, markdown
 from leakhunt.report.jsonio import Document, kind_of
-from leakhunt.report.output import write_atomic
 from leakhunt.report.redact import redact as redact_doc
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "parse_formats",
     "render",
     "render_bytes",
+    "rescue_report",
     "write_reports",
 ]
 
@@ -197,6 +201,28 @@ def make_output_dir(output_dir: Path) -> None:
         raise UsageError(
             f"cannot create {output_dir}: {err.strerror}", hint="choose another --output-dir"
         ) from None
+
+
+def rescue_report(doc: Document, *, redact: bool = True) -> Path | None:
+    """Save ``doc`` as JSON in the temporary folder (else the home or current folder) when its
+    reports could not be written; the path, or None when nowhere was writable."""
+    data = render_bytes(redact_doc(doc) if redact else doc, "json")
+    for folder in (tempfile.gettempdir(), os.path.expanduser("~"), os.getcwd()):
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f"{default_stem(doc)}-rescued-", suffix=".json")
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            continue
+        return Path(name)
+    return None
 
 
 def write_reports(

@@ -342,3 +342,20 @@ def test_scan_of_a_hostile_process_prints_it_harmlessly(tmp_path: Path) -> None:
         assert not UNSAFE.search(text), UNSAFE.findall(text)
         assert "hunter2" not in text and "s3cr3t" not in text
     assert "]0;pw" in proc.stdout  # the process is listed, its name shown harmlessly
+
+
+# --- 3. --output-dir through a symlink says where the reports went -----------------------------------
+
+
+def test_output_dir_symlink_says_where_reports_really_are(tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    link = tmp_path / "reports"
+    link.symlink_to(real)
+    proc = leakhunt("report", str(GOOD), "--format", "md,json", "--output-dir", str(link))
+    assert proc.returncode == 0, proc.stderr
+    assert "symbolic link" in proc.stderr
+    written = sorted(real.iterdir())
+    assert len(written) == 2
+    for path in written:
+        assert f"report: {path}" in proc.stderr  # the real path, not the link's

@@ -28,7 +28,15 @@ from pathlib import Path
 
 from leakhunt.errors import UsageError
 
-__all__ = ["STDOUT", "write_atomic", "write_output", "write_stdout"]
+__all__ = [
+    "STDOUT",
+    "OutputFile",
+    "check_output_dir",
+    "real_dir_note",
+    "write_atomic",
+    "write_output",
+    "write_stdout",
+]
 
 STDOUT = "-"
 
@@ -125,6 +133,78 @@ def _write_stream(path: Path, data: bytes) -> None:
         raise _cannot(path, err) from None
     finally:
         os.close(fd)
+
+
+class OutputFile:
+    """A file written bit by bit (``trace --save-raw``), with the rules above: into a device or FIFO
+    as a stream, else into a private temporary file beside ``path`` renamed onto it by ``close()``.
+    A symlink planted at ``path`` is replaced, never written through, and the file is 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp: str | None = None
+        if _stream_target(path) is not None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+                os.set_blocking(fd, True)
+            except OSError as err:
+                raise _cannot(path, err) from None
+        else:
+            try:
+                fd, self.tmp = tempfile.mkstemp(
+                    dir=path.parent if str(path.parent) else Path(), prefix=f".{path.name}.", suffix=".tmp"
+                )
+            except OSError as err:
+                raise _cannot(path, err, "check that the folder exists and is writable") from None
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+
+    def write(self, text: str) -> None:
+        self.fh.write(text)
+
+    def close(self) -> None:
+        """Finish the file: flushed, and renamed onto ``path`` (what was there is replaced)."""
+        try:
+            self.fh.flush()
+            if self.tmp is not None:
+                os.fsync(self.fh.fileno())
+            self.fh.close()
+            if self.tmp is not None:
+                os.replace(self.tmp, self.path)
+                self.tmp = None
+        except OSError as err:
+            raise _cannot(self.path, err) from None
+
+
+# A probe run is checked before it starts: a report of a long run that cannot be written is lost.
+MIN_FREE_BYTES = 1 << 20
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """UsageError unless reports can be written to ``output_dir`` (created if missing): a file can
+    be created there and at least ``MIN_FREE_BYTES`` are free. Run before probing starts."""
+    hint = "choose another --output-dir (checked before probing, so no data is lost)"
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output-dir {output_dir} exists and is not a directory", hint=hint)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=".leakhunt-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+        fs = os.statvfs(output_dir)
+    except OSError as err:
+        raise UsageError(f"cannot write reports to {output_dir}: {err.strerror or err}", hint=hint) from None
+    free = fs.f_bavail * fs.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise UsageError(f"cannot write reports to {output_dir}: only {free} bytes free", hint=hint)
+
+
+def real_dir_note(output_dir: Path) -> str | None:
+    """A note when ``output_dir`` is (or passes through) a symbolic link: where files really go."""
+    asked = os.path.abspath(output_dir)
+    real = os.path.realpath(output_dir)
+    if real == asked:
+        return None
+    return f"--output-dir {output_dir} is a symbolic link (or passes through one): the reports are in {real}"
 
 
 def write_output(path: Path | str, data: bytes) -> None:
