@@ -269,15 +269,23 @@ def _inode(field: str) -> int | None:
 
 
 def mapped_path(pid: int, path: str, inode: int | None) -> str:
-    """A path this process can open for a file that ``pid`` maps, as /proc/PID/maps names it.
+    """A path for a file that ``pid`` maps, as /proc/PID/maps names it, that this process can open
+    and that the probe tools (which resolve paths in the target's mount namespace) accept.
 
     The kernel writes that name relative to *the reader's* root when the file is reachable from
-    it (a target in a chroot or ``unshare --root``: the host path, /srv/jail/lib/libc.so.6) and
-    relative to the target's mount namespace otherwise (a container: /lib/libc.so.6). Joining
-    /proc/PID/root to the first kind names nothing, so each candidate is checked against the
-    mapping's inode.
+    it (a target in a chroot or ``unshare --root``: the host path /srv/jail/lib/libc.so.6) and
+    relative to the target's root otherwise (a container: /lib/libc.so.6). Both become
+    /proc/PID/root/<path inside the target>, checked against the mapping's inode.
     """
-    candidates = [path] if _same_root(pid) else [path, f"/proc/{pid}/root{path}"]
+    if _same_root(pid):
+        return path
+    candidates = [f"/proc/{pid}/root{path}"]
+    try:
+        root = os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        root = ""
+    if root not in ("", "/") and path.startswith(root.rstrip("/") + "/"):
+        candidates.insert(0, f"/proc/{pid}/root{path[len(root.rstrip('/')) :]}")
     for candidate in candidates:
         try:
             st = os.stat(candidate)
@@ -285,7 +293,7 @@ def mapped_path(pid: int, path: str, inode: int | None) -> str:
             continue
         if inode is None or st.st_ino == inode:
             return candidate
-    return candidates[-1]
+    return candidates[0]
 
 
 def path_in_target(pid: int, path: str) -> str:
@@ -421,30 +429,30 @@ def why_denied(pid: int) -> str:
     when the target holds capabilities this process lacks (a restricted bounding set, a container),
     when Yama forbids it, or when a security module (AppArmor, SELinux) says no.
     """
-    if os.geteuid() != 0:
-        return "run leakhunt as root (sudo)"
-    ours = effective_caps()
-    if not ours >> _CAP_SYS_PTRACE & 1:
-        theirs = _status_caps(pid, "CapPrm")
-        missing = (theirs or 0) & ~ours
-        if missing:
-            return (
-                f"leakhunt runs as root but without {', '.join(cap_names(missing))}, which pid {pid} "
-                "holds: the kernel lets a process read another's memory map only if it has every "
-                "capability the other has, or CAP_SYS_PTRACE (missing here too). Run leakhunt with "
-                "the full capability set (not from a container or a restricted shell)"
-            )
     try:
         with open("/proc/sys/kernel/yama/ptrace_scope", encoding="ascii") as fh:
             scope = fh.read().strip()
     except OSError:
         scope = ""
-    if scope == "3":
-        return "kernel.yama.ptrace_scope is 3: no process may inspect another, not even root (until reboot)"
-    if not ours >> _CAP_SYS_PTRACE & 1 and scope == "2":
-        return "kernel.yama.ptrace_scope is 2 and leakhunt lacks CAP_SYS_PTRACE: run it with that capability"
-    theirs = _status_caps(pid, "CapPrm")
+    return denied_hint(pid, os.geteuid(), effective_caps(), _status_caps(pid, "CapPrm"), scope)
+
+
+def denied_hint(pid: int, euid: int, ours: int, theirs: int | None, yama_scope: str) -> str:
+    """``why_denied`` from what it read: our euid and effective capabilities, the target's
+    permitted ones, and kernel.yama.ptrace_scope ("" when Yama is absent)."""
+    if euid != 0:
+        return "run leakhunt as root (sudo)"
+    has_ptrace = bool(ours >> _CAP_SYS_PTRACE & 1)
     missing = (theirs or 0) & ~ours
+    if yama_scope == "3":
+        return "kernel.yama.ptrace_scope is 3: no process may inspect another, not even root (until reboot)"
+    if not has_ptrace:
+        held = f": pid {pid} holds {', '.join(cap_names(missing))}, which leakhunt lacks" if missing else ""
+        return (
+            f"leakhunt runs as root but without CAP_SYS_PTRACE{held}; the kernel shows a process's "
+            "memory map only to one with every capability it has, or with CAP_SYS_PTRACE. Run "
+            "leakhunt with the full capability set (not from a restricted shell or container)"
+        )
     extra = f" (pid {pid} holds {', '.join(cap_names(missing))}, which leakhunt lacks)" if missing else ""
     return (
         f"leakhunt runs as root with CAP_SYS_PTRACE, yet the kernel's ptrace access check refused to "

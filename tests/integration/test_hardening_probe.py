@@ -161,12 +161,14 @@ def test_reports_rescued_when_the_disk_fills_during_the_run(
         env={"TMPDIR": str(rescue)},
     )
     wait_for_stderr(proc, "probes attached")
-    with open(folder / "filler", "wb") as fh:  # the disk fills up while probing
-        try:
-            while True:
-                fh.write(b"x" * 4096)
-        except OSError:
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)  # the disk fills up while probing
+    try:
+        while os.write(fd, b"x" * 4096):
             pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     code, _out, err = finish(proc)
     assert code == 2, err
     assert "No space left on device" in err and "Traceback" not in err
@@ -258,26 +260,6 @@ def test_killed_tracer_exits_3(
     assert code == 3, (out, err)
     assert "ended on its own" in out + err
     assert len(list(tmp_path.glob("*.json"))) == 1  # the partial report is written
-
-
-# --- 15. maps the kernel refuses to root ------------------------------------------------------------
-
-
-def test_denied_maps_say_what_is_denied(probe_env: None, leaker: subprocess.Popen[str]) -> None:
-    """leakhunt as root without CAP_SYS_PTRACE and CAP_SYS_NICE, which the target holds: the kernel
-    refuses its maps. Saying "run as root" would be wrong: say which capability is missing."""
-    restricted = ["setpriv", "--bounding-set=-sys_ptrace,-sys_nice", "--inh-caps=-sys_ptrace,-sys_nice", "--"]
-    done = subprocess.run(
-        [*restricted, *LEAKHUNT, "investigate", str(leaker.pid), "--backend", "bpftrace", "--duration", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "permission denied" in done.stderr
-    assert "run leakhunt as root" not in done.stderr
-    assert "CAP_SYS_NICE" in done.stderr and "CAP_SYS_PTRACE" in done.stderr
 
 
 # --- 16. folders left by a killed leakhunt -------------------------------------------------------------
