@@ -406,6 +406,32 @@ class ProcessTrend:
 
 
 @dataclass(frozen=True)
+class SlabTrend:
+    """One kernel slab cache over a scan (from /proc/slabinfo: active objects x object size)."""
+
+    name: str
+    first_bytes: int
+    last_bytes: int
+    slope_bytes_per_sec: float  # Theil-Sen
+
+
+@dataclass(frozen=True)
+class KernelTrend:
+    """The kernel's own memory over a scan: unreclaimable slab (/proc/meminfo SUnreclaim).
+
+    ``samples`` reuse MemSample: ``rss`` = SUnreclaim (the judged signal, as ``anon``), ``vms`` = Slab
+    (reclaimable included), ``shared`` = 0. ``caches`` are the slab caches that grew most (only when
+    /proc/slabinfo was readable, i.e. as root), largest growth first.
+    """
+
+    verdict: ScanVerdict
+    evidence: TrendEvidence
+    samples: tuple[MemSample, ...]
+    caches: tuple[SlabTrend, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class ScanResult:
     # stop_reason: duration (sampled the whole window) | interrupted (Ctrl-C/SIGTERM: duration_s is
     # what was covered)
@@ -418,3 +444,4 @@ class ScanResult:
     # investigations escalated with --investigate-top, in scan rank order
     investigations: tuple[Investigation, ...] = ()
     planned_duration_s: float | None = None  # --duration as asked; None in files written before it
+    kernel_memory: KernelTrend | None = None  # the kernel's slab memory over the scan, from /proc/meminfo

@@ -682,3 +682,71 @@ def lookup_uid(user: str) -> int | None:
         return pwd.getpwnam(user).pw_uid
     except KeyError:
         return None
+
+
+# --- the kernel's own memory (scan) ----------------------------------------------------------------
+
+
+def parse_meminfo_slab(text: str) -> tuple[int, int] | None:
+    """(SUnreclaim, Slab) in bytes from /proc/meminfo text, or None when either is missing::
+
+    Slab:             417676 kB
+    SUnreclaim:        42824 kB
+    """
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Slab", "SUnreclaim"):
+            parts = rest.split()
+            if parts and parts[0].isdigit() and len(parts[0]) <= 15:
+                found[name] = int(parts[0]) * (1024 if parts[1:2] == ["kB"] else 1)
+    if "Slab" not in found or "SUnreclaim" not in found:
+        return None
+    return found["SUnreclaim"], found["Slab"]
+
+
+def parse_slabinfo(text: str) -> dict[str, int]:
+    """Bytes in use per slab cache (active objects x object size) from /proc/slabinfo 2.x text::
+
+    # name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : ...
+    filp                 3264   3264    256   32    2 : tunables    0    0    0 : slabdata ...
+    """
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line or line.startswith(("#", "slabinfo")):
+            continue
+        parts = line.split()
+        if len(parts) < 4 or not all(p.isdigit() and len(p) <= 15 for p in parts[1:4]):
+            continue
+        out[parts[0][:64]] = int(parts[1]) * int(parts[3])
+    return out
+
+
+class KernelSampler:
+    """Samples the kernel's slab memory once per ``sample(t)``: /proc/meminfo always, /proc/slabinfo
+    when readable (root). Never raises: an unreadable file is noted once and skipped."""
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self.samples: list[MemSample] = []
+        self.caches: dict[str, list[tuple[float, int]]] = {}
+        self.slabinfo_error: str | None = None
+
+    def sample(self, t: float) -> None:
+        try:
+            with open(f"{self.proc_root}/meminfo", encoding="ascii", errors="replace") as fh:
+                slab = parse_meminfo_slab(fh.read())
+        except OSError:
+            slab = None
+        if slab is not None:
+            self.samples.append(MemSample(t=round(t, 3), rss=slab[0], vms=slab[1], shared=0, swap=None))
+        if self.slabinfo_error is not None:
+            return
+        try:
+            with open(f"{self.proc_root}/slabinfo", encoding="ascii", errors="replace") as fh:
+                caches = parse_slabinfo(fh.read())
+        except OSError as err:
+            self.slabinfo_error = f"/proc/slabinfo: {err.strerror or err}"
+            return
+        for name, used in caches.items():
+            self.caches.setdefault(name, []).append((round(t, 3), used))

@@ -27,7 +27,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from leakhunt.analyze.stacks import mann_kendall, theil_sen
-from leakhunt.model import MemSample, ProcessTrend, ScanResult, ScanVerdict, TrendEvidence
+from leakhunt.model import (
+    KernelTrend,
+    MemSample,
+    ProcessTrend,
+    ScanResult,
+    ScanVerdict,
+    SlabTrend,
+    TrendEvidence,
+)
 from leakhunt.sample import Series
 
 MIN_GROWTH_BYTES = 1 << 20
@@ -386,3 +394,39 @@ def _signed(n: float) -> str:
 
 def _rate(bytes_per_sec: float) -> str:
     return f"{_signed(bytes_per_sec)}/s ({bytes_per_sec * 3600 / 1e6:+.1f} MB/h)"
+
+
+KERNEL_TOP_CACHES = 10
+
+
+def judge_kernel(
+    samples: Sequence[MemSample],
+    caches: dict[str, list[tuple[float, int]]],
+    *,
+    min_growth_bytes: int = MIN_GROWTH_BYTES,
+    min_rate_per_hour: float = MIN_RATE_PER_HOUR,
+    note: str = "",
+) -> KernelTrend | None:
+    """The kernel's unreclaimable slab judged like a process's memory, with the caches that grew most.
+
+    A slab cache that fills and stays is a plateau here as a process's cache is; a cache's growth is
+    the Theil-Sen slope of its bytes in use. None without samples."""
+    if not samples:
+        return None
+    j = judge(samples, min_growth_bytes=min_growth_bytes, min_rate_per_hour=min_rate_per_hour)
+    grown: list[SlabTrend] = []
+    for name, series in caches.items():
+        if len(series) < 2:
+            continue
+        first, last = series[0][1], series[-1][1]
+        slope = theil_sen([t for t, _ in series], [float(v) for _, v in series])
+        if last > first and slope > 0:
+            grown.append(SlabTrend(name, first, last, slope))
+    grown.sort(key=lambda c: (-c.slope_bytes_per_sec, -(c.last_bytes - c.first_bytes), c.name))
+    return KernelTrend(
+        verdict=j.verdict,
+        evidence=j.evidence,
+        samples=tuple(samples),
+        caches=tuple(grown[:KERNEL_TOP_CACHES]),
+        note=note,
+    )

@@ -23,13 +23,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, suspects
+from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, judge_kernel, suspects
 from leakhunt.app.common import run_info
 from leakhunt.app.investigate import Progress as SessionProgress
 from leakhunt.app.investigate import run_investigation
 from leakhunt.cli.common import SafeConsole, Seconds, Size, announce
 from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
-from leakhunt.model import Investigation, ProcessTrend, ScanResult
+from leakhunt.model import Finding, Investigation, ProcessTrend, ScanResult
 from leakhunt.outputfile import check_output_dir
 from leakhunt.probe.backend import Backend, ProbeOptions
 from leakhunt.probe.choose import choose_backend, other_backend
@@ -38,7 +38,7 @@ from leakhunt.probe.tools import require_root
 from leakhunt.report import parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
 from leakhunt.report.jsonio import dump
-from leakhunt.sample import Candidate, Sweeper, SweepStats, describe, lookup_uid
+from leakhunt.sample import Candidate, KernelSampler, Sweeper, SweepStats, describe, lookup_uid
 
 
 def _filter(name_re: re.Pattern[str] | None, uid: int | None) -> Callable[[Candidate], bool] | None:
@@ -150,6 +150,15 @@ def summary_lines(scan: ScanResult) -> list[str]:
         lines.append(f"could not read {scan.unreadable} processes ({why}){hint}")
     else:
         lines.append("could not read 0 processes")
+    km = scan.kernel_memory
+    if km is not None and km.verdict in SUSPECT_VERDICTS:
+        caches = ", ".join(f"{c.name} {c.slope_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h" for c in km.caches[:3])
+        lines.append(
+            f"the kernel's unreclaimable slab (SUnreclaim) is {km.verdict}: "
+            f"{km.evidence.slope_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
+            + (f" (caches: {caches})" if caches else "")
+            + "; next step, as root: leakhunt investigate --kernel"
+        )
     found = suspects(scan)
     if found:
         lines.append(f"{len(found)} suspect(s); next step, as root:")
@@ -273,6 +282,16 @@ Examples:
     metavar="S",
     help="Seconds of probing for each investigated suspect.",
 )
+@click.option(
+    "--investigate-mode",
+    type=click.Choice(["alloc", "growth"]),
+    default="alloc",
+    show_default=True,
+    help="alloc: probe each suspect's allocator calls (exact, microseconds per call). growth: first "
+    "count its first-touch page faults per stack (near free) for half of --investigate-duration, "
+    "then probe its allocator calls for the other half; the report holds both and says which "
+    "stacks growth mode pointed at and whether exact probing confirmed them.",
+)
 def scan(
     *,
     duration: float,
@@ -290,6 +309,7 @@ def scan(
     no_redact: bool,
     investigate_top: int,
     investigate_duration: float,
+    investigate_mode: str,
 ) -> None:
     """Find the processes whose memory keeps growing.
 
@@ -337,11 +357,14 @@ def scan(
         # Before a long scan, not after it: root, and a probe tool that works here.
         require_root()
         backend = choose_backend("auto")
+        if investigate_mode == "growth":
+            choose_backend("auto", mode="growth")  # bpftrace is there: fail now, not after the scan
 
     console = SafeConsole(stderr=True)
     for pid in missing:
         console.print(f"pid {pid}: no such process", highlight=False, markup=False)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    kernel_sampler = KernelSampler()
     with Sweeper(pids or None, accept=_filter(name_re, uid), exclude={os.getpid()}) as sweeper:
         total = int(duration / interval + 1e-9) + 1
         with Progress(
@@ -356,6 +379,7 @@ def scan(
             task = progress.add_task("scan", total=total, info="")
 
             def on_sweep(elapsed: float, st: SweepStats) -> None:
+                kernel_sampler.sample(elapsed)
                 bad = sum(n for _, n in st.unreadable)
                 info = f"{st.sampled} processes, sweep {st.wall_s * 1000:.1f} ms" + (
                     f", {bad} unreadable" if bad else ""
@@ -375,13 +399,20 @@ def scan(
             unreadable=sum(n for _, n in reasons),
             unreadable_reasons=reasons,
             planned_duration_s=duration,
+            kernel_memory=judge_kernel(
+                kernel_sampler.samples,
+                kernel_sampler.caches,
+                min_growth_bytes=min_growth_bytes,
+                min_rate_per_hour=min_rate_per_hour,
+                note=kernel_sampler.slabinfo_error or "",
+            ),
         )
 
     if backend is not None:
         result = replace(
             result,
             investigations=investigate_suspects(
-                console, result, investigate_top, investigate_duration, backend
+                console, result, investigate_top, investigate_duration, backend, mode=investigate_mode
             ),
         )
 
@@ -407,16 +438,103 @@ def scan(
 
 
 def investigate_suspects(
-    console: Console, result: ScanResult, n: int, duration: float, backend: Backend
+    console: Console,
+    result: ScanResult,
+    n: int,
+    duration: float,
+    backend: Backend,
+    *,
+    mode: str = "alloc",
 ) -> tuple[Investigation, ...]:
     """Probe the ``n`` top suspects one after another: two probes at once would each slow the other's
     target (and the uprobe on free costs ~14 us a call here). A suspect that exited, whose pid now
-    belongs to another process, or that cannot be probed is reported and skipped."""
+    belongs to another process, or that cannot be probed is reported and skipped.
+
+    ``mode="growth"``: each suspect is first watched in growth mode (page faults, near free) for
+    half of ``duration``, then probed exactly for the other half (see ``_growth_first``)."""
     found = suspects(result)[:n]
     if not found:
         console.print("no suspect to investigate", highlight=False, markup=False)
         return ()
-    options = ProbeOptions(duration=duration, interval=min(5.0, max(1.0, duration / 6)))
+    if mode == "growth":
+        return _growth_first(console, found, duration, backend)
+    return _investigate_each(console, found, duration, backend)
+
+
+def _growth_first(
+    console: Console, found: Sequence[ProcessTrend], duration: float, backend: Backend
+) -> tuple[Investigation, ...]:
+    """Growth mode over every suspect first, then exact probing of those where it saw growth.
+
+    Exact probing covers the suspect's whole allocator (probes cannot be limited to the stacks growth
+    mode named); what growth mode pointed at and whether the exact probe confirmed it is written into
+    the exact investigation's notes."""
+    half = max(duration / 2, 1.0)
+    grow_backend = choose_backend("auto", mode="growth")
+    grown = _investigate_each(console, found, half, grow_backend, mode="growth")
+    out: list[Investigation] = []
+    for g in grown:
+        out.append(g)
+        pointed = [f for f in g.findings if f.verdict == "leak"][:3]
+        proc = next(p for p in found if p.key.pid == g.target.pid)
+        if not pointed:
+            console.print(
+                f"pid {proc.key.pid} ({proc.name}): growth mode saw no stack keep adding pages; "
+                "no exact probing",
+                highlight=False,
+                markup=False,
+            )
+            continue
+        for inv in _investigate_each(console, [proc], half, backend):
+            notes = (*inv.quality.notes, _confirmation(pointed, inv))
+            out.append(replace(inv, quality=replace(inv.quality, notes=notes)))
+    return tuple(out)
+
+
+def _confirmation(pointed: Sequence[Finding], exact: Investigation) -> str:
+    """What growth mode pointed at, and whether exact probing found a leak through the same code."""
+    leaks = [f for f in exact.findings if f.verdict == "leak"]
+    named = "; ".join(_own_frames(f) for f in pointed)
+    confirmed = [f for f in pointed if any(_shares_code(f, leak) for leak in leaks)]
+    verdict = (
+        f"exact probing confirmed {len(confirmed)} of them as leaking"
+        if confirmed
+        else "exact probing found no leaking allocation through the same code (the growth may be "
+        "memory freed and touched again, or allocated before the probes)"
+    )
+    return (
+        f"scan --investigate-mode growth: growth mode ran first and pointed at {len(pointed)} stack(s) "
+        f"({named}); then the allocator was probed exactly (the whole process, not only those "
+        f"stacks): {verdict}"
+    )
+
+
+def _own_frames(f: Finding) -> str:
+    names = [fr.symbol for fr in f.stack.frames if not fr.is_unknown][:3]
+    return " <- ".join(names) or "[no stack]"
+
+
+def _shares_code(grew: Finding, leak: Finding) -> bool:
+    """Both stacks run through the same function outside the allocator and libc start-up."""
+    skip = {"main", "__libc_start_call_main", "__libc_start_main", "_start"}
+    a = {fr.symbol for fr in grew.stack.frames if not fr.is_unknown} - skip
+    b = {fr.symbol for fr in leak.stack.frames if not fr.is_unknown} - skip
+    return bool(a & b)
+
+
+def _investigate_each(
+    console: Console,
+    found: Sequence[ProcessTrend],
+    duration: float,
+    backend: Backend,
+    *,
+    mode: str = "alloc",
+) -> tuple[Investigation, ...]:
+    options = ProbeOptions(
+        duration=duration,
+        interval=min(5.0, max(1.0, duration / 6)),
+        mode="growth" if mode == "growth" else "alloc",
+    )
     out: list[Investigation] = []
     for p in found:
         info = describe(p.key.pid)
@@ -430,7 +548,7 @@ def investigate_suspects(
             console=console,
             transient=True,
         ) as progress:
-            task = progress.add_task("investigate", total=duration, info="starting")
+            task = progress.add_task(f"investigate ({mode})", total=duration, info="starting")
 
             def show(state: SessionProgress, task: TaskID = task, progress: Progress = progress) -> None:
                 top = f", rank 1: {state.top.stack.top}" if state.top is not None else ""
@@ -462,7 +580,8 @@ def investigate_suspects(
                 console.print(f"skipped pid {p.key.pid} ({p.name}): {err}", highlight=False, markup=False)
                 continue
         leaks = [f for f in inv.findings if f.verdict == "leak"]
-        head = f"pid {p.key.pid} ({p.name}): {len(leaks)} leaking stack(s)"
+        what = "growing stack(s) (growth mode)" if mode == "growth" else "leaking stack(s)"
+        head = f"pid {p.key.pid} ({p.name}): {len(leaks)} {what}"
         if leaks:
             head += (
                 f", rank 1 {leaks[0].stack.top} at {leaks[0].growth_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"

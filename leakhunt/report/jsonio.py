@@ -40,6 +40,7 @@ from leakhunt.model import (
     Finding,
     Frame,
     Investigation,
+    KernelTrend,
     MemSample,
     ProcessKey,
     ProcessTrend,
@@ -47,6 +48,7 @@ from leakhunt.model import (
     ScanResult,
     ScanVerdict,
     SeriesPoint,
+    SlabTrend,
     Snapshot,
     SourceSnippet,
     Stack,
@@ -306,6 +308,28 @@ def _scan(scan: ScanResult) -> dict[str, object]:
         "investigations": [_investigation(i) for i in scan.investigations],
         "stop_reason": scan.run.stop_reason,
         "planned_duration_s": None if scan.planned_duration_s is None else _num(scan.planned_duration_s),
+        "kernel_memory": None if scan.kernel_memory is None else _kernel_memory(scan.kernel_memory, evidence),
+    }
+
+
+def _kernel_memory(
+    k: KernelTrend, evidence: Callable[[TrendEvidence], dict[str, object]]
+) -> dict[str, object]:
+    return {
+        "signal": "SUnreclaim",
+        "verdict": k.verdict,
+        "evidence": evidence(k.evidence),
+        "samples": [_mem(m) for m in k.samples],
+        "caches": [
+            {
+                "name": c.name,
+                "first_bytes": c.first_bytes,
+                "last_bytes": c.last_bytes,
+                "slope_bytes_per_sec": _num(c.slope_bytes_per_sec),
+            }
+            for c in k.caches
+        ],
+        "note": k.note,
     }
 
 
@@ -803,6 +827,28 @@ def _read_scan(o: _Obj) -> ScanResult:
         unreadable_reasons=o.pairs("unreadable_reasons", _as_int),
         investigations=tuple(investigations),
         planned_duration_s=o.opt_float("planned_duration_s"),
+        kernel_memory=_read_kernel_memory(o, evidence),
+    )
+
+
+def _read_kernel_memory(o: _Obj, evidence: Callable[[_Obj], TrendEvidence]) -> KernelTrend | None:
+    if o.raw("kernel_memory", None) is None:
+        return None  # absent from scans written before it, null when /proc/meminfo said nothing
+    k = o.obj("kernel_memory")
+    return KernelTrend(
+        verdict=k.literal("verdict", cast(tuple[ScanVerdict, ...], get_args(ScanVerdict))),
+        evidence=evidence(k.obj("evidence")),
+        samples=tuple(_read_mem(m) for m in k.objs("samples", [])),
+        caches=tuple(
+            SlabTrend(
+                name=c.get_str("name"),
+                first_bytes=c.get_int("first_bytes"),
+                last_bytes=c.get_int("last_bytes"),
+                slope_bytes_per_sec=c.get_float("slope_bytes_per_sec"),
+            )
+            for c in k.objs("caches", [])
+        ),
+        note=k.get_str("note", ""),
     )
 
 

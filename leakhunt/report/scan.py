@@ -49,6 +49,26 @@ class Escalation:
     def pid(self) -> int:
         return self.investigation.target.pid
 
+    @property
+    def mode(self) -> str:
+        """alloc, or growth when ``scan --investigate-mode growth`` watched page faults first."""
+        return views.mode_of(self.investigation)
+
+    @property
+    def anchor(self) -> str:
+        """The HTML id of this investigation (a pid may be investigated twice: growth, then alloc)."""
+        return f"inv-{self.pid}" if self.mode == "alloc" else f"inv-{self.pid}-{self.mode}"
+
+    @property
+    def mode_note(self) -> str:
+        return views.mode_note(self.investigation)
+
+    @property
+    def followup(self) -> str:
+        """What growth mode pointed at and what exact probing made of it (the scan's own note)."""
+        prefix = "scan --investigate-mode growth:"
+        return next((n for n in self.investigation.quality.notes if n.startswith(prefix)), "")
+
 
 @dataclass(frozen=True)
 class ProcessView:
@@ -187,6 +207,7 @@ def _context(scan: ScanResult) -> dict[str, object]:
         "counts": counts,
         "verdict_rank": VERDICT_RANK,
         "escalations": escalations(scan),
+        "kernel": kernel_view(scan),
         "human_bytes": views.human_bytes,
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
@@ -196,6 +217,46 @@ def _context(scan: ScanResult) -> dict[str, object]:
         "reproduce": reproduce_command(scan),
         "started": lambda p: datetime.fromtimestamp(p.key.create_time, UTC).isoformat(timespec="seconds"),
     }
+
+
+@dataclass(frozen=True)
+class KernelView:
+    """The kernel's unreclaimable slab as the scan report shows it."""
+
+    verdict: str
+    suspect: bool
+    rate_text: str
+    mb_per_hour: str
+    first_text: str
+    last_text: str
+    caches: tuple[tuple[str, str, str, str], ...]  # name, first, last, growth rate
+    note: str
+
+
+def kernel_view(scan: ScanResult) -> KernelView | None:
+    """The kernel's slab memory over the scan, or None when it was not sampled."""
+    k = scan.kernel_memory
+    if k is None or not k.samples:
+        return None
+    rate = k.evidence.slope_bytes_per_sec
+    return KernelView(
+        verdict=k.verdict,
+        suspect=k.verdict in SUSPECT_VERDICTS,
+        rate_text=views.human_rate(rate),
+        mb_per_hour=f"{rate * 3600 / 1e6:+,.1f}",
+        first_text=views.human_bytes(k.samples[0].rss),
+        last_text=views.human_bytes(k.samples[-1].rss),
+        caches=tuple(
+            (
+                c.name,
+                views.human_bytes(c.first_bytes),
+                views.human_bytes(c.last_bytes),
+                views.human_rate(c.slope_bytes_per_sec),
+            )
+            for c in k.caches
+        ),
+        note=k.note,
+    )
 
 
 def reproduce_command(scan: ScanResult) -> str:

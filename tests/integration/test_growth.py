@@ -8,6 +8,8 @@ that it counted pages touched, not memory proven never freed.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,3 +56,37 @@ def test_the_stack_that_keeps_adding_pages_ranks_first(
     md = next(tmp_path.glob("*.md")).read_text()
     head = md.split("## ", 1)[0]
     assert "Memory growth found" in head and "not proven leaked" in head and "Growth mode:" in head
+
+
+def test_scan_investigates_in_growth_mode_first_then_exactly(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """scan --investigate-mode growth: growth mode points at leak_pages, exact probing confirms it."""
+    binary = build_target("growth_leaker")
+    target = subprocess.Popen([str(binary), "120"], stdout=subprocess.DEVNULL)
+    try:
+        code, _out, err = run_leakhunt(
+            ["scan", "--pid", str(target.pid), "--duration", "6", "--interval", "1",
+             "--investigate-top", "1", "--investigate-mode", "growth", "--investigate-duration", "16",
+             "--output-dir", str(tmp_path), "--format", "json,md,html"],
+            timeout=400,
+        )  # fmt: skip
+    finally:
+        target.kill()
+        target.wait()
+    assert code == 0, err
+    [saved] = tmp_path.glob("leakhunt-scan-*.json")
+    doc = json.loads(saved.read_text())
+    grew, exact = doc["investigations"]
+    assert ["mode", "growth"] in grew["options"] and ["mode", "growth"] not in exact["options"]
+    assert "leak_pages" in grew["findings"][0]["frames"][0] or any(
+        "leak_pages" in fr for fr in grew["findings"][0]["frames"]
+    )
+    [story] = [n for n in exact["quality"]["notes"] if n.startswith("scan --investigate-mode growth")]
+    assert "leak_pages" in story and "exact probing confirmed" in story, story
+    top = exact["findings"][0]
+    assert top["verdict"] == "leak" and any("leak_pages" in fr for fr in top["frames"])
+    md = next(tmp_path.glob("leakhunt-scan-*.md")).read_text()
+    assert f"### Investigation pid {target.pid} (growth mode)" in md
+    page = next(tmp_path.glob("leakhunt-scan-*.html")).read_text()
+    assert f'id="inv-{target.pid}-growth"' in page and f'id="inv-{target.pid}"' in page
