@@ -79,8 +79,11 @@ def make_json(path: Path, mib: int) -> None:
         fh.write("]\n")
 
 
-def jq_once(data: Path, probe_args: list[str] | None) -> float:
-    """Seconds jq takes to parse ``data`` fed through a FIFO, under ``probe_args`` (None: no probe)."""
+def jq_once(data: Path, probe_args: list[str] | None, seen: list[str]) -> float:
+    """Seconds jq takes to parse ``data`` fed through a FIFO, under ``probe_args`` (None: no probe).
+
+    What the probe measured meanwhile (its rank-1 stack) is appended to ``seen``: proof that it was
+    attached and counting, not idle."""
     with tempfile.TemporaryDirectory() as tmp:
         fifo = Path(tmp) / "in.json"
         os.mkfifo(fifo)
@@ -119,13 +122,27 @@ def jq_once(data: Path, probe_args: list[str] | None) -> float:
                 except subprocess.TimeoutExpired:
                     probe.kill()
                     probe.wait()
+                seen.append(_rank1(Path(tmp)))
+
+
+def _rank1(folder: Path) -> str:
+    for path in folder.glob("leakhunt-investigation-*.json"):
+        doc = json.loads(path.read_text())
+        if doc["findings"]:
+            f = doc["findings"][0]
+            return f"{f['verdict']} {f['outstanding_bytes'] / (1 << 20):.1f} MiB via {f['frames'][0][:60]}"
+        return "no finding"
+    return "no report"
 
 
 def row(name: str, values: list[float], base: float, unit: str) -> str:
     if not values:
         return f"{name:40} {'no data':>12}"
     med = statistics.median(values)
-    return f"{name:40} {med:12.3f} {unit:6} {100 * (med / base - 1):+9.1f} %   n={len(values)}"
+    spread = f"{min(values):.3f}-{max(values):.3f}"
+    return (
+        f"{name:40} {med:12.3f} {unit:6} {100 * (med / base - 1):+9.1f} %   n={len(values)}  range {spread}"
+    )
 
 
 def main() -> None:
@@ -168,13 +185,16 @@ def main() -> None:
         ]
         setups += [(f"leakhunt --mode alloc --backend {b}", ["--backend", b]) for b in backends]
         times: dict[str, list[float]] = {name: [] for name, _ in setups}
+        seen: dict[str, list[str]] = {name: [] for name, _ in setups}
         for _ in range(args.runs):
             for name, probe_args in setups:  # interleaved: a busy moment of the host hits every setup
-                times[name].append(jq_once(data, probe_args))
+                times[name].append(jq_once(data, probe_args, seen[name]))
     base = statistics.median(times["native (no probe)"])
     print(f"{'setup':40} {'median':>12} {'':6} {'vs native':>10}")
     for name, _ in setups:
         print(row(name, times[name], base, "s"))
+    for name, _ in setups[1:]:
+        print(f"  {name}: rank 1 of its last run: {seen[name][-1] if seen[name] else '-'}")
     print(
         "\ngoal: growth mode < 5% slower than native on both; anchor: scripts/bench_probe_cost.py "
         "(allocation probes ~15.8 us per malloc/free pair with bcc memleak on the reference VM)"

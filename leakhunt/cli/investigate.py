@@ -372,8 +372,10 @@ def _finish(
 
 def _summary(out: Console, inv: Investigation, top: int) -> None:
     t = inv.target
+    who = "every task" if t.pid == 0 else f"pid {t.pid}"
+    mode = dict(inv.options).get("mode", "alloc")
     out.print(
-        f"[bold]{escape(t.comm)}[/bold] (pid {t.pid}): {inv.backend.name} {inv.backend.version}, "
+        f"[bold]{escape(t.comm)}[/bold] ({who}, {mode} mode): {inv.backend.name} {inv.backend.version}, "
         f"{inv.run.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.run.stop_reason}"
     )
     leaks = [f for f in inv.findings if f.verdict == "leak"]
