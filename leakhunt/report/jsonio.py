@@ -319,7 +319,7 @@ def _kernel_memory(
         "signal": "SUnreclaim",
         "verdict": k.verdict,
         "evidence": evidence(k.evidence),
-        "samples": [_mem(m) for m in k.samples],
+        "samples": _mem_columns(k.samples),
         "caches": [
             {
                 "name": c.name,
@@ -838,7 +838,7 @@ def _read_kernel_memory(o: _Obj, evidence: Callable[[_Obj], TrendEvidence]) -> K
     return KernelTrend(
         verdict=k.literal("verdict", cast(tuple[ScanVerdict, ...], get_args(ScanVerdict))),
         evidence=evidence(k.obj("evidence")),
-        samples=tuple(_read_mem(m) for m in k.objs("samples", [])),
+        samples=_read_mems(k, "samples"),
         caches=tuple(
             SlabTrend(
                 name=c.get_str("name"),
