@@ -33,7 +33,7 @@ from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import UsageError
 from leakhunt.model import Investigation
 from leakhunt.outputfile import check_output_dir
-from leakhunt.probe import tools
+from leakhunt.probe import growth, tools
 from leakhunt.probe.backend import ProbeMode
 from leakhunt.probe.choose import choose_backend
 from leakhunt.report.redact import redact_argv
@@ -174,7 +174,7 @@ def _options(kw: dict[str, Any]) -> session.ProbeOptions:
         raise UsageError(f"--kernel contradicts --mode {kw['mode']}")
     if kw["kernel_pages"] and mode != "kernel":
         raise UsageError("--kernel-pages applies to kernel mode only", hint="add --kernel")
-    return session.ProbeOptions(
+    opts = session.ProbeOptions(
         mode=mode,
         kernel_pages=kw["kernel_pages"],
         duration=kw["duration"],
@@ -191,6 +191,9 @@ def _options(kw: dict[str, Any]) -> session.ProbeOptions:
         sample_bytes=kw["sample_bytes"],
         unwind=kw["unwind"],
     )
+    if mode == "growth":
+        growth.check_options(opts)  # before a backend is announced
+    return opts
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
