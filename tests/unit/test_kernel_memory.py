@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from leakhunt.analyze.trend import judge_kernel
-from leakhunt.model import MemSample, ScanResult
+from leakhunt.model import MemSample, RunInfo, ScanResult
 from leakhunt.report import jsonio
 from leakhunt.report.scan import kernel_view
 from leakhunt.sample import parse_meminfo_slab, parse_slabinfo
@@ -51,7 +51,12 @@ def test_a_growing_unreclaimable_slab_is_a_suspect_and_names_the_cache_that_grow
     assert k.caches[0].slope_bytes_per_sec == 150_000
     view = kernel_view(
         ScanResult(
-            started_at="", duration_s=9, interval_s=1, processes=(), sampled=0, unreadable=0, kernel_memory=k
+            run=RunInfo(started_at="", duration_s=9),
+            interval_s=1,
+            processes=(),
+            sampled=0,
+            unreadable=0,
+            kernel_memory=k,
         )
     )
     assert view is not None and view.suspect and view.caches[0][0] == "filp"
@@ -66,8 +71,7 @@ def test_a_flat_slab_is_stable_and_no_samples_is_nothing() -> None:
 def test_kernel_memory_round_trips_through_json() -> None:
     k = judge_kernel(_series(200_000), {"filp": [(0.0, 1000), (1.0, 5000), (2.0, 9000)]})
     scan = ScanResult(
-        started_at="2026-12-01T12:00:00+00:00",
-        duration_s=9.0,
+        run=RunInfo(started_at="2026-12-01T12:00:00+00:00", duration_s=9.0),
         interval_s=1.0,
         processes=(),
         sampled=3,
