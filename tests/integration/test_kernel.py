@@ -153,7 +153,7 @@ def test_scan_notices_the_kernel_slab_growing_and_names_the_cache(
     [saved] = tmp_path.glob("leakhunt-scan-*.json")
     doc = json.loads(saved.read_text())
     kernel = doc["kernel_memory"]
-    assert kernel["signal"] == "SUnreclaim" and len(kernel["samples"]) >= 10
+    assert kernel["signal"] == "SUnreclaim" and len(kernel["samples"]["t"]) >= 10  # schema v2 columns
     names = [c["name"] for c in kernel["caches"]]
     # 800 struct files a second (192-256 bytes each): the fastest-growing cache on a host whose
     # other tasks' files come and go; the kernel's other caches may hold second place
