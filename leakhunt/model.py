@@ -43,6 +43,65 @@ ALLOCATOR_FUNCTIONS: tuple[str, ...] = (
 )
 
 
+# What a hooked allocator function does, as the probes need it (where the size and pointers are):
+#   alloc0  size in the 1st argument, returns the block (malloc, valloc, operator new and variants)
+#   alloc1  size in the 2nd argument (memalign, aligned_alloc)
+#   calloc  nmemb * size;  realloc  (old pointer, size);  reallocarray  (old pointer, nmemb, size)
+#   posix_memalign  (memptr, alignment, size), returns 0 and stores the block at *memptr
+#   free  the block in the 1st argument (free, cfree, operator delete and variants)
+AllocatorRole = Literal["alloc0", "alloc1", "calloc", "realloc", "reallocarray", "posix_memalign", "free"]
+ALLOCATOR_ROLES: tuple[AllocatorRole, ...] = (
+    "alloc0",
+    "alloc1",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "posix_memalign",
+    "free",
+)
+
+
+@dataclass(frozen=True)
+class AllocatorHook:
+    """One function of the allocator object that the probes hook, and what it does."""
+
+    symbol: str  # the ELF symbol name, mangled for C++ (``_Znwm``)
+    role: AllocatorRole
+
+
+@dataclass(frozen=True)
+class AllocatorInfo:
+    """The allocator a process really uses, as detected from its mappings and symbol tables.
+
+    ``path`` is the object that defines it, as the target sees it (a container's path is not
+    prefixed with /proc/PID/root). ``hooks`` lists one symbol per address (aliases dropped).
+    ``name`` is glibc, musl, jemalloc, tcmalloc, mimalloc or unknown.
+    """
+
+    name: str
+    path: str
+    version: str | None = None
+    prefix: str = ""  # je_, tc_, mi_ for a prefixed build (redis' bundled jemalloc); "" for plain names
+    hooks: tuple[AllocatorHook, ...] = ()
+    how: str = ""  # how it was found: "LD_PRELOAD", "linked", "static in the executable", "--obj"
+
+    @property
+    def cxx_hooked(self) -> bool:
+        """True when the hooks include C++ operator new."""
+        return any(h.symbol.startswith("_Zn") for h in self.hooks)
+
+    def describe(self) -> str:
+        """One line for terminals and reports: ``jemalloc 5.3.0 (libjemalloc.so.2, linked, ...)``."""
+        text = self.name + (f" {self.version}" if self.version else "")
+        extra = [self.path]
+        if self.how:
+            extra.append(self.how)
+        if self.prefix:
+            extra.append(f"prefix {self.prefix}")
+        extra.append(f"{len(self.hooks)} functions hooked" + (", C++ new/delete" if self.cxx_hooked else ""))
+        return f"{text} ({', '.join(extra)})"
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One frame of a call stack.
@@ -216,6 +275,10 @@ class DataQuality:
     # Allocator calls the probe counted (None: the backend cannot count them, e.g. memleak).
     allocations_seen: int | None = None
     frees_seen: int | None = None
+    # Non-empty when the process's memory grew far more than the allocations the probes saw: one
+    # sentence with the figures and the likely cause ("allocator X not hooked"). The result is then
+    # not a clean bill of health, whatever the findings say.
+    missed_allocations: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +348,7 @@ class Investigation:
     memory: tuple[MemSample, ...] = ()  # target RSS/VSZ over the run
     quality: DataQuality = field(default_factory=DataQuality)
     options: tuple[tuple[str, str], ...] = ()  # probe options as given (min_size, sample_rate, ...)
+    allocator: AllocatorInfo | None = None  # the allocator probed (None: not detected, e.g. import)
 
     def blind_reason(self) -> str | None:
         """Why this run cannot tell "no leak" (the probes saw nothing), or None when it can.
@@ -365,6 +429,7 @@ class TraceResult:
     end_time: float  # last timestamp seen (same clock as events), for ages
     rate: tuple[tuple[float, int, int], ...] = ()  # (t bucket start, allocs, bytes) over time
     quality: DataQuality = field(default_factory=DataQuality)
+    allocator: AllocatorInfo | None = None  # the allocator traced (None: not detected, e.g. import)
 
 
 # --- scan ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 # Sets up a Debian 12 or 13 machine to run leakhunt and its tests. Idempotent: run it again any time.
 #   - apt: bpftrace, bpfcc-tools (BCC memleak), kernel headers, a C compiler for the targets;
 #     with --with-test-tools (scripts/test.sh passes it) also the readers the tests check the reports
-#     with: chromium (headless), golang-go (go tool pprof), node/npm (speedscope), prometheus
+#     with: chromium (headless), golang-go (go tool pprof), node/npm (speedscope), prometheus, and the
+#     allocators and the server the allocator tests use (jemalloc, tcmalloc, mimalloc, redis)
 #   - kernel headers: the exact linux-headers-$(uname -r) when Debian has them, else the nearest
 #     cloud/generic headers linked where BCC looks (/lib/modules/$(uname -r)/{build,source})
 #   - tracefs and debugfs mounted (uprobe_events and BCC's trace_pipe live there)
@@ -41,6 +42,9 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
     pkgs+=(chromium golang-go)
     # Debian's Prometheus server and promtool: the agent's test scrapes it and fires the example alert.
     pkgs+=(prometheus)
+    # The allocators the tests link and preload their targets with (jemalloc, tcmalloc minimal,
+    # mimalloc) and a real server that uses jemalloc (redis-server, driven by redis-benchmark).
+    pkgs+=(libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev redis-server redis-tools)
     # NodeSource's nodejs carries its own npm, which Debian's npm package conflicts with.
     command -v npm >/dev/null || pkgs+=(nodejs npm)
   fi
@@ -78,11 +82,20 @@ if [ "${LEAKHUNT_SKIP_SYSTEM:-0}" != 1 ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     [ "${apt_updated:-0}" = 1 ] || apt-get update -qq
+    # No service may start while installing (redis-server): the tests start their own on loopback.
+    no_start=0
+    if ! [ -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; no_start=1
+    fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$no_start" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     # The package starts a Prometheus service listening on every address; the tests start their own
     # on loopback, so a systemd machine gets it stopped and disabled.
     if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
       systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    if [[ " ${missing[*]} " == *" redis-server "* ]] && [ -d /run/systemd/system ]; then
+      systemctl disable --now redis-server >/dev/null 2>&1 || true
     fi
   fi
   if ! [ -e "/lib/modules/$kver/build/Makefile" ] && ! [ -e /sys/kernel/kheaders.tar.xz ]; then

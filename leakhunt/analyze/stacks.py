@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -26,7 +27,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from leakhunt.model import VERDICT_ORDER, Finding, SeriesPoint, Snapshot, Stack, Verdict
+from leakhunt.model import (
+    ALLOCATOR_FUNCTIONS,
+    VERDICT_ORDER,
+    Finding,
+    Frame,
+    SeriesPoint,
+    Snapshot,
+    Stack,
+    Verdict,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -430,12 +440,14 @@ def _unknown_if_untracked(f: Finding, untracked: int) -> Finding:
 def _totals(snap: Snapshot) -> dict[Stack, tuple[int, int]]:
     totals: dict[Stack, tuple[int, int]] = {}
     for sample in snap.stacks:
-        # one stack may appear twice in a block (same frames, different stack ids): add them
-        old_bytes, old_count = totals.get(sample.stack, (0, _NO_COUNT))
+        # one stack may appear twice in a block (same frames, different stack ids), or differ only
+        # in allocator-internal innermost frames (see ``attribute``): add them
+        stack = attribute(sample.stack)[0]
+        old_bytes, old_count = totals.get(stack, (0, _NO_COUNT))
         count = old_count
         if sample.count is not None:
             count = (0 if old_count == _NO_COUNT else old_count) + sample.count
-        totals[sample.stack] = (old_bytes + sample.outstanding_bytes, count)
+        totals[stack] = (old_bytes + sample.outstanding_bytes, count)
     return totals
 
 
@@ -448,6 +460,8 @@ def _finding(stack: Stack, ts: FloatArray, ys: IntArray, counts: IntArray, min_g
     verdict, confidence, reason = _judge(
         st, n=n, span=span, last=last, peak=peak, min_growth_bytes=min_growth_bytes
     )
+    if attribute(stack)[1]:
+        reason = "allocator-internal frames only (the program's call site is unknown); " + reason
     present = np.flatnonzero(ys > 0)
     if present.size == 0:
         present = np.arange(n)
@@ -471,16 +485,95 @@ def _finding(stack: Stack, ts: FloatArray, ys: IntArray, counts: IntArray, min_g
     )
 
 
+# --- allocator-internal frames ------------------------------------------------------------------
+#
+# Probes take the stack when the outermost allocator call returns, so its innermost frame is the
+# program's call site. A stack whose innermost frames are inside the allocator comes from a nested
+# call recorded on its own: memleak hooks mmap, and the mmap that glibc's malloc/posix_memalign
+# makes for a big block is recorded with the stack [sysmalloc_mmap, _int_memalign, ...] while the
+# outer call is lost (bcc#4970). Those frames are trimmed: the stack is attributed to its first
+# frame outside the allocator, and stacks that then coincide are one. A stack left with nothing but
+# allocator or unknown frames ranks after every stack of the same verdict that names the program.
+
+_ALLOCATOR_MODULE = re.compile(r"^lib(jemalloc|tcmalloc\w*|mimalloc\w*)\.so([.\d]*)$")
+_LIBC_MODULE = re.compile(r"^(libc\.so[.\d]*|libc-[\d.]+\.so|ld-musl-[\w.-]+\.so[.\d]*|libc\.musl-[\w.-]+)$")
+_LIBC_ALLOCATOR_INTERNALS = frozenset(
+    {
+        *ALLOCATOR_FUNCTIONS,
+        "reallocarray",
+        "cfree",
+        "__libc_malloc",
+        "__libc_calloc",
+        "__libc_realloc",
+        "__libc_free",
+        "__libc_memalign",
+        "__libc_valloc",
+        "__libc_pvalloc",
+        "__posix_memalign",
+        "_int_malloc",
+        "_int_realloc",
+        "_int_free",
+        "_int_memalign",
+        "_mid_memalign",
+        "sysmalloc",
+        "sysmalloc_mmap",
+        "sysmalloc_mmap_fallback",
+        "malloc_consolidate",
+        "ptmalloc_init",
+        "tcache_init",
+        "arena_get2",
+        "new_heap",
+        "alloc_new_heap",
+        "mmap",
+        "mmap64",
+        "__mmap",
+        "munmap",
+        "__munmap",
+        "mremap",
+        "__mremap",
+    }
+)
+_PREFIXED = re.compile(r"^(je|tc|mi)_\w+$")
+
+
+def is_allocator_frame(frame: Frame) -> bool:
+    """True for a frame inside an allocator (its internals, not the program's call site)."""
+    module = (frame.module or "").rsplit("/", 1)[-1]
+    if _ALLOCATOR_MODULE.match(module):
+        return True
+    name = frame.symbol.split("(", 1)[0].split(".", 1)[0].strip()  # "tcache_init.part.0" -> tcache_init
+    if _LIBC_MODULE.match(module) and name in _LIBC_ALLOCATOR_INTERNALS:
+        return True
+    return _PREFIXED.match(name) is not None
+
+
+def attribute(stack: Stack) -> tuple[Stack, bool]:
+    """(the stack without its innermost allocator-internal frames, True if no program frame is left).
+
+    A stack that keeps nothing but unknown frames is returned whole and flagged.
+    """
+    frames = stack.frames
+    cut = 0
+    while cut < len(frames) and is_allocator_frame(frames[cut]):
+        cut += 1
+    rest = frames[cut:]
+    if not rest or all(f.is_unknown for f in rest):
+        return stack, cut > 0
+    return (Stack(rest) if cut else stack), False
+
+
 def rank(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """Findings ordered leak-first with dense ranks from 1.
 
-    Order: verdict (leak, plateau, transient, stable); leaks by growth rate weighted by confidence,
-    the others by outstanding bytes.
+    Order: verdict (leak, plateau, transient, stable); within a verdict, stacks that name the
+    program before those made of allocator frames only (``attribute``); leaks by growth rate
+    weighted by confidence, the others by outstanding bytes.
     """
 
-    def order(f: Finding) -> tuple[int, float, int, str]:
+    def order(f: Finding) -> tuple[int, bool, float, int, str]:
         weight = f.growth_bytes_per_sec * max(f.confidence, 0.05) if f.verdict == "leak" else 0.0
-        return (VERDICT_ORDER.index(f.verdict), -weight, -f.outstanding_bytes, f.stack.key)
+        verdict = VERDICT_ORDER.index(f.verdict)
+        return (verdict, attribute(f.stack)[1], -weight, -f.outstanding_bytes, f.stack.key)
 
     ordered = sorted(findings, key=order)
     return tuple(replace(f, rank=i) for i, f in enumerate(ordered, start=1))

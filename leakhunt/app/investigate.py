@@ -13,23 +13,25 @@ process is gone when this returns, and an ``Investigation`` is returned with wha
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from leakhunt import sample
+from leakhunt.analyze.coverage import missed_allocations
 from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.app.common import run_info
-from leakhunt.errors import UsageError
-from leakhunt.model import Finding, Investigation, MemSample, Snapshot
+from leakhunt.errors import LeakhuntError, UsageError
+from leakhunt.model import AllocatorInfo, Finding, Investigation, MemSample, Snapshot
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.parse.native import NativeParser
+from leakhunt.probe import allocator, runner, tools
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import kernel as kernel_backend
 from leakhunt.probe import native as native_backend
-from leakhunt.probe import runner, tools
 from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 from leakhunt.probe.choose import choose_backend
 from leakhunt.probe.live import LiveRun, run_live
@@ -53,6 +55,7 @@ class Progress:
     snapshots: int
     top: Finding | None  # the current rank 1
     leaders: tuple[Finding, ...] = ()  # the current top stacks, rank order (see SnapshotWindow.growing)
+    allocator: AllocatorInfo | None = None  # the allocator probed, once detected
 
 
 def run_investigation(
@@ -85,7 +88,7 @@ def run_investigation(
     chosen = backend or choose_backend(opts.backend, mode=opts.mode)
     if opts.mode == "kernel":
         kernel_backend.check_options(opts, chosen.name, pid if command is None else 0)
-    job = _Investigation(opts, progress)
+    job = _Investigation(opts, progress, tuple(command) if command is not None else None)
     with runner.sigterm_as_interrupt():
         run = run_live(chosen, job, pid=pid, command=tuple(command) if command is not None else None)
     return job.result(run)
@@ -118,8 +121,17 @@ def _check_options(opts: ProbeOptions) -> None:
 class _Investigation:
     """The investigate job run by ``run_live``: parse snapshots, sample the target's memory."""
 
-    def __init__(self, opts: ProbeOptions, progress: Callable[[Progress], None] | None) -> None:
+    def __init__(
+        self,
+        opts: ProbeOptions,
+        progress: Callable[[Progress], None] | None,
+        launch: tuple[str, ...] | None = None,
+    ) -> None:
         self.opts = opts
+        self.launch = launch  # the command leakhunt starts (None: a running pid)
+        self.allocator: AllocatorInfo | None = None  # detected (probe.allocator), alloc mode only
+        self.really: AllocatorInfo | None = None  # what the process uses, when --obj named another
+        self.backend_gaps: tuple[str, ...] = ()
         self.duration = opts.duration
         self.progress = progress or (lambda p: None)
         self.stats = ParseStats()
@@ -154,18 +166,29 @@ class _Investigation:
     def command(self, backend: Backend, pid: int | None, *, script_path: str, launched: bool) -> ProbeCommand:
         if self.opts.sample_bytes is not None and not backend.byte_sampling:
             raise UsageError("--sample-bytes needs the native backend", hint="use --backend native")
-        cmd = backend.investigate(pid, self.opts, script_path=script_path, launched=launched)
+        if self.opts.mode == "alloc" and pid is not None and self.allocator is None:
+            launch = self.launch if launched else None
+            self.allocator = allocator.detect(pid, launch, self.opts.obj)
+            if self.opts.obj:
+                # what the process really uses, to name it when --obj hooked something else
+                with contextlib.suppress(LeakhuntError):
+                    self.really = allocator.detect(pid, launch, None)
+        cmd = backend.investigate(
+            pid, self.opts, script_path=script_path, launched=launched, allocator=self.allocator
+        )
         assert cmd.new_parser is not None
         self.cmd, self.parser = cmd, cmd.new_parser(self.stats)
+        if self.opts.mode == "alloc":
+            self.backend_gaps = cmd.notes
         if isinstance(self.parser, NativeParser) and self.opts.unwind == "dwarf" and pid is not None:
             self.dwarf = DwarfStacks(pid, self.parser.raw)
-        self.notes.extend(cmd.notes)
+        self.notes.extend(n for n in cmd.notes if n not in self.notes)
         if cmd.counts_calls:
             self.allocs_seen = self.frees_seen = 0
         return cmd
 
     def attaching(self, elapsed: float) -> None:
-        self.progress(Progress("attaching", elapsed, self.opts.duration, 0, None))
+        self.progress(Progress("attaching", elapsed, self.opts.duration, 0, None, allocator=self.allocator))
 
     def started(self, pid: int | None, info: sample.ProcessInfo) -> None:
         self.t0 = time.monotonic()
@@ -296,6 +319,18 @@ class _Investigation:
         if self.dwarf is not None:
             quality = self.dwarf.quality(quality)
             self.dwarf.close()
+        if self.opts.mode == "alloc":
+            missed = missed_allocations(
+                self.memory,
+                snapshots,
+                probed=self.allocator,
+                really=self.really,
+                sample_rate=self.opts.sample_rate,
+                size_filtered=self.opts.min_size is not None or self.opts.max_size is not None,
+                backend_gaps=self.backend_gaps,
+                unparsed_lines=quality.unparsed_lines,
+            )
+            quality = replace(quality, missed_allocations=missed)
         inv = Investigation(
             target=run.target,
             backend=run.info,
@@ -306,6 +341,7 @@ class _Investigation:
             memory=tuple(self.memory),
             quality=quality,
             options=self.opts.as_pairs(),
+            allocator=self.allocator,
         )
         return symbolize_live(inv, self.maps)
 

@@ -25,11 +25,11 @@ from leakhunt import sample
 from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
 from leakhunt.app.common import run_info
 from leakhunt.errors import UsageError
-from leakhunt.model import BackendInfo, RunInfo, Target, TraceProcess, TraceResult
+from leakhunt.model import AllocatorInfo, BackendInfo, RunInfo, Target, TraceProcess, TraceResult
 from leakhunt.outputfile import OutputFile
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
-from leakhunt.probe import runner, tools
+from leakhunt.probe import allocator, runner, tools
 from leakhunt.probe.backend import Backend, ProbeCommand
 from leakhunt.probe.choose import choose_backend, other_backend
 from leakhunt.probe.live import LivePolicy, LiveRun, run_live
@@ -73,7 +73,7 @@ def run_trace(
         raise UsageError("give either a pid or a command after --")
     tools.require_root()
     chosen = choose_backend(opts.backend, allow_native=False)
-    job = _Trace(opts, say or (lambda _: None))
+    job = _Trace(opts, say or (lambda _: None), tuple(command) if command is not None else None)
     if chosen.warning:
         job.say(f"WARNING: {chosen.warning}")
     policy = LivePolicy(
@@ -101,8 +101,12 @@ def _other_tracer(backend: Backend) -> Backend | None:
 class _Trace:
     """The trace job run by ``run_live``: match every traced call as it arrives."""
 
-    def __init__(self, opts: TraceOptions, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, opts: TraceOptions, say: Callable[[str], None], launch: tuple[str, ...] | None = None
+    ) -> None:
         self.opts = opts
+        self.launch = launch  # the command leakhunt starts (None: a running pid)
+        self.allocator: AllocatorInfo | None = None
         self.duration = opts.duration
         self.say = say
         self.stats = ParseStats()
@@ -133,7 +137,12 @@ class _Trace:
         self.backend = backend
         # events delivered late in per-CPU runs are sorted (memleak's trace pipe is ordered)
         self.matcher.sort_window_s = SORT_WINDOW_S if backend.trace_events_unordered else 0.0
-        return backend.trace(pid, script_path=script_path, launched=launched)
+        if self.allocator is None:  # once: an attach retried with the other tracer keeps it
+            self.allocator = allocator.detect(pid, self.launch if launched else None, None)
+            self.say(f"allocator {self.allocator.describe()}")
+        cmd = backend.trace(pid, script_path=script_path, launched=launched, allocator=self.allocator)
+        self.notes.extend(n for n in cmd.notes if n not in self.notes)
+        return cmd
 
     def attaching(self, elapsed: float) -> None:
         pass
@@ -217,6 +226,7 @@ class _Trace:
             # a shared trace pipe carries other tracers' lines: keep the target's; bpftrace's
             # script filters in the kernel and also traces the target's children
             only_pid=run.target.pid if run.backend.trace_shared_pipe else None,
+            allocator=self.allocator,
         )
 
 
@@ -229,6 +239,7 @@ def build_result(
     run: RunInfo,
     notes: Iterable[str] = (),
     only_pid: int | None = None,
+    allocator: AllocatorInfo | None = None,
 ) -> TraceResult:
     """A TraceResult from a matcher's summary (shared by live `trace` and `import`)."""
     processes: tuple[TraceProcess, ...] = summary.processes
@@ -266,6 +277,7 @@ def build_result(
         end_time=summary.end_time,
         rate=summary.rate,
         quality=stats.quality(notes=tuple(n for n in notes if n not in stats.notes)),
+        allocator=allocator,
     )
 
 

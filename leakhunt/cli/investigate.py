@@ -296,7 +296,7 @@ def _probe(
     if command is not None and not command:
         raise UsageError("no command given", hint="put the command after `--`")
     choice_note: list[str] = []
-    state = {"attached": False}
+    state = {"attached": False, "allocator": False}
     bar: Progress | None = None
     task = None
     # the top stacks, live: a table on a terminal, else a line per snapshot on stdout
@@ -315,6 +315,9 @@ def _probe(
         task = bar.add_task("probe", total=opts.duration, status="starting", snaps=0, top="")
 
     def on_progress(p: session.Progress) -> None:
+        if p.allocator is not None and not state["allocator"]:
+            state["allocator"] = True
+            err.print(f"leakhunt: allocator {p.allocator.describe()}", soft_wrap=True, markup=False)
         if p.status == "probing" and not state["attached"]:
             state["attached"] = True
         if p.status in ("probing", "stopping") and not choice_note:
@@ -381,6 +384,8 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
         f"[bold]{escape(t.comm)}[/bold] ({who}, {mode} mode): {inv.backend.name} {inv.backend.version}, "
         f"{inv.run.duration_s:.1f} s, {len(inv.snapshots)} snapshots, stopped: {inv.run.stop_reason}"
     )
+    if inv.allocator is not None:
+        out.print(f"allocator: {inv.allocator.describe()}", markup=False)
     leaks = [f for f in inv.findings if f.verdict == "leak"]
     unknown = [f for f in inv.findings if f.verdict == "unknown"]
     if unknown:
@@ -394,8 +399,12 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
     if leaks:
         rate = sum(f.growth_bytes_per_sec for f in leaks)
         out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {human_size(rate)}/s")
+    elif blind is None and inv.quality.missed_allocations:
+        out.print("[bold yellow]not a clean result:[/bold yellow] no stack kept growing, but")
     elif blind is None:
         out.print("[green]no stack kept growing[/green]")
+    if inv.quality.missed_allocations:
+        out.print(f"warning: {inv.quality.missed_allocations}", markup=False, soft_wrap=True)
     if inv.findings:
         table = Table(show_header=True, header_style="bold", expand=False)
         table.add_column("#", justify="right")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from leakhunt.model import BackendInfo, BackendName
+from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.probe import tools
 
@@ -98,7 +98,8 @@ class ProbeCommand:
     script: str | None = None  # the bpftrace program: run_live writes it to ``script_path``
     script_path: str | None = None
     max_tracked: int | None = None  # map capacity for live allocations (bpftrace)
-    notes: tuple[str, ...] = ()  # for the report's data quality (native: probes left at offset 0)
+    # for the report's data quality: probes left at offset 0 (native), what memleak cannot hook
+    notes: tuple[str, ...] = ()
     # the program prints gauges of the allocator calls it saw (bpftrace's @allocs/@frees); else
     # the parser counts them (native) or nobody does (memleak)
     counts_calls: bool = False
@@ -151,15 +152,25 @@ class Backend(Protocol):
         ...
 
     def investigate(
-        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+        self,
+        pid: int | None,
+        options: ProbeOptions,
+        *,
+        script_path: str,
+        launched: bool,
+        allocator: AllocatorInfo | None = None,
     ) -> ProbeCommand:
         """The command that snapshots outstanding allocations per stack every interval.
 
         ``options.mode`` says which allocations; ``pid`` is None only in kernel mode (every task).
+        ``allocator`` is the allocator to hook with its functions (``probe.allocator``); None: the
+        C library the target maps (or ``--obj``).
         """
         ...
 
-    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+    def trace(
+        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
+    ) -> ProbeCommand:
         """The command that prints one line per allocator call of ``pid`` (``leakhunt trace``)."""
         ...
 

@@ -21,9 +21,10 @@ import os
 from dataclasses import dataclass, replace
 
 from leakhunt.errors import TargetError, UsageError
-from leakhunt.model import BackendName
+from leakhunt.model import AllocatorHook, AllocatorInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser
+from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, scriptgen, tools
 from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions, backend_info
 
@@ -58,6 +59,30 @@ def free_placement(tool: tools.Tool, lib: str) -> tuple[int, str]:
     return where.offset, ""
 
 
+def hooks_in(lib: str, hooks: tuple[AllocatorHook, ...] | None) -> tuple[scriptgen.Hook, ...]:
+    """``hooks`` (or those ``lib`` defines) checked for a template; TargetError when they cannot work."""
+    if hooks is None:
+        elf = allocators.read_elf(lib)
+        functions = elf.functions if elf is not None else {}
+        hooks = allocators.hooks_for(functions, allocators.prefix_of(functions))
+    roles = {h.role for h in hooks}
+    if "free" not in roles or not roles - {"free"}:
+        raise TargetError(
+            f"{lib} defines no malloc or free",
+            hint="pass --obj naming the library that holds the allocator (or the static binary)",
+        )
+    return tuple(scriptgen.hook(h) for h in hooks)
+
+
+def allocator_lib(pid: int, options: ProbeOptions, alloc: AllocatorInfo | None, *, launched: bool) -> str:
+    """The allocator object to probe, as a path this host opens: the detected allocator's (a
+    launched command is still its gate's shell: the path is read in our own file system), else
+    ``--obj`` or the target's C library."""
+    if alloc is not None:
+        return alloc.path if launched else allocators.host_path(pid, alloc.path)
+    return tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
+
+
 def render_script(
     pid: int,
     lib: str,
@@ -66,20 +91,17 @@ def render_script(
     *,
     launched: bool = False,
     free_offset: int = 0,
+    hooks: tuple[AllocatorHook, ...] | None = None,
 ) -> str:
-    """The bpftrace program for ``pid`` probing the allocator in ``lib``.
+    """The bpftrace program for ``pid`` probing the allocator in ``lib`` (a path this host opens).
 
+    ``hooks`` are the functions to probe (``probe.allocator``); None = those ``lib`` defines. Each
+    hooked function has its own number in the script, so an allocator function that calls or
+    tail-jumps to another one (reallocarray -> realloc, operator new -> malloc) counts once.
     Accounting starts when process ``armer`` (default: this one) calls ``arm(pid)``, or, for a
     ``launched`` command held at a gate, when the gate execs the command.
     """
-    # The script has no reallocarray probe: glibc's reallocarray tail-jumps to realloc, which is
-    # probed (the native backend probes it as well, see leakhunt.probe.native).
-    funcs = tuple(f for f in tools.allocator_functions(lib) if f != "reallocarray")
-    if "malloc" not in funcs and "free" not in funcs:
-        raise TargetError(
-            f"{lib} defines no malloc or free",
-            hint="pass --obj naming the library that holds the allocator (or the static binary)",
-        )
+    checked = hooks_in(lib, hooks)
     interval_ms = scriptgen.positive_int(round(options.interval * 1000), "--interval (ms)")
     return scriptgen.render_probe(
         "investigate",
@@ -87,7 +109,7 @@ def render_script(
         armer=scriptgen.positive_int(armer if armer is not None else os.getpid(), "armer pid"),
         arm_on_exec=launched,
         lib=scriptgen.safe_path(lib, "allocator library"),
-        funcs=tuple(scriptgen.identifier(f) for f in funcs),
+        hooks=checked,
         interval_ms=interval_ms,
         min_size=scriptgen.positive_int(options.min_size or 0, "--min-size", allow_zero=True),
         max_size=scriptgen.positive_int(options.max_size or 0, "--max-size", allow_zero=True),
@@ -118,14 +140,23 @@ class BpftraceBackend:
         return replace(self, reason=reason)
 
     def investigate(
-        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+        self,
+        pid: int | None,
+        options: ProbeOptions,
+        *,
+        script_path: str,
+        launched: bool,
+        allocator: AllocatorInfo | None = None,
     ) -> ProbeCommand:
         """bpftrace running the investigate script (written at ``script_path`` by ``run_live``)."""
         if pid is None:
             raise UsageError("give a pid or a command")
-        lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
+        lib = allocator_lib(pid, options, allocator, launched=launched)
+        hooks = allocator.hooks if allocator is not None else None
         free_offset, note = free_placement(self.tool, lib)
-        script = render_script(pid, lib, options, launched=launched, free_offset=free_offset)
+        if hooks is not None and not any(h.symbol == "free" for h in hooks):
+            free_offset, note = 0, ""  # a prefixed allocator: its free (je_free) is probed at its entry
+        script = render_script(pid, lib, options, launched=launched, free_offset=free_offset, hooks=hooks)
         unsafe = ("--unsafe",) if free_offset else ()
         argv = (self.tool.path, *unsafe, "-f", "json", "-p", str(pid), script_path)
         env = dict(tools.bpftrace_map_env(options.map_keys))
@@ -148,29 +179,31 @@ class BpftraceBackend:
             counts_calls=True,
         )
 
-    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+    def trace(
+        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
+    ) -> ProbeCommand:
         """bpftrace running the trace script: one ``A``/``F`` line per allocator call."""
         argv = (self.tool.path, script_path)
+        lib = allocator_lib(pid, ProbeOptions(), allocator, launched=launched)
+        hooks = allocator.hooks if allocator is not None else None
         return ProbeCommand(
             info=backend_info(self, argv),
             argv=argv,
             env=(),
             attached=lambda line, stderr, pid: line is not None and line.startswith(TRACE_ATTACHED_PREFIX),
-            script=render_trace_script(pid, tools.target_libc(pid)),
+            script=render_trace_script(pid, lib, hooks),
             script_path=script_path,
         )
 
 
-def render_trace_script(pid: int, lib: str) -> str:
-    """The bpftrace trace script for ``pid`` probing ``lib`` (scripts/capture_fixtures.sh uses it)."""
-    # free has its own probe in the template; the others are probed when lib defines them
-    funcs = tuple(scriptgen.identifier(f) for f in tools.allocator_functions(lib) if f != "free")
-    return scriptgen.render_probe(
-        "trace",
-        pid=scriptgen.positive_int(pid, "pid"),
-        lib=scriptgen.safe_path(lib, "the target's C library"),
-        funcs=funcs,
-    )
+def render_trace_script(pid: int, lib: str, hooks: tuple[AllocatorHook, ...] | None = None) -> str:
+    """The bpftrace trace script for ``pid`` probing ``lib`` (scripts/capture_fixtures.sh uses it).
+
+    ``hooks``: the allocator functions to probe (``probe.allocator``); None = those ``lib`` defines.
+    """
+    pid = scriptgen.positive_int(pid, "pid")
+    path = scriptgen.safe_path(lib, "the allocator library")
+    return scriptgen.render_probe("trace", pid=pid, lib=path, hooks=hooks_in(lib, hooks))
 
 
 def arm(pid: int) -> None:

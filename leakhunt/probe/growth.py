@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass, replace
 
 from leakhunt.errors import UsageError
-from leakhunt.model import BackendInfo, BackendName
+from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import scriptgen, tools
 from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
@@ -128,7 +128,13 @@ class GrowthBackend:
         return replace(self, reason=reason)
 
     def investigate(
-        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+        self,
+        pid: int | None,
+        options: ProbeOptions,
+        *,
+        script_path: str,
+        launched: bool,
+        allocator: AllocatorInfo | None = None,  # not used: no allocator is probed in this mode
     ) -> ProbeCommand:
         if pid is None:
             raise UsageError("growth mode needs a pid or a command")
@@ -136,7 +142,9 @@ class GrowthBackend:
             self.tool, pid, options, script_path=script_path, reason=self.reason, launched=launched
         )
 
-    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+    def trace(
+        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
+    ) -> ProbeCommand:
         raise UsageError("growth mode has no per-call trace", hint="leave out --mode growth")
 
 

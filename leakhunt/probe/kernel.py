@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, replace
 
 from leakhunt.errors import UsageError
-from leakhunt.model import BackendInfo, BackendName
+from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import memleak as memleak_backend
 from leakhunt.probe import scriptgen, tools
@@ -151,7 +151,13 @@ class KernelBackend:
         return replace(self, reason=reason)
 
     def investigate(
-        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+        self,
+        pid: int | None,
+        options: ProbeOptions,
+        *,
+        script_path: str,
+        launched: bool,
+        allocator: AllocatorInfo | None = None,  # not used: no allocator is probed in this mode
     ) -> ProbeCommand:
         if self.name == "bcc":
             return memleak_command(self.tool, options, reason=self.reason)
@@ -159,7 +165,9 @@ class KernelBackend:
             self.tool, pid, options, script_path=script_path, reason=self.reason, launched=launched
         )
 
-    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+    def trace(
+        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
+    ) -> ProbeCommand:
         raise UsageError("kernel mode has no per-call trace", hint="leave out --kernel")
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from leakhunt.errors import LeakhuntError, TargetError, UsageError
-from leakhunt.model import ALLOCATOR_FUNCTIONS, BackendInfo, BackendName
+from leakhunt.model import ALLOCATOR_FUNCTIONS, AllocatorInfo, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.native import ATTACHED_PREFIX, STATUS_PREFIX, NativeParser
+from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, runner, scriptgen, tools
 from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 
@@ -142,6 +143,23 @@ def default_hooks(path: str, names: Iterable[str] = ALLOCATOR_FUNCTIONS) -> tupl
         seen.add(address)
         hooks.append(Hook(path, name, role))
     return tuple(hooks)
+
+
+_ROLE_OF: dict[str, Role] = {
+    "alloc0": ALLOC0,
+    "alloc1": Role("alloc", 1),
+    "calloc": Role("calloc"),
+    "realloc": Role("realloc"),
+    "reallocarray": Role("reallocarray"),
+    "posix_memalign": Role("posix_memalign"),
+    "free": FREE,
+}
+
+
+def hooks_from(allocator: AllocatorInfo, path: str) -> tuple[Hook, ...]:
+    """The detected allocator's hook list (``probe.allocator``) as native hooks in ``path``
+    (the allocator object as this host opens it)."""
+    return tuple(Hook(path, h.symbol, _ROLE_OF[h.role]) for h in allocator.hooks)
 
 
 def place_hooks(hooks: Iterable[Hook]) -> tuple[tuple[PlacedHook, ...], tuple[str, ...]]:
@@ -321,19 +339,33 @@ class NativeBackend:
         return replace(self, reason=reason)
 
     def investigate(
-        self, pid: int | None, options: ProbeOptions, *, script_path: str, launched: bool
+        self,
+        pid: int | None,
+        options: ProbeOptions,
+        *,
+        script_path: str,
+        launched: bool,
+        allocator: AllocatorInfo | None = None,
     ) -> ProbeCommand:
-        """The host program probing the allocator ``pid`` maps (or ``--obj``); it writes its program
-        and configuration next to ``script_path``."""
+        """The host program probing ``allocator`` (detected by ``probe.allocator``; None: the C
+        library ``pid`` maps, or ``--obj``); it writes its program and configuration next to
+        ``script_path``."""
         if options.mode != "alloc" or pid is None:
             raise UsageError(
                 f"the native backend does not do --mode {options.mode}", hint="use --backend bpftrace"
             )
-        lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
+        if allocator is not None:
+            lib = allocator.path if launched else allocators.host_path(pid, allocator.path)
+            hooks: tuple[Hook, ...] | None = hooks_from(allocator, lib)
+        else:
+            lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
+            hooks = None
         return command(
             self.tool, pid, lib, options, workdir=os.path.dirname(script_path), reason=self.reason,
-            launched=launched,
+            launched=launched, hooks=hooks,
         )  # fmt: skip
 
-    def trace(self, pid: int, *, script_path: str, launched: bool) -> ProbeCommand:
+    def trace(
+        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
+    ) -> ProbeCommand:
         raise UsageError("the native backend has no per-call trace", hint="use --backend bcc or bpftrace")

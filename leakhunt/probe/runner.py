@@ -353,11 +353,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
                 signal.signal(sig, previous)
 
 
-def run_capture(argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion (``--version`` queries, doctor checks)."""
+def run_capture(
+    argv: Sequence[str], timeout: float = 30.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion (``--version`` queries, doctor checks).
+
+    ``env`` replaces the environment when given (``ld.so --list`` with a command's LD_PRELOAD).
+    """
     try:
         return subprocess.run(
-            list(argv), capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+            list(argv),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            env=dict(env) if env is not None else None,
         )
     except FileNotFoundError as err:
         raise ToolMissing(f"{argv[0]}: not found", hint="run `leakhunt doctor`") from err

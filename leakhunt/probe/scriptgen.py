@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leakhunt.errors import UsageError
+from leakhunt.model import ALLOCATOR_ROLES, AllocatorHook
 from leakhunt.templating import text_env
 
 # Characters that are safe unquoted in a bpftrace probe spec and in a shell word. No ':' (it
@@ -84,14 +85,30 @@ def identifier(name: str, what: str = "name") -> Identifier:
     return Identifier(name)
 
 
-TemplateValue = int | bool | ScriptPath | Identifier | tuple[Identifier, ...]
+@dataclass(frozen=True)
+class Hook:
+    """An allocator function to probe: a checked identifier and one of ``model.ALLOCATOR_ROLES``."""
+
+    symbol: Identifier
+    role: str
+
+
+def hook(h: AllocatorHook) -> Hook:
+    """A hook for a template; UsageError for a symbol that is not an identifier or an unknown role."""
+    if h.role not in ALLOCATOR_ROLES:
+        raise UsageError(f"unknown allocator role {h.role!r}")
+    return Hook(identifier(h.symbol, "allocator function"), h.role)
+
+
+TemplateValue = int | bool | ScriptPath | Identifier | tuple[Identifier, ...] | tuple[Hook, ...]
 
 
 def render_probe(name: str, **values: TemplateValue) -> str:
     """Render templates/probe/NAME.bt.j2 with ``values``.
 
     Only validated types are accepted (ints, bools, ``ScriptPath``, ``Identifier`` and tuples of
-    identifiers): a plain ``str`` raises TypeError, so an unchecked string can never reach a script.
+    identifiers or of ``Hook``): a plain ``str`` raises TypeError, so an unchecked string can never
+    reach a script.
     """
     return _render(name, "bt", values)
 
@@ -122,6 +139,10 @@ def _check_value(key: str, value: object) -> None:
             raise UsageError(f"{key}={value} does not fit a 64-bit integer")
         return
     if isinstance(value, tuple) and all(isinstance(v, Identifier) for v in value):
+        return
+    if isinstance(value, tuple) and all(
+        isinstance(v, Hook) and isinstance(v.symbol, Identifier) and v.role in ALLOCATOR_ROLES for v in value
+    ):
         return
     raise TypeError(
         f"template value {key}={value!r} was not validated (use safe_path, positive_int or identifier)"

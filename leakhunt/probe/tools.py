@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ from typing import Literal
 from leakhunt import sample
 from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError, UsageError
 from leakhunt.model import ALLOCATOR_FUNCTIONS
-from leakhunt.probe import runner
+from leakhunt.probe import allocator, runner
 
 MemleakFlavor = Literal["bcc", "libbpf"]
 
@@ -497,77 +496,19 @@ ALLOC_FUNCTIONS = ALLOCATOR_FUNCTIONS
 
 
 def elf_functions(path: str) -> dict[str, int]:
-    """Defined function symbols of an ELF file (.dynsym and .symtab): name -> address.
+    """The allocator-related functions ``path`` defines (see ``allocator.wanted_symbols``): name -> address.
 
-    Versioned names lose their ``@VERSION``. Returns {} for anything that is not a readable
-    64/32-bit ELF file: the caller reports "no allocator functions found".
+    Versioned names lose their ``@VERSION``. Returns {} for anything that is not a readable ELF file.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return {}
-    if data[:4] != b"\x7fELF" or len(data) < 64:
-        return {}
-    is64 = data[4] == 2
-    endian = "<" if data[5] == 1 else ">"
-    try:
-        if is64:
-            (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
-            shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x3A)
-        else:
-            (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
-            shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x2E)
-        sections = []
-        for i in range(shnum):
-            base = shoff + i * shentsize
-            if is64:
-                _name, sh_type, _flags, _addr, off, size, link, _info, _align, entsize = struct.unpack_from(
-                    endian + "IIQQQQIIQQ", data, base
-                )
-            else:
-                _name, sh_type, _flags, _addr, off, size, link, _info, _align, entsize = struct.unpack_from(
-                    endian + "IIIIIIIIII", data, base
-                )
-            sections.append((sh_type, off, size, link, entsize))
-        found: dict[str, int] = {}
-        for sh_type, off, size, link, entsize in sections:
-            if sh_type not in (2, 11) or not entsize:  # SHT_SYMTAB, SHT_DYNSYM
-                continue
-            str_off = sections[link][1]
-            for j in range(size // entsize):
-                base = off + j * entsize
-                if is64:
-                    st_name, st_info, _other, st_shndx, st_value, _size = struct.unpack_from(
-                        endian + "IBBHQQ", data, base
-                    )
-                else:
-                    st_name, st_value, _size, st_info, _other, st_shndx = struct.unpack_from(
-                        endian + "IIIBBH", data, base
-                    )
-                # STT_FUNC (2) or STT_GNU_IFUNC (10), defined (shndx != SHN_UNDEF)
-                if st_info & 0xF not in (2, 10) or st_shndx == 0 or st_value == 0:
-                    continue
-                end = data.index(b"\0", str_off + st_name)
-                name = data[str_off + st_name : end].decode(errors="replace").split("@")[0]
-                found.setdefault(name, st_value)
-        return found
-    except (struct.error, ValueError, IndexError):
-        return {}
+    elf = allocator.read_elf(path)
+    return dict(elf.functions) if elf is not None else {}
 
 
 def allocator_functions(path: str) -> tuple[str, ...]:
-    """The allocator functions ``path`` defines, one name per address (aliases dropped).
+    """The allocator functions ``path`` defines that the probes hook, one name per address.
 
     glibc's memalign and aligned_alloc are one function at one address: probing both would count
-    every call twice (and pay the probe twice).
+    every call twice (and pay the probe twice). See ``allocator.hooks_for``.
     """
-    symbols = elf_functions(path)
-    chosen: list[str] = []
-    addresses: set[int] = set()
-    for name in ALLOC_FUNCTIONS:
-        address = symbols.get(name)
-        if address is None or address in addresses:
-            continue
-        addresses.add(address)
-        chosen.append(name)
-    return tuple(chosen)
+    functions = elf_functions(path)
+    return tuple(h.symbol for h in allocator.hooks_for(functions, allocator.prefix_of(functions)))

@@ -56,6 +56,7 @@ def page_context(title: str) -> dict[str, object]:
         "human_bytes": views.human_bytes,
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
+        "allocator_text": views.allocator_text,
     }
 
 

@@ -33,7 +33,10 @@ from typing import IO, TypeVar, cast, get_args
 from leakhunt.errors import ReportError
 from leakhunt.inputfile import read_document
 from leakhunt.model import (
+    ALLOCATOR_ROLES,
     SCHEMA_VERSION,
+    AllocatorHook,
+    AllocatorInfo,
     BackendInfo,
     BackendName,
     DataQuality,
@@ -180,6 +183,9 @@ def _quality(q: DataQuality) -> dict[str, object]:
         out["allocations_seen"] = q.allocations_seen
     if q.frees_seen is not None:
         out["frees_seen"] = q.frees_seen
+    # optional: written only when set, so reports without it stay as they were
+    if q.missed_allocations:
+        out["missed_allocations"] = q.missed_allocations
     return out
 
 
@@ -215,6 +221,19 @@ def _snapshot(s: Snapshot, table: _StackTable) -> dict[str, object]:
     if s.untracked:
         out["untracked"] = [[table.id(st), n] for st, n in s.untracked]
     return out
+
+
+def _allocator(a: AllocatorInfo | None) -> dict[str, object] | None:
+    if a is None:
+        return None
+    return {
+        "name": a.name,
+        "version": a.version,
+        "path": a.path,
+        "prefix": a.prefix,
+        "how": a.how,
+        "hooks": [[h.symbol, h.role] for h in a.hooks],
+    }
 
 
 def _investigation(inv: Investigation) -> dict[str, object]:
@@ -257,6 +276,7 @@ def _investigation(inv: Investigation) -> dict[str, object]:
         "host": inv.run.host,
         "leakhunt_version": inv.run.leakhunt_version,
         "options": [[k, v] for k, v in inv.options],
+        **({"allocator": _allocator(inv.allocator)} if inv.allocator is not None else {}),
         "quality": _quality(inv.quality),
         "memory": _mem_columns(inv.memory),
         "findings": findings,
@@ -346,6 +366,7 @@ def _trace(tr: TraceResult) -> dict[str, object]:
         "kernel": tr.run.kernel,
         "host": tr.run.host,
         "leakhunt_version": tr.run.leakhunt_version,
+        **({"allocator": _allocator(tr.allocator)} if tr.allocator is not None else {}),
         "quality": _quality(tr.quality),
         "rate": [{"t": _num(t), "allocs": n, "bytes": b} for t, n, b in tr.rate],
         "processes": [
@@ -587,6 +608,31 @@ def _read_quality(o: _Obj) -> DataQuality:
         notes=o.strs("notes", []),
         allocations_seen=o.opt_int("allocations_seen"),
         frees_seen=o.opt_int("frees_seen"),
+        missed_allocations=o.get_str("missed_allocations", ""),
+    )
+
+
+def _read_allocator(o: _Obj) -> AllocatorInfo | None:
+    """The ``allocator`` object, or None when absent or null (files written before it, imports)."""
+    if o.raw("allocator", None) is None:
+        return None
+    a = o.obj("allocator")
+    hooks = []
+    for i, item in enumerate(a.get_list("hooks", [])):
+        path = f"{a.sub('hooks')}[{i}]"
+        if not isinstance(item, list) or len(item) != 2:
+            raise _bad(path, "a [symbol, role] pair", item)
+        role = _as_str(item[1], path + "[1]")
+        if role not in ALLOCATOR_ROLES:
+            raise _bad(path + "[1]", f"one of {', '.join(ALLOCATOR_ROLES)}", item[1])
+        hooks.append(AllocatorHook(_as_str(item[0], path + "[0]"), role))
+    return AllocatorInfo(
+        name=a.get_str("name"),
+        path=a.get_str("path"),
+        version=a.opt_str("version"),
+        prefix=a.get_str("prefix", ""),
+        hooks=tuple(hooks),
+        how=a.get_str("how", ""),
     )
 
 
@@ -784,6 +830,7 @@ def _read_investigation(o: _Obj) -> Investigation:
         memory=_read_mems(o, "memory"),
         quality=_read_quality(o.obj("quality", {})),
         options=o.pairs("options", _as_str),
+        allocator=_read_allocator(o),
     )
 
 
@@ -881,6 +928,7 @@ def _read_trace(o: _Obj) -> TraceResult:
         end_time=o.get_float("end_time"),
         rate=rate,
         quality=_read_quality(o.obj("quality", {})),
+        allocator=_read_allocator(o),
     )
 
 

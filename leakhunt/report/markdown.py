@@ -110,6 +110,7 @@ def render_investigation(inv: Investigation) -> str:
         "human_bytes": views.human_bytes,
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
+        "allocator_text": views.allocator_text,
     }
     return neutralize(environment().get_template("report/investigation.md.j2").render(ctx))
 
@@ -129,6 +130,7 @@ def render_trace(tr: TraceResult) -> str:
         "quality": views.quality_lines(tr.quality, snapshots=0, truncated_snapshots=0)[:7],
         "human_bytes": views.human_bytes,
         "human_duration": views.human_duration,
+        "allocator_text": views.allocator_text,
     }
     return neutralize(environment().get_template("report/trace.md.j2").render(ctx))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from leakhunt.model import (
     ALLOCATOR_FUNCTIONS,
+    AllocatorInfo,
     DataQuality,
     Finding,
     Investigation,
@@ -157,6 +158,9 @@ def _kernel_kinds(inv: Investigation) -> str:
     if dict(inv.options).get("kernel_pages") == "true":
         return "slab, percpu, pages"
     return "slab, percpu"
+def allocator_text(a: AllocatorInfo | None) -> str:
+    """The allocator probed, in one line (``jemalloc 5.3.0 (/usr/lib/.../libjemalloc.so.2, linked, ...)``)."""
+    return a.describe() if a is not None else "not recorded"
 
 
 def stop_text(run: RunInfo, target: Target) -> str:
@@ -313,6 +317,8 @@ def _verdict_sentence(inv: Investigation) -> str:
             f"{human_rate(top.growth_bytes_per_sec)} over {over} and holds "
             f"{human_bytes(top.outstanding_bytes)}{count}{more}."
         )
+    if inv.quality.missed_allocations:
+        return f"Not a clean result: no call stack kept growing, but {inv.quality.missed_allocations}."
     plateaus = [f for f in inv.findings if f.verdict == "plateau"]
     if plateaus:
         return (
@@ -450,5 +456,11 @@ def quality_lines(q: DataQuality, *, snapshots: int, truncated_snapshots: int) -
             "not counted by this backend" if q.frees_seen is None else f"{q.frees_seen:,}",
             False,
             "free calls the probe counted",
+        ),
+        QualityLine(
+            "Missed allocations",
+            q.missed_allocations or "none suspected",
+            bool(q.missed_allocations),
+            "the process's memory grew far more than the allocations the probes saw",
         ),
     ]
