@@ -5,7 +5,11 @@ target whose allocator is not hooked is not given a clean report."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +19,12 @@ import pytest
 from tests.conftest import IN_CI, TARGET_BIN, TARGETS
 from tests.integration._probecli import (
     assert_no_probe_left,
+    finish,
     load_report,
     run_leakhunt,
+    start_leakhunt,
     stop_target,
+    wait_for_stderr,
 )
 
 pytestmark = pytest.mark.probe
@@ -93,7 +100,7 @@ def test_linked_allocator_leak_ranks_first(
 ) -> None:
     need_allocator(allocator)
     binary = build(source, allocator)
-    code, out, err = run_leakhunt(["run", *probe_args(backend, tmp_path), "--", str(binary), "60"])
+    code, _out, err = run_leakhunt(["run", *probe_args(backend, tmp_path), "--", str(binary), "60"])
     assert code in (0, 143), err  # the command is stopped with SIGTERM at the end
     assert f"allocator {allocator}" in err  # said on the terminal before probing
     report = load_report(tmp_path)
@@ -154,7 +161,7 @@ def test_an_allocator_left_unhooked_is_not_a_clean_result(
     binary = build("alloc_leaker", "jemalloc")
     libc = next(p for p in (LIBDIR / "libc.so.6", Path("/lib/x86_64-linux-gnu/libc.so.6")) if p.exists())
     args = ["run", *probe_args("bpftrace", tmp_path), "--obj", str(libc), "--", str(binary), "60", "300"]
-    code, out, err = run_leakhunt(args)
+    code, out, _err = run_leakhunt(args)
     report = load_report(tmp_path)
     missed = report["quality"]["missed_allocations"]
     assert "allocator jemalloc (libjemalloc.so.2) not hooked" in missed, missed
@@ -163,3 +170,93 @@ def test_an_allocator_left_unhooked_is_not_a_clean_result(
     assert code != 0 or "not a clean result" in out.lower() or "inconclusive" in out.lower()
     md = next(tmp_path.glob("*.md")).read_text()
     assert "not a clean result" in md.lower()
+
+
+# --- a real server: redis (Debian links it with jemalloc) ---------------------------------------
+
+REDIS_WRAPPERS = ("zmalloc", "zcalloc", "zrealloc", "zmalloc_usable", "zcalloc_num", "zrealloc_usable")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_redis(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
+        if shutil.which(tool) is None:
+            msg = f"{tool} missing (scripts/setup.sh --with-test-tools installs redis-server, redis-tools)"
+            if IN_CI:
+                pytest.fail(msg)
+            pytest.skip(msg)
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--daemonize", "no", "--dir", str(tmp_path), "--logfile", str(tmp_path / "redis.log")],
+        stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
+        )
+        if ping.stdout.strip() == "PONG":
+            return server, port
+        time.sleep(0.1)
+    stop_target(server)
+    raise AssertionError("redis-server did not answer PING")
+
+
+class Benchmark:
+    """redis-benchmark in short bursts (about 1000 requests a second), until stopped."""
+
+    def __init__(self, port: int, command: str) -> None:
+        self.stop = threading.Event()
+        argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", command, "-r", "100000000",
+                "-n", "500", "-c", "1", "-d", "64", "-q"]  # fmt: skip
+        self.thread = threading.Thread(target=self._run, args=(argv,), daemon=True)
+        self.thread.start()
+
+    def _run(self, argv: list[str]) -> None:
+        while not self.stop.is_set():
+            subprocess.run(argv, capture_output=True, timeout=60, check=False)
+            self.stop.wait(0.5)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=70)
+
+
+@pytest.mark.parametrize("command", ["set", "get"])
+def test_redis_keyspace_growth_is_found_and_get_only_is_not(
+    probe_env: None, tmp_path: Path, command: str
+) -> None:
+    server, port = start_redis(tmp_path)
+    out_dir = tmp_path / "reports"
+    try:
+        proc = start_leakhunt(["investigate", str(server.pid), *probe_args("bpftrace", out_dir, 10)])
+        wait_for_stderr(proc, "probes attached")
+        bench = Benchmark(port, command)
+        try:
+            code, _out, err = finish(proc, timeout=180)
+        finally:
+            bench.finish()
+    finally:
+        stop_target(server)
+    assert code == 0, err
+    report = load_report(out_dir)
+    assert report["allocator"]["name"] == "jemalloc"
+    leaks = [f for f in report["findings"] if f["verdict"] == "leak"]
+    notes = " ".join(report["quality"]["notes"])
+    if command == "get":
+        assert not leaks, [f["frames"][:2] for f in leaks]
+        return
+    assert leaks, (top_names(report), notes)
+    top = leaks[0]["frames"]
+    # the innermost frame names redis' allocation wrapper (the binary exports its symbols)...
+    assert top[0].split("+")[0] in REDIS_WRAPPERS, top
+    # ...and what is missing is said: Debian builds redis without frame pointers or debug info
+    assert "callers lost" in notes or "no debug info" in notes, notes
+    assert "Leak found" in next(out_dir.glob("*.md")).read_text()
