@@ -238,7 +238,8 @@ def investigate(
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
     3 when the probe failed (if it had printed anything, a partial report is still written),
-    4 when the probes saw nothing (no allocation: the result proves nothing; report written),
+    4 when the probes saw nothing, or far less than the process's memory growth without finding a
+    leak (an allocator not hooked: the result proves nothing; report written),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)

@@ -4,6 +4,7 @@ the choice rules on symbol tables, the real Debian allocator libraries, and the 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ from leakhunt.model import (
 from leakhunt.probe import allocator, memleak, tools
 from leakhunt.probe.allocator import ElfSymbols
 from leakhunt.probe.backend import ProbeOptions
-from tests.conftest import IN_CI
+from leakhunt.report import jsonio, render_bytes
+from tests.conftest import IN_CI, diff_fixture
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "alloc"
 LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
@@ -352,3 +354,22 @@ def test_growth_the_probes_did_not_see_is_named() -> None:
     assert missed_allocations(memory, [snap(10, MIB)], sample_rate=10) == ""
     gap = "memleak hooks only the C allocator functions"
     assert gap in missed_allocations(memory, [snap(10, 0)], probed=jemalloc, backend_gaps=[gap])
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+def test_reports_show_the_allocator_and_the_missed_growth_escaped() -> None:
+    base = diff_fixture("investigation-v1.json")
+    evil = AllocatorInfo("jemalloc", "/opt/<script>alert(1)</script>/libjemalloc.so.2", "5.3.0", "", (
+        AllocatorHook("malloc", "alloc0"), AllocatorHook("free", "free")), "LD_PRELOAD")  # fmt: skip
+    missed = "the process's anonymous memory grew by 9.0 MiB while the probes saw 0 B <b>"
+    inv = replace(base, allocator=evil, findings=(), quality=replace(base.quality, missed_allocations=missed))
+    html = render_bytes(inv, "html").decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+    assert "Not a clean result" in html and "&lt;b&gt;" in html
+    md = render_bytes(inv, "md").decode()
+    assert "| Allocator | jemalloc 5.3.0" in md
+    back = jsonio.loads(jsonio.dumps(inv))
+    assert isinstance(back, type(inv)) and back.allocator == evil
+    assert back.quality.missed_allocations == missed
