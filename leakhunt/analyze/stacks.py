@@ -35,6 +35,7 @@ from leakhunt.model import (
     SeriesPoint,
     Snapshot,
     Stack,
+    StackSample,
     Verdict,
 )
 
@@ -461,7 +462,7 @@ def _finding(stack: Stack, ts: FloatArray, ys: IntArray, counts: IntArray, min_g
         st, n=n, span=span, last=last, peak=peak, min_growth_bytes=min_growth_bytes
     )
     if attribute(stack)[1]:
-        reason = "allocator-internal frames only (the program's call site is unknown); " + reason
+        reason = ALLOCATOR_ONLY + reason
     present = np.flatnonzero(ys > 0)
     if present.size == 0:
         present = np.arange(n)
@@ -545,6 +546,22 @@ def is_allocator_frame(frame: Frame) -> bool:
     if _LIBC_MODULE.match(module) and name in _LIBC_ALLOCATOR_INTERNALS:
         return True
     return _PREFIXED.match(name) is not None
+
+
+ALLOCATOR_ONLY = "allocator-internal frames only (the program's call site is unknown); "
+
+
+def attribute_snapshot(snap: Snapshot) -> Snapshot:
+    """``snap`` with every stack attributed (see ``attribute``): what the analysis judges."""
+    samples = []
+    for sample in snap.stacks:
+        stack = attribute(sample.stack)[0]
+        samples.append(
+            sample
+            if stack is sample.stack
+            else StackSample(stack, sample.outstanding_bytes, sample.count, sample.addresses)
+        )
+    return replace(snap, stacks=tuple(samples))
 
 
 def attribute(stack: Stack) -> tuple[Stack, bool]:
