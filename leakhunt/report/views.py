@@ -158,6 +158,8 @@ def _kernel_kinds(inv: Investigation) -> str:
     if dict(inv.options).get("kernel_pages") == "true":
         return "slab, percpu, pages"
     return "slab, percpu"
+
+
 def allocator_text(a: AllocatorInfo | None) -> str:
     """The allocator probed, in one line (``jemalloc 5.3.0 (/usr/lib/.../libjemalloc.so.2, linked, ...)``)."""
     return a.describe() if a is not None else "not recorded"
