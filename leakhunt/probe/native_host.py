@@ -34,6 +34,7 @@ Errors go to stderr with a non-zero exit status.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -237,6 +238,8 @@ class Host:
         length = min(int(c.len), len(c.data))
         data = bytes(bytearray(c.data)[:length])
         self.sent_copies.add(key)
+        with contextlib.suppress(KeyError):
+            del copies[copies.Key(key)]  # sent once: its kernel memory is free for the next new key
         return f"R {key} {c.ip:#x} {c.sp:#x} {c.bp:#x} {data.hex()}"
 
     def _symbol(self, addr: int) -> str:
