@@ -229,21 +229,29 @@ class Size(click.ParamType[int, object]):
         return f"Size(min={self.min})"
 
 
+def _duration_param(
+    value: object, param: click.Parameter | None, ctx: click.Context | None, *, unit: str, name: str
+) -> float:
+    """Seconds from a duration option's value (``parse_duration``), or a click error naming it."""
+    try:
+        return parse_duration(value, "duration", unit=unit)
+    except UsageError as err:
+        raise click.BadParameter(
+            f"{value!r} is not a {name} value ({err.hint or err.message})", ctx, param
+        ) from None
+
+
 class Seconds(click.ParamType[float, object]):
     """A duration option (``parse_duration``'s grammar) in [min, MAX_SECONDS] seconds: finite
     (``inf`` and ``nan`` are refused)."""
 
     name = "seconds"
-    unit = "s"  # what a bare number means
 
     def __init__(self, min: float = 0.0) -> None:
         self.min = min
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            seconds = parse_duration(value, "duration", unit=self.unit)
-        except UsageError as err:
-            self.fail(f"{value!r} is not a {self.name} value ({err.hint or err.message})", param, ctx)
+        seconds = _duration_param(value, param, ctx, unit="s", name=self.name)
         if seconds < self.min:
             self.fail(f"{value!r} is less than the minimum of {self.min:g} s", param, ctx)
         return seconds
@@ -259,14 +267,7 @@ class Milliseconds(click.ParamType[int, object]):
     name = "milliseconds"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        try:
-            seconds = parse_duration(value, "duration", unit="ms")
-        except UsageError as err:
-            self.fail(f"{value!r} is not a {self.name} value ({err.hint or err.message})", param, ctx)
-        return round(seconds * 1000)
-
-    def __repr__(self) -> str:
-        return "Milliseconds()"
+        return round(_duration_param(value, param, ctx, unit="ms", name=self.name) * 1000)
 
 
 class SafeConsole(Console):

@@ -12,9 +12,10 @@ Adding a backend = one new module with a class like ``BpftraceBackend`` and its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Literal, Protocol, Self
 
+from leakhunt.errors import UsageError
 from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.probe import tools
@@ -177,6 +178,32 @@ class Backend(Protocol):
     def with_reason(self, reason: str) -> Backend:
         """The same backend with another reason for the choice."""
         ...
+
+
+@dataclass(frozen=True)
+class BaseBackend:
+    """What every backend class shares: its fields with their usual values, ``with_reason`` and a
+    ``trace`` that refuses. A backend subclasses it, sets ``name``, ``attach_timeout`` and the
+    quirks that differ, and defines ``investigate`` (and ``trace`` when it has a per-call mode)."""
+
+    tool: tools.Tool
+    reason: str
+    warning: str | None = None  # a cost to show before attaching (a host-wide bpftrace < 0.20)
+    name: BackendName = "bpftrace"
+    attach_timeout: float = 60.0
+    byte_sampling: bool = False  # --sample-bytes (the native backend's)
+    trace_events_unordered: bool = False
+    trace_monotonic_clock: bool = False
+    trace_shared_pipe: bool = False
+    trace_refusal: ClassVar[str] = "this probe has no per-call trace"
+
+    def with_reason(self, reason: str) -> Self:
+        return replace(self, reason=reason)
+
+    def trace(
+        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
+    ) -> ProbeCommand:
+        raise UsageError(self.trace_refusal, hint="use leakhunt trace with --backend bcc or bpftrace")
 
 
 def backend_info(backend: Backend, argv: tuple[str, ...]) -> BackendInfo:

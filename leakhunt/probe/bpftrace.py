@@ -18,7 +18,7 @@ stdout since); its own ``attached_probes`` event and BEGIN come *before* the upr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from leakhunt.errors import TargetError, UsageError
 from leakhunt.model import AllocatorHook, AllocatorInfo, BackendName
@@ -26,7 +26,7 @@ from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, scriptgen, tools
-from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions, backend_info
+from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 TRACE_ATTACHED_PREFIX = "leakhunt: tracing pid"  # printed by trace.bt.j2's BEGIN, after every attach
@@ -123,21 +123,12 @@ def render_script(
 
 
 @dataclass(frozen=True)
-class BpftraceBackend:
+class BpftraceBackend(BaseBackend):
     """bpftrace running leakhunt's generated scripts (see ``leakhunt.probe.backend.Backend``)."""
 
-    tool: tools.Tool
-    reason: str
-    warning: str | None = None
     name: BackendName = "bpftrace"
-    attach_timeout: float = 60.0
-    byte_sampling: bool = False  # --sample-bytes is the native backend's
     trace_events_unordered: bool = True  # per-CPU perf buffers deliver runs of events late
     trace_monotonic_clock: bool = True  # events are stamped with bpf_ktime_get_ns()
-    trace_shared_pipe: bool = False  # the script filters by pid in the kernel
-
-    def with_reason(self, reason: str) -> Backend:
-        return replace(self, reason=reason)
 
     def investigate(
         self,

@@ -128,7 +128,7 @@ def _choose_tracepoint_backend(requested: str, mode: str) -> Backend:
             "bpftrace filters them by pid)"
         )  # fmt: skip
         if mode == "kernel":
-            return KernelBackend(bpftrace, why, "bpftrace")
+            return KernelBackend(bpftrace, why, name="bpftrace")
         return GrowthBackend(bpftrace, why)
     if requested == "bpftrace" or mode == "growth":
         raise ToolMissing(f"--mode {mode} needs bpftrace, which is not installed", hint=tools.SETUP_HINT)
@@ -140,7 +140,7 @@ def _choose_tracepoint_backend(requested: str, mode: str) -> Backend:
     why = (
         "requested with --backend bcc" if requested == "bcc" else f"auto: bpftrace not found; {memleak.path}"
     )
-    return KernelBackend(memleak, why, "bcc")
+    return KernelBackend(memleak, why, name="bcc", attach_timeout=120.0)  # BCC compiles first
 
 
 def _native_host() -> tuple[tools.Tool | None, str]:

@@ -24,13 +24,14 @@ What it proves and what it does not:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 from leakhunt.errors import UsageError
 from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import scriptgen, tools
-from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
 
 STACK_DEPTH = 64
 ATTACHED_MARKER = bpftrace_backend.ATTACHED_MARKER
@@ -111,21 +112,12 @@ def command(
 
 
 @dataclass(frozen=True)
-class GrowthBackend:
-    """Growth mode on bpftrace (see ``leakhunt.probe.backend.Backend``): page-fault tracepoints."""
+class GrowthBackend(BaseBackend):
+    """Growth mode on bpftrace (see ``leakhunt.probe.backend.Backend``): page-fault tracepoints,
+    filtered by pid (no host-wide cost)."""
 
-    tool: tools.Tool
-    reason: str
-    warning: str | None = None  # a tracepoint filtered by pid: no host-wide cost
     name: BackendName = "bpftrace"
-    attach_timeout: float = 60.0
-    byte_sampling: bool = False
-    trace_events_unordered: bool = False
-    trace_monotonic_clock: bool = False
-    trace_shared_pipe: bool = False
-
-    def with_reason(self, reason: str) -> Backend:
-        return replace(self, reason=reason)
+    trace_refusal: ClassVar[str] = "growth mode has no per-call trace"
 
     def investigate(
         self,
@@ -141,11 +133,6 @@ class GrowthBackend:
         return command(
             self.tool, pid, options, script_path=script_path, reason=self.reason, launched=launched
         )
-
-    def trace(
-        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
-    ) -> ProbeCommand:
-        raise UsageError("growth mode has no per-call trace", hint="leave out --mode growth")
 
 
 __all__ = ["CAVEAT", "GrowthBackend", "check_options", "command", "render_script"]

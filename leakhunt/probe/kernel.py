@@ -21,14 +21,15 @@ worker still counts as freed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 from leakhunt.errors import UsageError
-from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
+from leakhunt.model import AllocatorInfo, BackendInfo
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import memleak as memleak_backend
 from leakhunt.probe import scriptgen, tools
-from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
 
 STACK_DEPTH = 32  # kernel stacks: the syscall entry is within ~20 frames of the allocator
 ATTACHED_MARKER = bpftrace_backend.ATTACHED_MARKER
@@ -130,25 +131,12 @@ def memleak_command(tool: tools.Tool, options: ProbeOptions, reason: str) -> Pro
 
 
 @dataclass(frozen=True)
-class KernelBackend:
+class KernelBackend(BaseBackend):
     """Kernel mode on bpftrace or BCC's memleak (see ``leakhunt.probe.backend.Backend``): the same
-    tools as the allocator probes, with tracepoints instead of uprobes."""
+    tools as the allocator probes, with tracepoints instead of uprobes (``name`` says which tool;
+    tracepoints filter by pid: no host-wide cost)."""
 
-    tool: tools.Tool
-    reason: str
-    name: BackendName  # the tool: "bpftrace" or "bcc"
-    warning: str | None = None  # tracepoints filter by pid: no host-wide cost
-    byte_sampling: bool = False
-    trace_events_unordered: bool = False
-    trace_monotonic_clock: bool = False
-    trace_shared_pipe: bool = False
-
-    @property
-    def attach_timeout(self) -> float:
-        return 60.0 if self.name == "bpftrace" else 120.0  # BCC compiles with clang first
-
-    def with_reason(self, reason: str) -> Backend:
-        return replace(self, reason=reason)
+    trace_refusal: ClassVar[str] = "kernel mode has no per-call trace"
 
     def investigate(
         self,
@@ -164,11 +152,6 @@ class KernelBackend:
         return bpftrace_command(
             self.tool, pid, options, script_path=script_path, reason=self.reason, launched=launched
         )
-
-    def trace(
-        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
-    ) -> ProbeCommand:
-        raise UsageError("kernel mode has no per-call trace", hint="leave out --kernel")
 
 
 def check_options(options: ProbeOptions, backend: str, pid: int | None) -> None:

@@ -324,7 +324,7 @@ class _Live:
                     stderr=probe.stderr_text,
                 )
             # a launched command waits at its gate: only a watched pid can exit first
-            if not launched and pid is not None and not pid_alive(pid):
+            if not launched and pid is not None and not runner.pid_alive(pid):
                 raise TargetError(f"pid {pid} exited before the probes were attached")
             if time.monotonic() > deadline:
                 raise ProbeFailed(
@@ -348,21 +348,10 @@ class _Live:
             _read_for(probe, POLL, self.job.feed)
             if probe.eof or not probe.alive():
                 self.job.notes.append(f"{cmd.info.name} ended on its own after {now:.1f} s")
-                return "error" if pid is None or pid_alive(pid) else "target-exited"
+                return "error" if pid is None or runner.pid_alive(pid) else "target-exited"
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def pid_alive(pid: int) -> bool:
-    """True while a process ``pid`` exists (a zombie counts; another user's process too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return os.path.exists(f"/proc/{pid}")
 
 
 def same_process(pid: int, create_time: float) -> bool:

@@ -26,7 +26,7 @@ import contextlib
 import os
 import platform
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from leakhunt.errors import ToolMissing, UsageError
 from leakhunt.model import AllocatorInfo, BackendName
@@ -34,7 +34,7 @@ from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.memleak import MemleakParser
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import tools
-from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions, backend_info
+from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
 
 # Syscall numbers of the sleeps Python's time.sleep() may block in, per architecture.
 _SLEEP_SYSCALLS = {
@@ -152,21 +152,12 @@ def argv_for(
 
 
 @dataclass(frozen=True)
-class MemleakBackend:
+class MemleakBackend(BaseBackend):
     """BCC's memleak (or libbpf-tools' build of it) (see ``leakhunt.probe.backend.Backend``)."""
 
-    tool: tools.Tool
-    reason: str
-    warning: str | None = None
     name: BackendName = "bcc"
     attach_timeout: float = 120.0  # BCC compiles its BPF program with clang first: slow on a busy host
-    byte_sampling: bool = False  # --sample-bytes is the native backend's
-    trace_events_unordered: bool = False  # the trace pipe is ordered
-    trace_monotonic_clock: bool = False
     trace_shared_pipe: bool = True  # the global trace pipe: other tracers' lines, threads by tid only
-
-    def with_reason(self, reason: str) -> Backend:
-        return replace(self, reason=reason)
 
     def investigate(
         self,

@@ -18,8 +18,8 @@ import functools
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from leakhunt.errors import LeakhuntError, TargetError, UsageError
 from leakhunt.model import ALLOCATOR_FUNCTIONS, AllocatorInfo, BackendInfo, BackendName
@@ -27,7 +27,7 @@ from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.native import ATTACHED_PREFIX, STATUS_PREFIX, NativeParser
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, runner, scriptgen, tools
-from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
+from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
 
 HOST_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_host.py")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
@@ -322,21 +322,14 @@ def _attached(line: str | None, stderr: str, pid: int) -> bool:
 
 
 @dataclass(frozen=True)
-class NativeBackend:
-    """leakhunt's own BPF program run by BCC (see ``leakhunt.probe.backend.Backend``)."""
+class NativeBackend(BaseBackend):
+    """leakhunt's own BPF program run by BCC (see ``leakhunt.probe.backend.Backend``); ``tool`` is
+    the system Python with BCC's module (version = BCC's)."""
 
-    tool: tools.Tool  # the system Python with BCC's module (version = BCC's)
-    reason: str
-    warning: str | None = None
     name: BackendName = "native"
     attach_timeout: float = 120.0  # BCC compiles the program with clang first: slow on a busy host
     byte_sampling: bool = True
-    trace_events_unordered: bool = False
-    trace_monotonic_clock: bool = False
-    trace_shared_pipe: bool = False
-
-    def with_reason(self, reason: str) -> Backend:
-        return replace(self, reason=reason)
+    trace_refusal: ClassVar[str] = "the native backend has no per-call trace"
 
     def investigate(
         self,
@@ -364,8 +357,3 @@ class NativeBackend:
             self.tool, pid, lib, options, workdir=os.path.dirname(script_path), reason=self.reason,
             launched=launched, hooks=hooks,
         )  # fmt: skip
-
-    def trace(
-        self, pid: int, *, script_path: str, launched: bool, allocator: AllocatorInfo | None = None
-    ) -> ProbeCommand:
-        raise UsageError("the native backend has no per-call trace", hint="use --backend bcc or bpftrace")

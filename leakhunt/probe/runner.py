@@ -376,6 +376,17 @@ def run_capture(
         raise ProbeFailed(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from err
 
 
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists (a zombie counts; another user's process too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return os.path.exists(f"/proc/{pid}")
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
     """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

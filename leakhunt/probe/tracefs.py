@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from leakhunt.probe import runner
+
 UPROBE_EVENTS = (Path("/sys/kernel/tracing/uprobe_events"), Path("/sys/kernel/debug/tracing/uprobe_events"))
 
 _LINE = re.compile(
@@ -123,26 +125,4 @@ def removal_command(events: Iterable[UprobeEvent]) -> str:
 
 def find_stale() -> list[UprobeEvent]:
     """Events left on this host by BCC processes that are gone."""
-    return stale_events(read_events(), _pid_alive)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-__all__ = [
-    "UprobeEvent",
-    "find_stale",
-    "parse_uprobe_events",
-    "read_events",
-    "removal_command",
-    "remove_events",
-    "remove_owned_by",
-    "stale_events",
-]
+    return stale_events(read_events(), runner.pid_alive)
