@@ -437,7 +437,7 @@ def clean_stale_dirs(folder: str | None = None) -> list[str]:
             continue
         if owned is not None:
             pid = int(owned.group(1))
-            if pid == os.getpid() or _pid_exists(pid):
+            if pid == os.getpid() or pid_alive(pid):
                 continue
         elif now - st.st_mtime < LEGACY_STALE_S:
             continue
@@ -445,13 +445,3 @@ def clean_stale_dirs(folder: str | None = None) -> list[str]:
         if not os.path.lexists(path):
             removed.append(path)
     return removed
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
