@@ -102,9 +102,10 @@ def test_kernel_wide_memleak_sees_the_eventfd_path_grow(
     binary = build_target("kernel_fds")
     # kernel-wide: make the path grow well above the host's own churn, for long enough that
     # memleak (slow to print when the whole host holds many allocations) prints 4+ snapshots
-    rate, leak_s = 500, 20
+    # (seen: 4-7 s per block under load, whatever the interval)
+    rate, leak_s = 500, 30
     proc = start_leakhunt(
-        ["investigate", "--kernel", "--backend", "bcc", "--duration", "26", "--interval", "2",
+        ["investigate", "--kernel", "--backend", "bcc", "--duration", "36", "--interval", "2",
          "--output-dir", str(tmp_path), "--format", "json"]
     )  # fmt: skip
     target = None
