@@ -462,14 +462,15 @@ def _version_text(path: str) -> str | None:
 
 def host_path(pid: int | None, path: str) -> str:
     """``path`` as the target sees it, as a path this process can open (through /proc/PID/root)."""
-    if pid is None or _same_root(pid):
+    if pid is None or same_root(pid):
         return path
     inside = f"/proc/{pid}/root{path}"
-    # a host path given for a chrooted target (--obj) exists only outside (as tools.path_in_target)
+    # a host path given for a chrooted target (--obj) exists only outside
     return path if not os.path.exists(inside) and os.path.exists(path) else inside
 
 
-def _same_root(pid: int) -> bool:
+def same_root(pid: int) -> bool:
+    """True when ``pid`` has our root (or it cannot be told: the plain path is the best guess)."""
     try:
         ours = os.stat("/")
         theirs = os.stat(f"/proc/{pid}/root/")

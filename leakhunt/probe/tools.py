@@ -276,7 +276,7 @@ def mapped_path(pid: int, path: str, inode: int | None) -> str:
     relative to the target's root otherwise (a container: /lib/libc.so.6). Both become
     /proc/PID/root/<path inside the target>, checked against the mapping's inode.
     """
-    if _same_root(pid):
+    if allocator.same_root(pid):
         return path
     candidates = [f"/proc/{pid}/root{path}"]
     try:
@@ -298,19 +298,7 @@ def mapped_path(pid: int, path: str, inode: int | None) -> str:
 def path_in_target(pid: int, path: str) -> str:
     """``path`` as seen by ``pid`` (its root and mount namespace), translated to a path we can open
     (``path`` itself when only that exists: a host path given for a chrooted target)."""
-    if _same_root(pid):
-        return path
-    inside = f"/proc/{pid}/root{path}"
-    return path if not os.path.exists(inside) and os.path.exists(path) else inside
-
-
-def _same_root(pid: int) -> bool:
-    try:
-        ours = os.stat("/")
-        theirs = os.stat(f"/proc/{pid}/root/")
-    except OSError:
-        return True  # cannot tell: the plain path is the best guess
-    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+    return allocator.host_path(pid, path)
 
 
 def check_pid(pid: int) -> sample.ProcessInfo:
