@@ -60,7 +60,9 @@ def missed_allocations(
     # the most the probes ever held: a last snapshot cut short or unreadable must not read as "saw 0"
     seen = max(sum(max(s.outstanding_bytes, 0) for s in snap.stacks) for snap in snapshots)
     seen *= max(sample_rate, 1)
-    if seen >= MIN_SEEN_SHARE * grew:
+    # the first MIN_UNEXPLAINED_BYTES are the allocator's own start-up and reserve (tcmalloc and
+    # jemalloc take memory from the system in MiB-sized steps ahead of use): judged on the rest
+    if seen >= MIN_SEEN_SHARE * (grew - MIN_UNEXPLAINED_BYTES):
         return ""
     return (
         f"the process's anonymous memory grew by {_size(grew)} while the probes saw {_size(seen)} of new "

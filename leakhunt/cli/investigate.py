@@ -243,6 +243,7 @@ def investigate(
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
+    tools.require_root()  # the first thing a user without root must hear
     check_output_dir(output_dir)  # before probing: a report that cannot be written loses the run
     if pid is not None and pid_option is not None and pid != pid_option:
         raise UsageError(f"two different pids given: {pid} and --pid {pid_option}")
@@ -277,6 +278,7 @@ def run(
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
+    tools.require_root()  # the first thing a user without root must hear
     check_output_dir(output_dir)  # before probing: a report that cannot be written loses the run
     inv = _probe(opts, command=command, redact=not no_redact)
     _finish(inv, opts, output_dir, formats, no_redact)

@@ -27,6 +27,7 @@ from leakhunt.cli.common import (
 from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
 from leakhunt.outputfile import check_output_dir
+from leakhunt.probe.tools import require_root
 
 SUMMARY_ROWS = 8
 
@@ -107,6 +108,7 @@ def trace(
     3 when the tracer failed (when it died midway, the partial report is still written),
     130 when interrupted (a partial report is still written).
     """
+    require_root()  # the first thing a user without root must hear
     check_output_dir(output_dir)  # before tracing: a report that cannot be written loses the run
     pid: int | None = None
     command: tuple[str, ...] | None = None

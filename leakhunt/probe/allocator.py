@@ -460,13 +460,33 @@ def _version_text(path: str) -> str | None:
     return m.group(1).decode() if m else None
 
 
-def host_path(pid: int | None, path: str) -> str:
-    """``path`` as the target sees it, as a path this process can open (through /proc/PID/root)."""
+def host_path(pid: int | None, path: str, inode: int | None = None) -> str:
+    """``path`` as the target names it, as a path this process can open and that the probe tools
+    (which resolve paths in the target's mount namespace) accept.
+
+    /proc/PID/maps writes a name relative to *the reader's* root when the file is reachable from
+    it (a target in a chroot or ``unshare --root``: the host path /srv/jail/lib/libc.so.6) and
+    relative to the target's root otherwise (a container: /lib/libc.so.6). Both become
+    /proc/PID/root/<path inside the target>, checked against ``inode`` when it is known. A host
+    path given for a chrooted target (--obj) that exists only outside is kept as it is.
+    """
     if pid is None or same_root(pid):
         return path
-    inside = f"/proc/{pid}/root{path}"
-    # a host path given for a chrooted target (--obj) exists only outside
-    return path if not os.path.exists(inside) and os.path.exists(path) else inside
+    candidates = [f"/proc/{pid}/root{path}"]
+    try:
+        root = os.readlink(f"/proc/{pid}/root").rstrip("/")
+    except OSError:
+        root = ""
+    if root and path.startswith(root + "/"):
+        candidates.insert(0, f"/proc/{pid}/root{path[len(root) :]}")
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if inode is None or st.st_ino == inode:
+            return candidate
+    return path if os.path.exists(path) else candidates[0]
 
 
 def same_root(pid: int) -> bool:

@@ -150,7 +150,7 @@ def _native_host() -> tuple[tools.Tool | None, str]:
         return None, why_not
     host = native.find_host()
     if host is None:
-        return None, "no system python3 with BCC's module (apt-get install python3-bpfcc)"
+        return None, "no system python3 with BCC's module installed (apt-get install python3-bpfcc)"
     return host, ""
 
 

@@ -141,7 +141,8 @@ def argv_for(
     # behind big caches (leakhunt ranks them itself; --top only limits what leakhunt shows).
     argv += ["-T", str(max(options.top, 200))]
     if alloc is not None and lib is not None:
-        if options.obj is not None or alloc.name not in ("glibc", "musl"):
+        # memleak finds the C library by name only in our own root: a jailed target's is passed
+        if options.obj is not None or alloc.name not in ("glibc", "musl") or lib != alloc.path:
             argv += ["-O", lib]
         if alloc.prefix:
             argv += ["--symbols-prefix", alloc.prefix]
@@ -202,7 +203,7 @@ class MemleakBackend(BaseBackend):
         if allocator is not None:
             lib = allocator.path if launched else allocators.host_path(pid, allocator.path)
             notes = check_allocator(self.tool, allocator, lib)
-            if allocator.name not in ("glibc", "musl"):
+            if allocator.name not in ("glibc", "musl") or lib != allocator.path:
                 extra += ("-O", lib)
             if allocator.prefix:
                 extra += ("--symbols-prefix", allocator.prefix)

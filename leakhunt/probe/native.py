@@ -215,9 +215,12 @@ def render_program(pid: int, options: ProbeOptions, programs: Iterable[str], *, 
 
 
 def find_host() -> tools.Tool | None:
-    """The system Python that has BCC's module, as a Tool (version = BCC's), or None."""
-    override = os.environ.get("LEAKHUNT_NATIVE_PYTHON")
-    for path in (override,) if override else SYSTEM_PYTHONS:
+    """The system Python that has BCC's module, as a Tool (version = BCC's), or None.
+
+    ``LEAKHUNT_NATIVE_PYTHON=/path/to/python3`` picks that Python (set empty: not installed).
+    """
+    override = tools.env_override("LEAKHUNT_NATIVE_PYTHON")
+    for path in (override,) if override is not None else SYSTEM_PYTHONS:
         if not path or not os.access(path, os.X_OK):
             continue
         try:

@@ -62,7 +62,7 @@ def find_bpftrace() -> Tool | None:
     ``LEAKHUNT_BPFTRACE=/path/to/bpftrace`` picks a specific build (and when it names no
     executable file, bpftrace counts as not installed).
     """
-    path = _override("LEAKHUNT_BPFTRACE")
+    path = env_override("LEAKHUNT_BPFTRACE")
     if path is None:
         path = _which("bpftrace")
     if not path:
@@ -101,7 +101,7 @@ def find_memleak() -> Tool | None:
 
     ``LEAKHUNT_MEMLEAK=/path/to/memleak`` picks a specific one, as LEAKHUNT_BPFTRACE does.
     """
-    override = _override("LEAKHUNT_MEMLEAK")
+    override = env_override("LEAKHUNT_MEMLEAK")
     candidates: tuple[str, ...] = _MEMLEAK_CANDIDATES if override is None else (override,)
     for name in candidates:
         if not name:
@@ -164,7 +164,7 @@ def _libbpf_memleak_version(path: str) -> str:
     return ".".join(str(p) for p in found) if found else "unknown"
 
 
-def _override(variable: str) -> str | None:
+def env_override(variable: str) -> str | None:
     """The tool path from an environment override: None = no override, "" = not installed."""
     value = os.environ.get(variable)
     if value is None:
@@ -269,30 +269,8 @@ def _inode(field: str) -> int | None:
 
 def mapped_path(pid: int, path: str, inode: int | None) -> str:
     """A path for a file that ``pid`` maps, as /proc/PID/maps names it, that this process can open
-    and that the probe tools (which resolve paths in the target's mount namespace) accept.
-
-    The kernel writes that name relative to *the reader's* root when the file is reachable from
-    it (a target in a chroot or ``unshare --root``: the host path /srv/jail/lib/libc.so.6) and
-    relative to the target's root otherwise (a container: /lib/libc.so.6). Both become
-    /proc/PID/root/<path inside the target>, checked against the mapping's inode.
-    """
-    if allocator.same_root(pid):
-        return path
-    candidates = [f"/proc/{pid}/root{path}"]
-    try:
-        root = os.readlink(f"/proc/{pid}/root")
-    except OSError:
-        root = ""
-    if root not in ("", "/") and path.startswith(root.rstrip("/") + "/"):
-        candidates.insert(0, f"/proc/{pid}/root{path[len(root.rstrip('/')) :]}")
-    for candidate in candidates:
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if inode is None or st.st_ino == inode:
-            return candidate
-    return candidates[0]
+    and the probe tools accept (see ``allocator.host_path``)."""
+    return allocator.host_path(pid, path, inode)
 
 
 def path_in_target(pid: int, path: str) -> str:

@@ -10,6 +10,7 @@ to get it. Frames it cannot place are returned unchanged.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 
 from leakhunt.model import DataQuality, Finding, Frame, Investigation, Stack, StackSample
@@ -118,9 +119,16 @@ class Symbolizer:
             )
         last = lines[-1]
         named = frame
-        if frame.symbol == UNKNOWN and last.function:
-            # not in the symbol tables (a local function of a stripped library): DWARF knows it
-            named = dataclasses.replace(frame, symbol=last.function, offset=None)
+        if frame.symbol == UNKNOWN or frame.symbol.startswith("0x"):
+            # a bare address (bpftrace cannot read the symbols of a target in another root) or
+            # a function the tool did not name: the symbol tables, else DWARF, know it
+            at = obj.function_at(vaddr)
+            if at is not None:
+                named = dataclasses.replace(frame, symbol=at[0], offset=at[1])
+            elif last.function:
+                named = dataclasses.replace(frame, symbol=last.function, offset=None)
+            if named.module is None:
+                named = dataclasses.replace(named, module=os.path.basename(obj.path))
         out.append(dataclasses.replace(named, file=last.file, line=last.line or None))
         return out
 

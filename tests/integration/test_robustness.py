@@ -79,10 +79,10 @@ def test_missing_tools_point_to_setup(
 ) -> None:
     target = start_target(build_target("leak_mix"), "60")
     try:
-        for backend in ("auto", "bpftrace", "bcc"):
+        for backend in ("auto", "bpftrace", "bcc", "native"):
             code, _out, err = run_leakhunt(
                 ["investigate", str(target.pid), "--backend", backend, "--output-dir", str(tmp_path)],
-                env={"LEAKHUNT_BPFTRACE": "", "LEAKHUNT_MEMLEAK": ""},
+                env={"LEAKHUNT_BPFTRACE": "", "LEAKHUNT_MEMLEAK": "", "LEAKHUNT_NATIVE_PYTHON": ""},
             )
             assert code == 2, err
             assert "installed" in err
