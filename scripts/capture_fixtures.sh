@@ -124,6 +124,16 @@ selected bt_json && bt_run "$fx/bpftrace-$btv-protocol.json" json perf "$bt_secs
 selected bt_text && bt_run "$fx/bpftrace-$btv-protocol.txt" text perf "$bt_secs"
 selected bt_json_default && bt_run "$fx/bpftrace-$btv-protocol-default-stack.json" json "" "$bt_secs"
 selected bt_text_default && bt_run "$fx/bpftrace-$btv-protocol-default-stack.txt" text "" "$bt_secs"
+# 5b. The same with maps of 512 keys: cpp_leaker's live blocks fill them within a second, and from
+#     0.2x bpftrace reports each failed map update on stdout ("Map full" helper errors; kept gzipped).
+if [ "$btv" != 0.17 ]; then
+  for fmt in json txt; do
+    if selected "bt_mapfull_$fmt"; then
+      BPFTRACE_MAX_MAP_KEYS=512 bt_run "$fx/bpftrace-$btv-protocol-mapfull.$fmt" "${fmt/txt/text}" perf 4
+      gzip -9 -f "$fx/bpftrace-$btv-protocol-mapfull.$fmt"  # ~2 MB of repeated warnings: ~10 KB
+    fi
+  done
+fi
 # 6. leakhunt's own trace script (one event per line): see templates/probe/trace.bt.j2
 if selected bt_trace && [ -x .venv/bin/python ]; then
   start_target "$fx/bpftrace-$btv-trace.expected" "$bin/trace_leaker" 60

@@ -43,7 +43,7 @@ class ParseStats:
     short_example: str | None = None  # the outermost frame of a stack that ends early
     _short: set[tuple[Frame, ...]] = field(default_factory=set, repr=False)
     dropped_stacks: int = 0  # stacks a probe could not store (native backend)
-    map_full: bool = False  # a probe map filled up (native backend)
+    map_full: bool = False  # a probe map filled up (native backend; bpftrace's "Map full" errors)
     # allocations counted and frees of counted blocks, from a probe that counts them (native)
     allocations_seen: int | None = None
     frees_seen: int | None = None

@@ -25,6 +25,18 @@ text::
 Stack keys come in the default form (``leaky_alloc+15``, decimal offsets) or ``ustack(perf)``
 (``7f52eed60930 leaky_alloc+15 (/tmp/leak)``). ``printf`` lines starting with ``leakhunt:`` are
 status lines: they go to ``ParseStats.notes``. Other maps are ignored (noted once per name).
+
+From 0.2x bpftrace reports each failed helper call at run time on stdout (captured on 0.23), in JSON
+as ``{"type": "helper_error", "msg": "Map full; can't update element. ...", "helper":
+"map_update_elem", "retcode": -7, ...}``, in text as a located warning with its context::
+
+    /tmp/x.bt:5:3-30: WARNING: Map full; can't update element. Try increasing max_map_keys config
+    Additional Info - helper: map_update_elem, retcode: -7
+      @stk[retval] = ustack(perf); @sz[retval] = @size[tid];
+      ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+
+A full map sets ``ParseStats.map_full`` (what the probe counted is incomplete) with one note that
+counts the failed updates; other diagnostics become notes.
 """
 
 from __future__ import annotations
@@ -74,6 +86,13 @@ _ONE_LINE_ENTRY = re.compile(r"(?P<name>@[\w.]*)(?:\[(?P<key>.*)\])?: ?(?P<value
 _DIGITS = re.compile(r"\d+")
 _LOST = re.compile(r"Lost (?P<n>\d{1,20}) events")
 _ATTACHING = re.compile(r"Attach(?:ing|ed) \d+ probes?\.*")
+# text mode diagnostics: "[FILE:LINE:COL[-COL]: ]WARNING: msg", then (located ones, 0.2x) the
+# helper's name and return code, the script's source line and a line of carets under the spot
+_DIAGNOSTIC = re.compile(r"(?P<loc>\S+:\d+:\d+(?:-\d+)?: )?(?:ERROR|WARNING): .*")
+_ADDITIONAL_INFO = re.compile(r"Additional Info - helper: \w+, retcode: -?\d+")
+_CARETS = re.compile(r"\s*~+\s*")
+_MAP_FULL = re.compile(r"\bmap full\b", re.IGNORECASE)
+MAP_FULL_NOTE = "bpftrace could not store"
 
 
 _ESCAPE = re.compile(r"\\(.)")
@@ -129,6 +148,9 @@ class BpftraceParser:
         self._skip_values = False  # text mode: indented value lines of an ignored map entry
         # text mode: (map, last value) of the map print whose entries are arriving, None between prints
         self._block: tuple[str, int] | None = None
+        # text mode: a located diagnostic was read; its source line (echoed next) is still to come
+        self._echo_pending = False
+        self._map_full_errors = 0  # failed map updates bpftrace reported ("Map full")
 
     # --- public API -------------------------------------------------------------------------
 
@@ -196,7 +218,11 @@ class BpftraceParser:
             self.stats.note(f"bpftrace attached {probes} probes")
             return None
         if kind in ("errorf", "warnf", "helper_error", "runtime_error", "error", "warning"):
-            self.stats.note(f"bpftrace {kind}: {json.dumps(data)[:200]}")
+            # 0.23's helper_error carries its text in "msg" (no "data")
+            msg = data if data is not None else event.get("msg")
+            text = msg if isinstance(msg, str) else json.dumps(msg)
+            if not self._map_full(text):
+                self.stats.note(f"bpftrace {kind}: {text[:200]}")
             return None
         if isinstance(kind, str):
             self.stats.note(f"ignored bpftrace output of type {kind!r}")
@@ -237,6 +263,13 @@ class BpftraceParser:
             self.stats.bad_line(f"{self._key_map}[ (key not closed)")
             self._key_map, self._key_lines = None, []
         text = line.strip()
+        if self._echo_pending:
+            # the source line a located diagnostic quotes (after its "Additional Info" line)
+            if _ADDITIONAL_INFO.fullmatch(text):
+                return None
+            self._echo_pending = False
+            if not _TIME.fullmatch(text) and not _DIAGNOSTIC.fullmatch(text):
+                return None
         if not text.startswith("@"):
             self._block = None  # a map print ends at anything that is not one of its entries
         if not text:
@@ -276,8 +309,13 @@ class BpftraceParser:
         if _ATTACHING.fullmatch(text):
             self.stats.note(text)
             return None
-        if text.startswith(("ERROR:", "WARNING:")):
-            self.stats.note(text[:300])
+        diagnostic = _DIAGNOSTIC.fullmatch(text)
+        if diagnostic is not None:
+            self._echo_pending = diagnostic.group("loc") is not None
+            if not self._map_full(text):
+                self.stats.note(text[:300])
+            return None
+        if _ADDITIONAL_INFO.fullmatch(text) or _CARETS.fullmatch(text):
             return None
         self.stats.bad_line(line)
         return None
@@ -309,6 +347,24 @@ class BpftraceParser:
         return done
 
     # --- shared -----------------------------------------------------------------------------
+
+    def _map_full(self, text: str) -> bool:
+        """Count a diagnostic that says a map is full (True), or leave it to the caller (False)."""
+        if not _MAP_FULL.search(text):
+            return False
+        self.stats.map_full = True
+        self._map_full_errors += 1
+        note = (
+            f"{MAP_FULL_NOTE} {self._map_full_errors:,} map updates (Map full): what it counted is "
+            "incomplete; give it bigger maps (--map-keys, BPFTRACE_MAX_MAP_KEYS)"
+        )
+        notes = self.stats.notes
+        for i, old in enumerate(notes):
+            if old.startswith(MAP_FULL_NOTE):
+                notes[i] = note
+                return True
+        self.stats.note(note)
+        return True
 
     def _empty_key(self, name: str) -> None:
         if name in (BYTES_MAP, COUNT_MAP):

@@ -3,6 +3,7 @@ clean errors. Inputs are the parser fixtures (tests/fixtures/README.md)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import subprocess
@@ -66,6 +67,21 @@ def test_stack_logs_become_investigation_reports(
     assert len(doc.snapshots) == snapshots
     assert doc.run.stop_reason == "imported" and name in doc.backend.reason
     assert doc.quality.unparsed_lines == 0
+
+
+@pytest.mark.parametrize("form", ["json", "txt"])
+def test_a_bpftrace_023_log_of_map_full_errors_is_imported_as_map_full(form: str, tmp_path: Path) -> None:
+    """bpftrace 0.23 with maps too small prints thousands of "Map full" errors between its maps
+    (captured on Debian 13): the report says the counts are incomplete, and no line is unparsed."""
+    log = tmp_path / f"bt.{form}"
+    log.write_bytes(gzip.decompress((FIXTURES / f"bpftrace-0.23-protocol-mapfull.{form}.gz").read_bytes()))
+    proc = leakhunt("import", str(log), "--output-dir", str(tmp_path / "out"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = report(tmp_path / "out")
+    assert isinstance(doc, Investigation)
+    assert len(doc.snapshots) == 3 and doc.quality.unparsed_lines == 0
+    assert doc.quality.map_full is True
+    assert any(n.startswith("bpftrace could not store 6,734 map updates") for n in doc.quality.notes)
 
 
 def test_the_cpp_leak_is_rank_one_with_its_demangled_stack(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ from the committed captures."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
 
 from leakhunt.analyze.trace import replay
 from leakhunt.parse import ParseStats
-from leakhunt.parse.bpftrace import parse_bpftrace
+from leakhunt.parse.bpftrace import MAP_FULL_NOTE, parse_bpftrace
 from leakhunt.parse.memleak import parse_memleak
 from tests.unit.test_trace_match import expected
 
@@ -127,3 +128,34 @@ def test_second_bcc_031_tracer_still_crashes_on_the_busy_trace_pipe() -> None:
     summary = replay(lines("bcc-0.31-trace-two-b.txt"), stats)
     assert summary.events == 0 and stats.unparsed == 0
     assert any("crashed" in n and "Device or resource busy" in n for n in stats.notes)
+
+
+@pytest.mark.parametrize(
+    ("name", "clock"),
+    [
+        ("bpftrace-0.23-protocol-mapfull.json.gz", "15:22:52"),
+        ("bpftrace-0.23-protocol-mapfull.txt.gz", "15:22:56"),
+    ],
+)
+def test_bpftrace_023_map_full_errors_on_stdout(name: str, clock: str) -> None:
+    """Maps of 512 keys: 0.23 reports each of its 6,734 failed map updates on stdout, as a
+    ``helper_error`` object (JSON) or as a located warning, its helper, the script line and carets
+    (text). None is an unparsed line; the run is marked map full, with one note that counts them."""
+    text = gzip.decompress((FIXTURES / name).read_bytes()).decode()
+    assert text.count("Map full") == 6734
+    stats = ParseStats()
+    snaps = list(parse_bpftrace(text.splitlines(), stats))
+    assert stats.unparsed == 0, stats.unparsed_examples
+    assert stats.map_full is True
+    (note,) = [n for n in stats.notes if n.startswith(MAP_FULL_NOTE)]
+    assert note.startswith(f"{MAP_FULL_NOTE} 6,734 map updates (Map full)")
+    assert not any("helper_error" in n or "WARNING" in n for n in stats.notes)
+    assert [s.clock for s in snaps] == [clock, *snaps_after(clock, 2)]
+    biggest = max(snaps[0].stacks, key=lambda s: s.outstanding_bytes)
+    assert (biggest.outstanding_bytes, biggest.count) == (1040384, 1001)
+    assert [(f.symbol, f.offset) for f in biggest.stack.frames[:2]] == [NEW[:2], ("main", 840)]
+
+
+def snaps_after(clock: str, n: int) -> list[str]:
+    h, m, s = (int(x) for x in clock.split(":"))
+    return [f"{h:02d}:{m:02d}:{s + i:02d}" for i in range(1, n + 1)]
