@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_or_skip
 
 FIXTURES = ROOT / "tests" / "fixtures"
 GOOD = FIXTURES / "reports" / "investigation-bpftrace.json"
@@ -26,7 +26,11 @@ BEFORE = FIXTURES / "diff" / "investigation-v1.json"
 AFTER = FIXTURES / "diff" / "investigation-v2.json"
 MEMLEAK_LOG = FIXTURES / "bcc-0.26-periodic-a.txt"
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="makes device nodes (mknod needs root)")
+
+@pytest.fixture
+def needs_root() -> None:
+    """Device nodes need mknod, so root: skipped elsewhere, a failure under CI=true."""
+    require_or_skip(None if os.geteuid() == 0 else "makes device nodes (mknod needs root)")
 
 
 def leakhunt(
@@ -61,7 +65,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int = 2) ->
 # --- 1. -o never replaces a device, a FIFO or a link to a file descriptor ---------------------------
 
 
-@needs_root
+@pytest.mark.usefixtures("needs_root")
 def test_output_into_a_device_streams_and_keeps_the_device(tmp_path: Path) -> None:
     null = tmp_path / "null"
     full = tmp_path / "full"
@@ -77,7 +81,7 @@ def test_output_into_a_device_streams_and_keeps_the_device(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "null"]  # no temporary left
 
 
-@needs_root
+@pytest.mark.usefixtures("needs_root")
 def test_output_into_a_block_device_is_refused(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     os.mknod(disk, stat.S_IFBLK | 0o600, os.makedev(7, 200))  # a loop device number nobody uses
