@@ -319,10 +319,19 @@ def _state(pid: int) -> str:
 
 
 def test_sweeper_follows_a_child_until_it_turns_zombie() -> None:
-    code = "import time\nx=[]\nfor _ in range(6):\n    x.append(bytearray(2<<20)); time.sleep(0.1)\n"
-    child = subprocess.Popen([sys.executable, "-c", code])
+    # the child grows only once it has been sampled, and stays grown for 1 s before it exits, so
+    # the first and the last sample bracket all 12 MiB even when this machine is busy
+    code = (
+        "import sys, time\nsys.stdin.readline()\nx=[]\n"
+        "for _ in range(6):\n    x.append(bytearray(2<<20)); time.sleep(0.1)\ntime.sleep(1)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    assert child.stdin is not None
     try:
         with Sweeper([child.pid]) as sw:
+            sw.sweep()
+            child.stdin.write(b"go\n")
+            child.stdin.close()
             deadline = time.monotonic() + 20
             while _state(child.pid) != "Z" and time.monotonic() < deadline:
                 sw.sweep()
