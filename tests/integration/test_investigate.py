@@ -37,8 +37,8 @@ def test_small_leak_ranks_first_and_decoys_are_not_leaks(
                 "--backend",
                 backend,
                 "--duration",
-                "8",
-                "--interval",
+                "12",  # the cache is built in the first 2 s (more under load: once with 8 s BCC
+                "--interval",  # ranked it first); 12 s leaves 4-5 snapshots of its plateau
                 "2",
                 "--output-dir",
                 str(tmp_path),
