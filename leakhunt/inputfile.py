@@ -14,6 +14,7 @@ Every problem is a ``ReportError`` naming the file.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import stat
@@ -23,10 +24,18 @@ from typing import BinaryIO
 
 from leakhunt.errors import ReportError
 
-__all__ = ["MAX_DOCUMENT_BYTES", "MAX_LINE_CHARS", "open_input", "read_document", "read_lines"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_LINE_CHARS",
+    "open_input",
+    "read_blocks",
+    "read_document",
+    "read_lines",
+]
 
 MAX_DOCUMENT_BYTES = 256 << 20
 MAX_LINE_CHARS = 64 << 20
+BLOCK_BYTES = 1 << 20
 
 
 def _check_kind(name: str, st: os.stat_result, *, is_tty: bool) -> None:
@@ -134,4 +143,43 @@ def read_lines(
             )
         yield line
     if number == 0:
+        raise _empty(name, st)
+
+
+def read_blocks(
+    stream: BinaryIO, name: str, st: os.stat_result, max_line: int = MAX_LINE_CHARS, size: int = BLOCK_BYTES
+) -> Iterator[str]:
+    """Like ``read_lines``, but many lines at a time: blocks of about ``size`` bytes, each
+    holding whole lines (ending in a newline; the input's last line may lack one), newlines
+    converted to ``\n`` as ``read_lines`` does. For readers of millions of lines (``import``)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    carry = ""  # the start of a line the next read ends
+    lines = 0
+    seen = False
+    while True:
+        try:
+            data = stream.read(size)
+        except OSError as err:
+            raise ReportError(f"{name}: cannot read it ({err.strerror})") from None
+        final = not data
+        text = carry + decoder.decode(data, final=final)
+        held = ""
+        if not final and text.endswith("\r"):
+            text, held = text[:-1], "\r"  # perhaps the first half of a \r\n
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        cut = len(text) if final else text.rfind("\n") + 1
+        out, carry = text[:cut], text[cut:] + held
+        if len(carry) > max_line:
+            raise ReportError(
+                f"{name}: line {lines + 1} is too long (over {max_line >> 20} MiB without a newline)",
+                hint="memleak and bpftrace print lines far shorter; is it the right file?",
+            )
+        if out:
+            lines += out.count("\n")
+            seen = True
+            yield out
+        if final:
+            break
+    if not seen:
         raise _empty(name, st)

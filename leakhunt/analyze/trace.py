@@ -24,9 +24,13 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from leakhunt.model import TraceEvent, TraceProcess, Unfreed
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import Fields, TraceParser
+from leakhunt.parse.trace_block import TupleBlock, parse_tuple_block
 
 MAX_RATE_BUCKETS = 240
 # How far apart (seconds) an allocation and its free may arrive out of order. bpftrace reads its
@@ -37,6 +41,8 @@ REORDER_WINDOW_S = 1.0
 # the kernel's trace pipe, already in order.
 SORT_WINDOW_S = 0.5
 _PURGE_EVERY = 4096
+BLOCK_CHARS = 1 << 20  # text parsed and matched at a time by feed_lines
+_MIN_ARRAY_EVENTS = 16  # fewer events between two other lines: line by line is cheaper
 
 
 @dataclass
@@ -205,56 +211,206 @@ class TraceMatcher:
             self.free(t, pid, tid, comm, address, pid_known=known)
 
     def feed_lines(self, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
-        """Parse and match raw trace lines (memleak -t or leakhunt's bpftrace trace output).
+        """Parse and match trace text (memleak -t or leakhunt's bpftrace trace output).
 
-        The loop of `import` over millions of lines: the common case (an event of the same,
-        known process as the previous one, in time order) is handled inline. bpftrace's lines are
-        sorted by time first (``SORT_WINDOW_S``).
+        ``lines``: lines, or blocks of whole lines (a piece not ending in a newline is one line
+        without it). The loop of `import` over millions of lines: plain memleak -t tuples are read
+        a block at a time (``leakhunt.parse.trace_block``) and matched with array operations
+        (``_match_block``); every other line goes through ``feed_line``, in order. bpftrace's
+        lines are sorted by time first (``SORT_WINDOW_S``).
         """
         parser = TraceParser(stats)
-        feed = parser.feed_fields
-        alloc, free = self.alloc, self.free
-        last_pid = -1
-        proc: _Process | None = None
-        for line in lines:
-            fields = feed(line)
-            if fields is None:
-                continue
-            if parser.bpftrace_lines:
-                if self.sort_window_s <= 0:
-                    self.sort_window_s = SORT_WINDOW_S
-                self.event(fields)
-                continue
-            kind, t, pid, tid, comm, address, size, known = fields
-            if proc is None or pid != last_pid or not known or proc.pending or t < self._t_end:
-                # anything unusual (another process, a thread without a known process, reordered
-                # events, pending frees): the general path
-                if kind == "alloc":
-                    alloc(t, pid, tid, comm, address, size or 0, pid_known=known)
-                else:
-                    free(t, pid, tid, comm, address, pid_known=known)
-                last_pid = pid
-                proc = self._procs.get(self._alias.get(pid, pid))
-                continue
-            self.events += 1
-            self._t_end = t
-            if kind == "alloc":
-                proc.allocs += 1
-                bucket = self._rate.get(index := int((t - self._t0) // self.bucket_s))  # type: ignore[operator]
-                if bucket is None:
-                    self._rate[index] = [1, size or 0]
-                else:
-                    bucket[0] += 1
-                    bucket[1] += size or 0
-                if address in proc.outstanding:
-                    proc.missed_frees += 1
-                proc.outstanding[address] = (size or 0, tid, t)
-            elif proc.outstanding.pop(address, None) is not None:
-                proc.frees += 1
-            else:
-                free(t, pid, tid, comm, address, pid_known=known)
-                self.events -= 1  # free() counted it again
+        pending: list[str] = []
+        size = 0
+        for piece in lines:
+            pending.append(piece if piece.endswith("\n") else piece + "\n")
+            size += len(piece)
+            if size >= BLOCK_CHARS:
+                self._feed_block(parser, "".join(pending))
+                pending.clear()
+                size = 0
+        if pending:
+            self._feed_block(parser, "".join(pending))
         return parser
+
+    def feed_line(self, parser: TraceParser, line: str) -> None:
+        """One line through ``parser`` and, if it is an event, into the matcher (the reference
+        path: ``feed_lines`` gives the same result, faster)."""
+        fields = parser.feed_fields(line)
+        if fields is None:
+            return
+        if parser.bpftrace_lines:
+            if self.sort_window_s <= 0:
+                self.sort_window_s = SORT_WINDOW_S
+            self.event(fields)
+            return
+        self._dispatch(fields)
+
+    def _feed_block(self, parser: TraceParser, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        block = parse_tuple_block(data)
+
+        def line_at(i: int) -> str:
+            return data[block.starts[i] : block.ends[i]].decode("utf-8", "surrogatepass")
+
+        if parser.bpftrace_lines or self.sort_window_s > 0 or not block.plain.any():
+            for line in text.split("\n")[: block.lines]:
+                self.feed_line(parser, line)
+            return
+        parser.stats.lines += int(np.count_nonzero(block.plain))
+        parser.memleak_lines = True
+        others = np.flatnonzero(~block.plain)
+        cuts = np.searchsorted(block.line, others).tolist()
+        lo = 0
+        for number, hi in zip(others.tolist(), cuts, strict=True):
+            if hi > lo:
+                self._match_block(parser, block, lo, hi, line_at)
+            lo = hi
+            self.feed_line(parser, line_at(number))
+        if lo < len(block.line):
+            self._match_block(parser, block, lo, len(block.line), line_at)
+
+    def _replay(
+        self, parser: TraceParser, block: TupleBlock, lo: int, hi: int, line_at: Callable[[int], str]
+    ) -> None:
+        """Events lo..hi of ``block`` one line at a time (their lines are counted already)."""
+        for number in block.line[lo:hi].tolist():
+            self.feed_line(parser, line_at(number))
+            parser.stats.lines -= 1
+
+    def _match_block(
+        self, parser: TraceParser, block: TupleBlock, lo: int, hi: int, line_at: Callable[[int], str]
+    ) -> None:
+        """Events lo..hi of ``block`` (plain memleak events, nothing else between them), matched
+        with array operations when they are the common case: one process, in time order, and no
+        free that could be the reordered twin of an allocation. Otherwise ``_replay``. Either way
+        the result is what ``feed_line`` gives line by line (same counts, blocks, dict order)."""
+        if parser.bpftrace_lines or self.sort_window_s > 0 or hi - lo < _MIN_ARRAY_EVENTS:
+            self._replay(parser, block, lo, hi, line_at)
+            return
+        tids = block.tid[lo:hi]
+        owners: set[int] = set()
+        known_flags: set[bool] = set()
+        for tid in np.unique(tids).tolist():
+            mapped = parser.tid_pid.get(tid)
+            known_flags.add(mapped is not None)
+            pid = tid if mapped is None else mapped
+            owners.add(self._alias.get(pid, pid))
+        if len(owners) != 1 or len(known_flags) != 1:
+            self._replay(parser, block, lo, hi, line_at)
+            return
+        (pid,) = owners
+        (known,) = known_flags
+        proc = self._procs.get(pid)
+        if proc is None:
+            if self.only is not None and pid not in self.only:
+                return  # another process's events: not counted (as _process says)
+            self._replay(parser, block, lo, lo + 1, line_at)  # creates it, with its comm
+            self._match_block(parser, block, lo + 1, hi, line_at)
+            return
+        t = block.t[lo:hi]
+        if t[0] < self._t_end or (np.diff(t) < 0).any():
+            self._replay(parser, block, lo, hi, line_at)
+            return
+        address = block.address[lo:hi]
+        is_alloc = block.is_alloc[lo:hi]
+        n = hi - lo
+        # events grouped by address (in time order within a group): each group's first event
+        # meets the block as it was before (outstanding or not), the others their predecessor
+        order = np.argsort(address, kind="stable")
+        by_addr, alloc_s, t_s = address[order], is_alloc[order], t[order]
+        first = np.ones(n, np.bool_)
+        first[1:] = by_addr[1:] != by_addr[:-1]
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        keys = by_addr[starts].tolist()
+        outstanding = proc.outstanding
+        was_out = np.fromiter(map(outstanding.__contains__, keys), np.bool_, len(keys))
+        prev_alloc = np.zeros(n, np.bool_)
+        prev_alloc[1:] = alloc_s[:-1]
+        out_before = np.where(first, was_out[group], prev_alloc)
+        unmatched = ~alloc_s & ~out_before  # frees of blocks not outstanding: pending / unknown
+        if unmatched.any():
+            if (
+                not proc.pid_known
+                and not known
+                and any(p is not proc and not p.pid_known for p in self._procs.values())
+            ):
+                self._replay(parser, block, lo, hi, line_at)  # its block may be another group's
+                return
+            # an allocation at the time of a pending free of its address cancels it
+            twin = np.zeros(n, np.bool_)
+            twin[1:] = alloc_s[1:] & unmatched[:-1] & ~first[1:] & (t_s[1:] == t_s[:-1])
+            if twin.any():
+                self._replay(parser, block, lo, hi, line_at)
+                return
+        if proc.pending:
+            pending_at = [proc.pending.get(a) for a in address[is_alloc].tolist()]
+            if any(f is not None and f >= at for f, at in zip(pending_at, t[is_alloc].tolist(), strict=True)):
+                self._replay(parser, block, lo, hi, line_at)
+                return
+        # --- nothing can differ from the line-by-line path: apply ---
+        if known and not proc.pid_known:
+            proc.pid_known = True
+        base = self.events
+        self.events += n
+        self._t_start = min(self._t_start, float(t[0]))
+        self._t_end = float(t[-1])
+        n_alloc = int(np.count_nonzero(is_alloc))
+        proc.allocs += n_alloc
+        proc.missed_frees += int(np.count_nonzero(alloc_s & out_before))
+        proc.frees += int(np.count_nonzero(~alloc_s & out_before))
+        self._count_rate(t[is_alloc], block.size[lo:hi][is_alloc])
+        if unmatched.any():
+            for i in np.sort(order[unmatched]).tolist():
+                a, freed_at = int(address[i]), float(t[i])
+                if a in proc.pending:
+                    proc.unknown_frees += 1
+                proc.pending[a] = freed_at
+                if (base + i + 1) % _PURGE_EVERY == 0:
+                    self._purge(freed_at - REORDER_WINDOW_S)
+        # the dict as the line-by-line path leaves it, keys in the same order: blocks freed in
+        # the block go; a block allocated again without a free is replaced where it is; a block
+        # outstanding at the end is (re)inserted where its last run of allocations began
+        has_free = np.logical_or.reduceat(~alloc_s, starts)
+        last = np.append(starts[1:], n) - 1
+        ends_alloc = alloc_s[last]
+        for a in np.asarray(keys, dtype=object)[was_out & has_free].tolist():
+            del outstanding[a]
+        run_start = alloc_s & ~(prev_alloc & ~first)
+        insert_at = np.maximum.reduceat(np.where(run_start, np.arange(n), -1), starts)
+        in_place = ends_alloc & was_out & ~has_free
+        fresh = ends_alloc & ~in_place
+        sizes, tids_s = block.size[lo:hi][order], tids[order]
+        for chosen in (in_place, fresh):
+            groups = np.flatnonzero(chosen)
+            if chosen is fresh:
+                groups = groups[np.argsort(order[insert_at[groups]], kind="stable")]
+            at = last[groups]
+            outstanding.update(
+                zip(
+                    by_addr[at].tolist(),
+                    zip(sizes[at].tolist(), tids_s[at].tolist(), t_s[at].tolist(), strict=True),
+                    strict=True,
+                )
+            )
+
+    def _count_rate(self, t: npt.NDArray[np.float64], size: npt.NDArray[np.int64]) -> None:
+        """Allocations at times ``t`` (in order) into the rate buckets, as ``alloc`` counts them."""
+        if not len(t) or self._t0 is None:
+            return
+        index = np.floor_divide(t - self._t0, self.bucket_s).astype(np.int64)
+        change = np.flatnonzero(np.diff(index)) + 1
+        begin = np.concatenate(([0], change))
+        counts = np.diff(np.append(begin, len(t))).tolist()
+        sums = np.add.reduceat(size, begin).tolist()
+        for k, c, b in zip(index[begin].tolist(), counts, sums, strict=True):
+            bucket = self._rate.get(k)
+            if bucket is None:
+                self._rate[k] = [c, b]
+            else:
+                bucket[0] += c
+                bucket[1] += b
 
     # --- output -----------------------------------------------------------------------------
 

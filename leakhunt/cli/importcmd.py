@@ -33,9 +33,9 @@ from leakhunt.cli.common import (
 )
 from leakhunt.cli.trace import print_trace_summary
 from leakhunt.errors import EXIT_OK, ReportError, UsageError
-from leakhunt.inputfile import open_input, read_lines
+from leakhunt.inputfile import open_input, read_blocks
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
-from leakhunt.parse import ParseStats
+from leakhunt.parse import ParseStats, lines_of
 from leakhunt.parse.bpftrace import parse_bpftrace
 from leakhunt.parse.detect import DESCRIPTIONS, KINDS, detect_kind
 from leakhunt.parse.memleak import parse_memleak
@@ -161,8 +161,9 @@ def import_file(
 
 
 def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
-    """Lines of ``name`` (decoding errors replaced, bounded in length) and the log's time (file
-    mtime, or now for standard input and pipes). Devices and directories are refused."""
+    """Text of ``name`` in blocks of whole lines (decoding errors replaced, lines bounded in
+    length) and the log's time (file mtime, or now for standard input and pipes). Devices and
+    directories are refused."""
     stream, st = open_input(name)
     if name != "-":
         stack.callback(stream.close)
@@ -171,7 +172,7 @@ def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
     else:
         when = datetime.fromtimestamp(st.st_mtime, UTC)
     shown = "standard input" if name == "-" else name
-    return read_lines(stream, shown, st), when.isoformat(timespec="seconds")
+    return read_blocks(stream, shown, st), when.isoformat(timespec="seconds")
 
 
 def _backend(kind: str, name: str) -> BackendInfo:
@@ -190,7 +191,7 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
     parse = parse_memleak if kind == "memleak" else parse_bpftrace
     # bounded: a long log keeps an evenly spaced window of its snapshots (as a live run does)
     window = SnapshotWindow()
-    for snap in parse(lines, stats):
+    for snap in parse(lines_of(lines), stats):
         window.add(snap)
     snapshots = window.snapshots()
     if not snapshots:

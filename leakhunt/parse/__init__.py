@@ -109,7 +109,21 @@ class ParseStats:
         return replace(quality, **extra)  # type: ignore[arg-type]
 
 
-__all__ = ["MAX_EXAMPLES", "ParseStats"]
+__all__ = ["MAX_EXAMPLES", "ParseStats", "lines_of"]
+
+
+def lines_of(pieces: Iterable[str]) -> Iterator[str]:
+    """The lines of text pieces that each hold whole lines (``read_blocks``' blocks, or lines)."""
+    for piece in pieces:
+        if piece.find("\n", 0, len(piece) - 1) < 0:  # one line
+            yield piece
+            continue
+        lines = piece.split("\n")
+        last = lines.pop()
+        for line in lines:
+            yield line + "\n"
+        if last:
+            yield last
 
 
 class LineParser(Protocol):

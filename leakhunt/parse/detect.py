@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from leakhunt.parse import lines_of
+
 KINDS = ("memleak", "memleak-trace", "bpftrace-trace", "bpftrace", "bpftrace-json")
 PEEK_LINES = 500
 
@@ -46,9 +48,20 @@ class Detection:
 
 
 def detect_kind(lines: Iterable[str]) -> tuple[Detection, Iterator[str]]:
-    """Detect the kind from the first lines; returns it with an iterator over ALL the lines."""
+    """Detect the kind from the first lines; returns it with an iterator over ALL the lines.
+
+    ``lines`` may also be pieces of text that hold whole lines (``inputfile.read_blocks``); the
+    iterator returned gives the same pieces.
+    """
     it = iter(lines)
-    head = list(itertools.islice(it, PEEK_LINES))
+    pieces: list[str] = []
+    head: list[str] = []
+    while len(head) < PEEK_LINES:
+        piece = next(it, None)
+        if piece is None:
+            break
+        pieces.append(piece)
+        head.extend(itertools.islice(lines_of([piece]), PEEK_LINES - len(head)))
     scores = dict.fromkeys(KINDS, 0)
     first: dict[str, str] = {}
     for line in head:
@@ -58,7 +71,7 @@ def detect_kind(lines: Iterable[str]) -> tuple[Detection, Iterator[str]]:
             scores[kind] += 1
             first.setdefault(kind, text.strip()[:120])
     best = max(KINDS, key=lambda k: scores[k])
-    rest = itertools.chain(head, it)
+    rest = itertools.chain(pieces, it)
     if scores[best] == 0:
         # no block and no event, but memleak's greeting: a memleak run that printed nothing else
         # (it crashed, or was stopped before its first interval); its parser says which

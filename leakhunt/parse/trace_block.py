@@ -1,0 +1,298 @@
+"""Many memleak ``-t`` lines at once: a block of text -> arrays of events (numpy), for ``import``.
+
+A per-line Python parse costs microseconds a line, and a captured trace has millions of lines.
+This parser reads a whole block (complete lines) with a fixed number of numpy passes and returns,
+per line, whether it is a *plain* memleak tuple, and the fields of the plain events::
+
+    (b'app', 4243, 1, b'...11', 1000.000003, b'alloc entered, size = 128')
+    (b'app', 4243, 1, b'...11', 1000.000003, b'alloc exited, size = 128, result = 55d0c0a00040')
+    (b'app', 4242, 0, b'...11', 1000.000009, b'free entered, address = 55d0c0a00040, size = 0')
+
+A line is plain when it has exactly that shape: ``(b`` + task (any text) +
+``', `` + thread id (1-8 digits, not 0) + ``, `` + cpu + ``, b'`` + flags + ``', `` + timestamp
+(``D.D``, at most 15 digits) + ``, b'`` + one of the three messages, with decimal sizes and a
+hexadecimal address of at most 16 digits (an allocation's not 0) + ``')``; cpu and flags hold no
+quote or comma; at most ``MAX_LINE`` bytes. Every plain line means exactly what
+``TraceParser.feed_fields`` makes of it (tests compare the two on generated logs); all other lines
+(other tools' lines, notes, tracebacks, tuples of other shapes) are for ``TraceParser``, in order.
+
+How: the positions of every newline, quote and comma come from one pass; the last 13 of a plain
+event line (4 of an ``alloc entered`` line) come in a fixed order, and its fields lie between
+known ones. Numbers are read from windows of 8 or 16 bytes as 64-bit words, digits checked and
+combined eight at a time (SIMD within a register), many lines per numpy operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from leakhunt.parse.trace import MAX_LINE
+
+Ints = npt.NDArray[np.int64]
+Words = npt.NDArray[np.uint64]
+Bools = npt.NDArray[np.bool_]
+Bytes = npt.NDArray[np.uint8]
+
+_PAD = 32  # zero bytes around the block: every window read stays inside the buffer
+_WIDTH = 16  # widest number read: 16 digits (sizes below 10**16; 64-bit addresses)
+_TID_WIDTH = 8
+_NL, _Q, _C = ord("\n"), ord("'"), ord(",")
+# a plain event line's last 13 separators, from its newline back (then 3 more quotes: 16 bytes)
+_EVENT_BACK = np.frombuffer(
+    bytes([_NL, _Q, _C, _C, _Q, _C, _C, _Q, _Q, _C, _C, _C, _Q, _Q, _Q, _Q]), np.uint64
+)
+_ENTERED = b"alloc entered, size = "
+_EXITED = b"alloc exited, size = "
+_FREE = b"free entered, address = "
+_RESULT = b", result = "
+_FREE_SIZE = b", size = "
+
+
+def _bytes8(byte: int) -> np.uint64:
+    return np.uint64(int.from_bytes(bytes([byte]) * 8, "little"))
+
+
+_HIGH, _LOW7, _ZEROS = _bytes8(0x80), _bytes8(0x7F), _bytes8(ord("0"))
+_NIBBLE_HI, _SIXES, _DOTS, _NOT_HEX = _bytes8(0xF0), _bytes8(0x06), _bytes8(ord(".")), _bytes8(0x10)
+
+
+def _keep_table(width: int) -> Words:
+    """[word k][n]: the bytes of word k that belong to a field of n bytes right-aligned in
+    ``width`` bytes (0xFF each)."""
+    return np.array(
+        [
+            [
+                int.from_bytes(bytes(0xFF if 8 * k + j >= width - n else 0 for j in range(8)), "little")
+                for n in range(width + 1)
+            ]
+            for k in range(width // 8)
+        ],
+        np.uint64,
+    )
+
+
+_KEEP = {8: _keep_table(8), 16: _keep_table(16)}
+_NIBBLE = np.full(256, 0x10, np.uint8)  # 0x10: not a hexadecimal digit
+for _i, _ch in enumerate("0123456789abcdef"):
+    _NIBBLE[ord(_ch)] = _i
+    _NIBBLE[ord(_ch.upper())] = _i
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TupleBlock:
+    """What ``parse_tuple_block`` found in a block of ``lines`` lines.
+
+    ``starts``/``ends``: each line's first byte and the byte after its last one (newline not
+    included), as offsets into the block. ``plain``: the line is a plain memleak tuple (see the
+    module docstring). The plain lines that are events (alloc exited, free entered) are listed in
+    line order: ``line`` (line number) and the event arrays. Plain ``alloc entered`` lines are no
+    events (``alloc exited`` follows with the address).
+    """
+
+    lines: int
+    starts: Ints
+    ends: Ints
+    plain: Bools
+    line: Ints
+    is_alloc: Bools
+    tid: Ints
+    t: npt.NDArray[np.float64]
+    size: Ints  # the allocation's size; 0 for frees (memleak's free size is not used)
+    address: Words
+
+
+def _words(buf: Bytes, at: Ints, width: int) -> Words:
+    """The ``width`` bytes from each position ``at``, as rows of 64-bit words."""
+    window = np.lib.stride_tricks.sliding_window_view(buf, width)
+    return np.ascontiguousarray(window[at]).view(np.uint64)
+
+
+def _text_at(buf: Bytes, at: Ints, text: bytes) -> Bools:
+    """Whether ``text`` is written at each position ``at``."""
+    words = -(-len(text) // 8)
+    rows = _words(buf, at, 8 * words)
+    want = np.frombuffer(text.ljust(8 * words, b"\0"), np.uint64)
+    keep = np.frombuffer((b"\xff" * len(text)).ljust(8 * words, b"\0"), np.uint64)
+    ok: Bools = (rows[:, 0] & keep[0]) == want[0]
+    for k in range(1, words):
+        ok &= (rows[:, k] & keep[k]) == want[k]
+    return ok
+
+
+def _field(buf: Bytes, start: Ints, end: Ints, width: int) -> tuple[list[Words], Bools]:
+    """Each field ``buf[start:end]`` right-aligned in ``width`` bytes, '0' before it, as words
+    (the most significant first), and whether it has 1 to ``width`` bytes."""
+    n = end - start
+    fits = (n >= 1) & (n <= width)
+    k = np.clip(n, 0, width)
+    rows = _words(buf, end - width, width)
+    keep = _KEEP[width]
+    out = []
+    for i in range(width // 8):
+        mask = keep[i][k]
+        out.append((rows[:, i] & mask) | (_ZEROS & ~mask))
+    return out, fits
+
+
+def _is_decimal(word: Words) -> Bools:
+    """Whether all 8 bytes of each word are '0'-'9' (0x30-0x39: high nibble 3 before and after
+    adding 6, which carries out of the low nibble only above 9)."""
+    ok: Bools = ((word & _NIBBLE_HI) == _ZEROS) & (((word + _SIXES) & _NIBBLE_HI) == _ZEROS)
+    return ok
+
+
+def _eight_digits(word: Words) -> Words:
+    """The value of 8 decimal digits, the first in the lowest byte (pairs, then quads, then all)."""
+    v = word - _ZEROS
+    v = v * np.uint64(10) + (v >> np.uint64(8))
+    lo = (v & np.uint64(0x000000FF000000FF)) * np.uint64(100 + (1_000_000 << 32))
+    hi = ((v >> np.uint64(16)) & np.uint64(0x000000FF000000FF)) * np.uint64(1 + (10_000 << 32))
+    return (lo + hi) >> np.uint64(32)
+
+
+def _decimal_words(words: list[Words]) -> tuple[Ints, Bools]:
+    ok = _is_decimal(words[0])
+    value = _eight_digits(words[0]).astype(np.int64)
+    for word in words[1:]:
+        ok &= _is_decimal(word)
+        value = value * 100_000_000 + _eight_digits(word).astype(np.int64)
+    return value, ok
+
+
+def _decimal(buf: Bytes, start: Ints, end: Ints, width: int = _WIDTH) -> tuple[Ints, Bools]:
+    """Decimal numbers in ``buf[start:end]`` (1..width digits) and whether each is one."""
+    words, fits = _field(buf, start, end, width)
+    value, ok = _decimal_words(words)
+    return value, ok & fits
+
+
+def _hex(buf: Bytes, start: Ints, end: Ints) -> tuple[Words, Bools]:
+    """Hexadecimal numbers in ``buf[start:end]`` (1..16 digits) and whether each is one."""
+    words, fits = _field(buf, start, end, _WIDTH)
+    text = np.stack(words, axis=1).view(np.uint8)
+    nibbles = np.take(_NIBBLE, text).view(np.uint64)
+    ok = fits & ((nibbles[:, 0] | nibbles[:, 1]) & _NOT_HEX == 0)
+    value = np.zeros(len(start), np.uint64)
+    for k in range(2):
+        x = nibbles[:, k]
+        # bytes n0..n7 (n0 the most significant) -> 16-bit lanes n0n1, n2n3, ... -> 32 bits
+        y = ((x << np.uint64(4)) & np.uint64(0x00F000F000F000F0)) | (
+            (x >> np.uint64(8)) & np.uint64(0x000F000F000F000F)
+        )
+        part = (
+            ((y & np.uint64(0xFF)) << np.uint64(24))
+            | (((y >> np.uint64(16)) & np.uint64(0xFF)) << np.uint64(16))
+            | (((y >> np.uint64(32)) & np.uint64(0xFF)) << np.uint64(8))
+            | ((y >> np.uint64(48)) & np.uint64(0xFF))
+        )
+        value = (value << np.uint64(32)) | part
+    return value, ok
+
+
+def _dot_bits(word: Words) -> Words:
+    """0x80 in each byte of ``word`` that is a dot."""
+    x = word ^ _DOTS
+    nonzero = (((x & _LOW7) + _LOW7) | x) & _HIGH
+    return ~nonzero & _HIGH
+
+
+def _timestamp(buf: Bytes, start: Ints, end: Ints) -> tuple[npt.NDArray[np.float64], Bools]:
+    """``D.D`` in ``buf[start:end]`` (at most 15 digits) as the floats ``float(text)`` gives."""
+    words, ok = _field(buf, start, end, _WIDTH)
+    dots = [_dot_bits(w) for w in words]
+    ok &= np.bitwise_count(dots[0]) + np.bitwise_count(dots[1]) == 1
+    one = np.uint64(1)
+    at = np.where(
+        dots[0] != 0,
+        np.bitwise_count(dots[0] - one) // 8,
+        8 + np.bitwise_count(dots[1] - one) // 8,
+    ).astype(np.int64)
+    place = _WIDTH - 1 - at  # digits after the dot
+    ok &= (place >= 1) & (at > _WIDTH - (end - start))  # digits on both sides
+    swap = np.uint64(ord(".") ^ ord("0"))
+    value, digits_ok = _decimal_words(
+        [w ^ ((d >> np.uint64(7)) * swap) for w, d in zip(words, dots, strict=True)]
+    )
+    ok &= digits_ok
+    scale = _POW10[np.clip(place, 0, 15)]
+    digits = value // (scale * 10) * scale + value % scale  # the dot was read as a 0 digit
+    # both exact below 2**53: one correctly rounded division, as float(text) rounds
+    return digits.astype(np.float64) / scale.astype(np.float64), ok
+
+
+def _lines(data: bytes) -> tuple[Bytes, Ints, Ints, Ints]:
+    """The padded buffer, every separator's position, the separator index of each line's newline,
+    and each line's first byte (positions in the buffer)."""
+    tail = b"" if data.endswith(b"\n") or not data else b"\n"
+    buf = np.frombuffer(bytes(_PAD) + data + tail + bytes(_PAD), np.uint8)
+    sep = np.flatnonzero((buf == _NL) | (buf == _Q) | (buf == _C))
+    newline = np.flatnonzero(buf[sep] == _NL)
+    ends = sep[newline]
+    starts = np.concatenate(([_PAD], ends[:-1] + 1)) if len(ends) else ends
+    return buf, sep, newline, starts
+
+
+def parse_tuple_block(data: bytes) -> TupleBlock:
+    """The lines of ``data`` (split at ``\\n``; a last line without one counts) -> a TupleBlock.
+
+    Pure, and never raises: bytes that are no plain tuple only make their line not plain.
+    """
+    buf, sep, newline, starts = _lines(data)
+    ends = sep[newline]
+    n = len(ends)
+    count = np.diff(newline, prepend=-1)  # separators per line, its newline included
+    length = ends - starts
+    fits = (length <= MAX_LINE) & (length >= 30) & (buf[starts] == ord("(")) & (buf[starts + 1] == ord("b"))
+    fits &= buf[ends - 1] == ord(")")
+    plain = np.zeros(n, np.bool_)
+    entered = np.flatnonzero(fits & (count >= 4))
+    plain[entered] = _entered(buf, sep, newline[entered])
+    events = np.flatnonzero(fits & (count >= 13) & ~plain)
+    p = sep[newline[events, None] - np.minimum(np.arange(16), 12)]  # separators from the newline back
+    kinds = np.ascontiguousarray(buf[p]).view(np.uint64)
+    ok = (kinds[:, 0] == _EVENT_BACK[0]) & (kinds[:, 1] == _EVENT_BACK[1])
+    nl, q5, c11, c10, q4, c8, c7, q3, q2, c4, c3, c2, q1 = (p[:, j] for j in range(13))
+    ok &= (q5 == nl - 2) & (q4 == c8 + 3) & (c7 == q3 + 1) & (q2 == c4 + 3) & (q1 == c2 - 1)
+    for c in (c11, c10, c8, c7, c4, c3, c2):  # a space after each comma
+        ok &= buf[c + 1] == ord(" ")
+    ok &= (buf[c8 + 2] == ord("b")) & (buf[c4 + 2] == ord("b"))  # ", b'" before message and flags
+    tid, tid_ok = _decimal(buf, c2 + 2, c3, _TID_WIDTH)
+    ok &= tid_ok & (tid > 0)
+    t, t_ok = _timestamp(buf, c7 + 2, c8)
+    ok &= t_ok
+    msg = q4 + 1
+    exited = ok & _text_at(buf, msg, _EXITED) & _text_at(buf, c11, _RESULT)
+    freed = ok & _text_at(buf, msg, _FREE) & _text_at(buf, c11, _FREE_SIZE)
+    size, size_ok = _decimal(buf, msg + len(_EXITED), c11)
+    result, result_ok = _hex(buf, c11 + len(_RESULT), q5)
+    exited &= size_ok & result_ok & (result != 0)
+    address, address_ok = _hex(buf, msg + len(_FREE), c11)
+    _, free_size_ok = _decimal(buf, c11 + len(_FREE_SIZE), q5)
+    freed &= address_ok & free_size_ok
+    event = exited | freed
+    plain[events] = event
+    return TupleBlock(
+        lines=n,
+        starts=starts - _PAD,
+        ends=ends - _PAD,
+        plain=plain,
+        line=events[event],
+        is_alloc=exited[event],
+        tid=tid[event],
+        t=t[event],
+        size=np.where(exited, size, 0)[event],
+        address=np.where(exited, result, address)[event],
+    )
+
+
+def _entered(buf: Bytes, sep: Ints, newline: Ints) -> Bools:
+    """Which of these lines are ``alloc entered`` tuples (that TraceParser skips): the last
+    ``, b'`` opens the message (a quote then a comma follow it, and the closing quote)."""
+    q5, comma, q4 = sep[newline - 1], sep[newline - 2], sep[newline - 3]
+    ok: Bools = (q5 == sep[newline] - 2) & (buf[q5] == _Q) & (buf[comma] == _C) & (buf[q4] == _Q)
+    ok &= (buf[q4 - 3] == _C) & (buf[q4 - 2] == ord(" ")) & (buf[q4 - 1] == ord("b"))
+    return ok & _text_at(buf, q4 + 1, _ENTERED)
