@@ -88,6 +88,7 @@ class Child:
         stop_signal: signal.Signals = signal.SIGINT,
         pass_fds: Sequence[int] = (),
         merge_stderr: bool = False,
+        inherit_stdin: bool = False,
     ) -> None:
         self.argv = tuple(argv)
         self.name = name or os.path.basename(self.argv[0])
@@ -99,7 +100,7 @@ class Child:
         try:
             self.proc = subprocess.Popen(
                 self.argv,
-                stdin=subprocess.DEVNULL,
+                stdin=None if inherit_stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if capture else None,
                 stderr=(subprocess.STDOUT if merge_stderr else subprocess.PIPE) if capture else None,
                 env=full_env,
@@ -235,6 +236,25 @@ def live_children() -> list[Child]:
         return list(_LIVE)
 
 
+def inherited_fds() -> tuple[int, ...]:
+    """Descriptors above 2 this process holds open and inheritable: the ones its parent gave it
+    (Python opens its own non-inheritable, PEP 446)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return ()
+    found = []
+    for name in names:
+        fd = int(name) if name.isdigit() else -1
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    found.append(fd)
+            except OSError:  # the listing's own descriptor, closed by now
+                continue
+    return tuple(sorted(found))
+
+
 class GatedCommand:
     """A command started but held before ``exec`` until ``release()``.
 
@@ -246,7 +266,8 @@ class GatedCommand:
       builtin used to set ``$_`` after the release: 5- and 28-byte blocks the command never freed);
     - no file descriptor number is assumed: a parent that holds fd 3 open (``flock``, systemd
       socket activation) used to make the shell fail to read its gate and exec at once, before
-      the probe was armed. The FIFO is opened and closed again on fd 9 in the shell only.
+      the probe was armed. The FIFO is opened and closed again in the shell only, on a number
+      (9, else lower) that no inherited descriptor holds; inherited ones and stdin are passed on.
     """
 
     def __init__(
@@ -263,7 +284,11 @@ class GatedCommand:
         self._dir = private_dir("gate")
         self._fifo = os.path.join(self._dir, "release")
         os.mkfifo(self._fifo, 0o600)
-        script = f'exec "$@" 9<{shlex.quote(self._fifo)} 9<&-'
+        # the command gets what a shell's exec would give it: stdin and the descriptors leakhunt
+        # inherited (systemd's sockets, `3<file`); the gate uses a number none of them holds
+        passed = inherited_fds()
+        gate_fd = next((fd for fd in range(9, 2, -1) if fd not in passed), 9)
+        script = f'exec "$@" {gate_fd}<{shlex.quote(self._fifo)} {gate_fd}<&-'
         try:
             self.child = Child(
                 ["/bin/sh", "-c", script, "leakhunt-gate", *argv],
@@ -272,6 +297,8 @@ class GatedCommand:
                 cwd=cwd,
                 capture=False,
                 stop_signal=signal.SIGTERM,
+                pass_fds=passed,
+                inherit_stdin=True,
             )
         except BaseException:
             self._cleanup()

@@ -77,6 +77,38 @@ def test_the_gate_holds_the_command_before_exec_until_released(tmp_path: Path) -
         gate.stop()
 
 
+def test_the_gated_command_gets_stdin_and_the_descriptors_leakhunt_inherited(tmp_path: Path) -> None:
+    """As a shell's exec would: `leakhunt run -- jq . < data` reads data, and fds 4 and 9 handed
+    to leakhunt (systemd's sockets, `9<file`) reach the command (the gate once closed fd 9)."""
+    four, nine, seen = tmp_path / "four", tmp_path / "nine", tmp_path / "seen"
+    four.write_text("4")
+    nine.write_text("9")
+    command = f"cat /proc/self/fd/4 /proc/self/fd/9 - > {seen}"
+    script = textwrap.dedent(
+        f"""
+        import os
+        # what a parent hands over: inheritable descriptors 4 and 9 (os.dup2 makes them so)
+        os.dup2(os.open({str(four)!r}, os.O_RDONLY), 4)
+        os.dup2(os.open({str(nine)!r}, os.O_RDONLY), 9)
+        from leakhunt.probe import runner
+        gate = runner.GatedCommand(["/bin/sh", "-c", {command!r}])
+        gate.wait_ready()
+        gate.release()
+        raise SystemExit(gate.child.wait(10))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input="from stdin",
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert seen.read_text() == "49from stdin"
+
+
 def test_the_gate_refuses_a_program_that_does_not_exist() -> None:
     with pytest.raises(TargetError, match="command not found"):
         runner.GatedCommand(["leakhunt-no-such-program-here"])
