@@ -96,6 +96,30 @@ def test_held_eventfds_rank_first_and_fall_when_closed(
     assert "do_eventfd" in md
 
 
+def test_a_full_kernel_map_makes_the_stacks_it_missed_unknown_never_leaks(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    # 400 eventfds a second for 6 s (a few kernel objects each) overflow a 1,024-key map; then all
+    # are closed. Before the map's sizes were read back, the allocations it could not hold were
+    # counted and their frees never matched: the eventfd path stayed up as a leak.
+    binary = build_target("kernel_fds")
+    proc = start_leakhunt(
+        ["run", "--kernel", "--backend", "bpftrace", "--map-keys", "1024", "--duration", "60",
+         "--interval", "1", "--output-dir", str(tmp_path), "--format", "json,md", "--",
+         str(binary), "6", "3", str(RATE), "eventfd"]
+    )  # fmt: skip
+    code, _out, err = finish(proc, timeout=180)
+    assert code == 0, err
+    inv = _load(tmp_path)
+    assert inv.quality.map_full is True
+    ours = [f for f in inv.findings if _eventfd_path(f.stack)]
+    assert ours, [f.stack.key[:200] for f in inv.findings[:5]]
+    assert not any(f.verdict == "leak" for f in ours), [(f.verdict, f.reason) for f in ours]
+    assert any(f.verdict == "unknown" and f.reason.startswith("unknown: map full") for f in ours)
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert "Incomplete data: the probe's map of live allocations was full" in md.split("\n\n")[1], md[:800]
+
+
 def test_kernel_wide_memleak_sees_the_eventfd_path_grow(
     probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
 ) -> None:

@@ -221,6 +221,37 @@ def test_kernel_memleak_argv_has_no_pid_and_refuses_what_it_cannot_do() -> None:
         kernel.memleak_argv(tools.Tool("/usr/sbin/memleak", "1.0", "libbpf"), ProbeOptions())
 
 
+def test_kernel_script_counts_only_what_its_full_maps_could_hold() -> None:
+    """A full map refuses new keys silently: each allocation's size is read back, and one that
+    was not stored is noted in @untracked instead of being counted (its free could never be
+    matched, so its stack would seem to leak). The map is printed with the others and cleared."""
+    text = kernel.render_script(None, ProbeOptions(kernel_pages=True), armer=77)
+    records = re.findall(
+        r"@(slab|pcpu|pg)_size\[([^\]]+)\] = ([^;]+);\n(.*?)@allocs = sum\(1\);", text, flags=re.S
+    )
+    assert sorted({space for space, *_ in records}) == ["pcpu", "pg", "slab"]
+    assert len(records) == 4  # kmalloc, kmem_cache_alloc, percpu, pages
+    for space, addr, size, body in records:
+        check = f"if (@{space}_size[{addr}] != {size}) {{"
+        assert body.lstrip().startswith(check), body
+        untracked, _, tracked = body.partition("} else {")
+        assert "@untracked[$s] = count();" in untracked and "@bytes" not in untracked
+        for counted in (
+            f"@{space}_stk[{addr}] = $s;",
+            "@bytes[$s] = sum(",
+            "@count[$s] = sum(1);",
+            "@live = sum(1);",
+        ):
+            assert counted in tracked, (space, tracked)
+    interval = text[text.index("interval:ms:") :]
+    assert (
+        interval.index("print(@count);")
+        < interval.index("print(@untracked);")
+        < interval.index("print(@live);")
+    )
+    assert "clear(@untracked);" in text[text.index("END") :]
+
+
 @pytest.mark.parametrize("pid", [None, 1])
 def test_kernel_scripts_compile(probe_env: None, pid: int | None) -> None:
     tool = tools.find_bpftrace()
