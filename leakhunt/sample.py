@@ -22,7 +22,18 @@ from typing import Literal
 
 import psutil
 
+from leakhunt import procfs
 from leakhunt.model import MemSample, ProcessKey
+from leakhunt.procfs import (
+    StatusMemory,
+    parse_meminfo_slab,
+    parse_slabinfo,
+    parse_stat_starttime,
+    parse_statm,
+    parse_status_identity,
+    parse_status_memory,
+    parse_swap_total,
+)
 
 
 @dataclass(frozen=True)
@@ -38,15 +49,15 @@ class ProcessInfo:
 
 
 def read_swap(pid: int) -> int | None:
-    """VmSwap of a process in bytes, or None when unreadable."""
+    """VmSwap of a process in bytes (0 when the line is absent), or None when unreadable."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmSwap:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        status = procfs.read_bytes(pid, "status")
+    except procfs.ProcError:
         return None
-    return 0
+    if procfs.status_field(status, "VmSwap") is None:
+        return 0
+    swap = procfs.status_int(status, "VmSwap")
+    return None if swap is None else swap * 1024
 
 
 def read_mem(pid: int, t: float, *, with_swap: bool = True) -> MemSample | None:
@@ -96,14 +107,14 @@ def describe(pid: int) -> ProcessInfo | None:
 
 
 def _is_kernel_thread(pid: int, cmdline: tuple[str, ...]) -> bool:
-    """Kernel threads have PF_KTHREAD (0x00200000) in /proc/PID/stat's flags field."""
+    """Kernel threads have PF_KTHREAD in /proc/PID/stat's flags field."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        return bool(int(fields[6]) & 0x00200000)
-    except (OSError, ValueError, IndexError):
+        flags = procfs.parse_stat_flags(procfs.read_bytes(pid, "stat"))
+    except procfs.ProcError:
+        flags = None
+    if flags is None:
         return not cmdline and pid != os.getpid()
+    return bool(flags & procfs.PF_KTHREAD)
 
 
 # --- sweeps: many processes, many times ------------------------------------------------------
@@ -116,99 +127,6 @@ def _is_kernel_thread(pid: int, cmdline: tuple[str, ...]) -> bool:
 # belong to that very process, so when the process exits and its PID is reused the reads fail
 # (ENOENT/ESRCH) instead of silently reading the newcomer.
 # That keeps series keyed by (pid, create_time) without re-reading /proc/PID/stat every sweep.
-
-# The lines wanted, each with the newline before it, so "VmSize" never matches inside another name.
-_STATUS_KEYS = (b"\nVmSize:", b"\nVmRSS:", b"\nRssFile:", b"\nRssShmem:", b"\nVmSwap:")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass(frozen=True)
-class StatusMemory:
-    """The memory lines of /proc/PID/status, in bytes. None when the process has no address
-    space (a kernel thread or a zombie)."""
-
-    vms: int
-    rss: int
-    shared: int  # RssFile + RssShmem: what statm (and psutil) call "shared"
-    swap: int
-
-
-def parse_status_memory(data: bytes) -> StatusMemory | None:
-    """Memory numbers from the text of /proc/PID/status (pure; never raises).
-
-    ``VmRSS:\\t    1736 kB`` lines; a zombie or kernel thread has no Vm lines at all -> None.
-    One ``find`` per wanted line: splitting all ~55 lines costs more than reading the file.
-    """
-    values = [0, 0, 0, 0, 0]
-    for slot, key in enumerate(_STATUS_KEYS):
-        at = data.find(key)
-        if at < 0:
-            if slot < 2:  # no VmSize / VmRSS: no address space
-                return None
-            continue
-        end = data.find(b"\n", at + 1)
-        field = data[at + len(key) : end if end > 0 else len(data)].split()
-        try:
-            values[slot] = int(field[0]) * 1024
-        except (ValueError, IndexError):
-            if slot < 2:
-                return None
-    return StatusMemory(vms=values[0], rss=values[1], shared=values[2] + values[3], swap=values[4])
-
-
-def parse_statm(data: bytes, page_size: int = _PAGE) -> StatusMemory | None:
-    """Memory numbers from /proc/PID/statm (``size resident shared text lib data dt``, in pages).
-
-    statm has no swap figure: ``swap`` is 0, which is exact on a host without swap (the only case the
-    sweep reads statm). All zeros (a zombie, a kernel thread) -> None. Pure; never raises.
-    """
-    fields = data.split()
-    try:
-        size, resident, shared = int(fields[0]), int(fields[1]), int(fields[2])
-    except (ValueError, IndexError):
-        return None
-    if size <= 0:
-        return None
-    return StatusMemory(vms=size * page_size, rss=resident * page_size, shared=shared * page_size, swap=0)
-
-
-def parse_swap_total(meminfo: bytes) -> int | None:
-    """SwapTotal of /proc/meminfo in bytes, or None when absent (pure; never raises)."""
-    at = meminfo.find(b"SwapTotal:")
-    if at < 0:
-        return None
-    field = meminfo[at + 10 : at + 40].split()
-    try:
-        return int(field[0]) * 1024
-    except (ValueError, IndexError):
-        return None
-
-
-def parse_status_identity(data: bytes) -> tuple[str, int | None, str]:
-    """(Name, real uid, state letter) from /proc/PID/status text (pure; never raises)."""
-    name, uid, state = "?", None, "?"
-    for line in data.split(b"\n")[:12]:
-        if line.startswith(b"Name:"):
-            name = line[5:].strip().decode("utf-8", "replace")
-        elif line.startswith(b"State:"):
-            state = line[6:].strip()[:1].decode("ascii", "replace") or "?"
-        elif line.startswith(b"Uid:"):
-            parts = line[4:].split()
-            if parts and parts[0].isdigit():
-                uid = int(parts[0])
-    return name, uid, state
-
-
-def parse_stat_starttime(data: bytes) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None (pure).
-
-    The command name (field 2) may hold spaces and parentheses, hence the search for the last ')'.
-    """
-    try:
-        fields = data[data.rindex(b")") + 2 :].split()
-        return int(fields[19])
-    except (ValueError, IndexError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -485,56 +403,36 @@ class Sweeper:
 
     def _swap_total(self) -> int | None:
         try:
-            with open(f"{self.proc_root}/meminfo", "rb") as fh:
-                return parse_swap_total(fh.read())
-        except OSError:
+            return parse_swap_total(procfs.read_system("meminfo", root=self.proc_root).encode())
+        except procfs.ProcError:
             return None
 
     def _list(self) -> list[int]:
         if self.pids is not None:
             return list(self.pids)
-        try:
-            names = os.listdir(self.proc_root)
-        except OSError:
-            return []
-        return [int(n) for n in names if n.isdigit()]
+        return procfs.pids(root=self.proc_root)
 
     def _read(self, pid: int, dir_fd: int | None, name: str) -> tuple[bytes | None, str]:
         """Read a whole /proc file; (None, reason) when the process is gone or denies access."""
         try:
             if dir_fd is not None:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-            else:
-                fd = os.open(f"{self.proc_root}/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        except PermissionError:
+                return procfs.read_at(dir_fd, name), ""
+            return procfs.read_bytes(pid, name, root=self.proc_root), ""
+        except procfs.Denied:
             return None, "permission denied"
-        except OSError:
+        except procfs.ProcError:
             return None, "gone"
-        try:
-            chunks = [os.read(fd, 8192)]
-            while len(chunks[-1]) == 8192:
-                chunks.append(os.read(fd, 8192))
-            return b"".join(chunks), ""
-        except PermissionError:
-            return None, "permission denied"
-        except OSError:
-            # ESRCH: the process exited between open and read
-            return None, "gone"
-        finally:
-            os.close(fd)
 
     def _discover(self, pid: int) -> _Tracked | str:
         """Start tracking ``pid``, or say why not: gone / rejected / no memory / a reason it is
         unreadable."""
         try:
-            dir_fd: int | None = os.open(
-                f"{self.proc_root}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-            )
-        except PermissionError:
+            dir_fd: int | None = procfs.open_dir(pid, root=self.proc_root)
+        except procfs.Denied:
             return "permission denied"
-        except FileNotFoundError:
+        except procfs.Gone:
             return "gone"
-        except OSError:
+        except procfs.ProcError:
             dir_fd = None  # out of descriptors: fall back to paths plus a start-time check
         stat, err = self._read(pid, dir_fd, "stat")
         status, err2 = self._read(pid, dir_fd, "status") if stat is not None else (None, err)
@@ -549,9 +447,7 @@ class Sweeper:
             self._rejected.add(pid)
             return "no memory"
         raw_cmdline, _ = self._read(pid, dir_fd, "cmdline")
-        cmdline = (
-            tuple(raw_cmdline.rstrip(b"\0").decode("utf-8", "replace").split("\0")) if raw_cmdline else ()
-        )
+        cmdline = procfs.parse_cmdline(raw_cmdline) if raw_cmdline else ()
         create_time = starttime / self._ticks + self._boot_time
         candidate = Candidate(pid=pid, create_time=create_time, name=name, cmdline=cmdline, uid=uid)
         if self.accept is not None and not self.accept(candidate):
@@ -687,41 +583,6 @@ def lookup_uid(user: str) -> int | None:
 # --- the kernel's own memory (scan) ----------------------------------------------------------------
 
 
-def parse_meminfo_slab(text: str) -> tuple[int, int] | None:
-    """(SUnreclaim, Slab) in bytes from /proc/meminfo text, or None when either is missing::
-
-    Slab:             417676 kB
-    SUnreclaim:        42824 kB
-    """
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("Slab", "SUnreclaim"):
-            parts = rest.split()
-            if parts and parts[0].isdigit() and len(parts[0]) <= 15:
-                found[name] = int(parts[0]) * (1024 if parts[1:2] == ["kB"] else 1)
-    if "Slab" not in found or "SUnreclaim" not in found:
-        return None
-    return found["SUnreclaim"], found["Slab"]
-
-
-def parse_slabinfo(text: str) -> dict[str, int]:
-    """Bytes in use per slab cache (active objects x object size) from /proc/slabinfo 2.x text::
-
-    # name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : ...
-    filp                 3264   3264    256   32    2 : tunables    0    0    0 : slabdata ...
-    """
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        if not line or line.startswith(("#", "slabinfo")):
-            continue
-        parts = line.split()
-        if len(parts) < 4 or not all(p.isdigit() and len(p) <= 15 for p in parts[1:4]):
-            continue
-        out[parts[0][:64]] = int(parts[1]) * int(parts[3])
-    return out
-
-
 class KernelSampler:
     """Samples the kernel's slab memory once per ``sample(t)``: /proc/meminfo always, /proc/slabinfo
     when readable (root). Never raises: an unreadable file is noted once and skipped."""
@@ -734,18 +595,16 @@ class KernelSampler:
 
     def sample(self, t: float) -> None:
         try:
-            with open(f"{self.proc_root}/meminfo", encoding="ascii", errors="replace") as fh:
-                slab = parse_meminfo_slab(fh.read())
-        except OSError:
+            slab = parse_meminfo_slab(procfs.read_system("meminfo", root=self.proc_root))
+        except procfs.ProcError:
             slab = None
         if slab is not None:
             self.samples.append(MemSample(t=round(t, 3), rss=slab[0], vms=slab[1], shared=0, swap=None))
         if self.slabinfo_error is not None:
             return
         try:
-            with open(f"{self.proc_root}/slabinfo", encoding="ascii", errors="replace") as fh:
-                caches = parse_slabinfo(fh.read())
-        except OSError as err:
+            caches = parse_slabinfo(procfs.read_system("slabinfo", root=self.proc_root))
+        except procfs.ProcError as err:
             self.slabinfo_error = f"/proc/slabinfo: {err.strerror or err}"
             return
         for name, used in caches.items():

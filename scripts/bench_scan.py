@@ -36,7 +36,8 @@ from typing import Literal
 
 from leakhunt.analyze.trend import judge_all
 from leakhunt.model import MemSample, ProcessKey
-from leakhunt.sample import Series, SeriesBuffer, StatusMemory, Sweeper, SweepStats
+from leakhunt.procfs import StatusMemory
+from leakhunt.sample import Series, SeriesBuffer, Sweeper, SweepStats
 
 
 def children_cpu() -> float:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from leakhunt import sample
+from leakhunt import procfs, sample
 from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
 from leakhunt.app.common import run_info
 from leakhunt.errors import UsageError
@@ -300,10 +300,6 @@ def _open_private(path: Path) -> OutputFile:
 def _thread_group(tid: int) -> int | None:
     """The process (Tgid) a thread belongs to, from /proc/TID/status; None when it is gone."""
     try:
-        with open(f"/proc/{tid}/status", "rb") as fh:
-            for raw in fh:
-                if raw.startswith(b"Tgid:"):
-                    return int(raw.split()[1])
-    except (OSError, ValueError, IndexError):
+        return procfs.status_int(procfs.read_bytes(tid, "status"), "Tgid")
+    except procfs.ProcError:
         return None
-    return None

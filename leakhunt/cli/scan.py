@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from leakhunt import procfs
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, judge_kernel, suspects
 from leakhunt.app.common import run_info
 from leakhunt.app.investigate import Progress as SessionProgress
@@ -349,7 +350,7 @@ def scan(
         uid = lookup_uid(user)
         if uid is None:
             raise UsageError(f"--user: no such user {user!r}")
-    missing = [p for p in pids if not os.path.exists(f"/proc/{p}")]
+    missing = [p for p in pids if not procfs.exists(p)]
     if pids and len(missing) == len(pids):
         raise TargetError(f"no such process: {', '.join(map(str, missing))}", hint="check the pids with ps")
     backend = None

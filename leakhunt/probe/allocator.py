@@ -39,6 +39,7 @@ from elftools.elf.hash import ELFHashSection, GNUHashSection
 from elftools.elf.sections import Symbol, SymbolTableSection
 from elftools.elf.segments import InterpSegment
 
+from leakhunt import procfs
 from leakhunt.errors import LeakhuntError, TargetError, UsageError
 from leakhunt.model import AllocatorHook, AllocatorInfo, AllocatorRole
 from leakhunt.probe import runner
@@ -138,29 +139,18 @@ class Mapping_:
     deleted: bool = False
 
 
-def parse_maps(lines: Iterable[str]) -> list[Mapping_]:
+def parse_maps(lines: Iterable[str] | str) -> list[Mapping_]:
     """File-backed mappings of /proc/PID/maps, one per file (its lowest address), in address order.
 
     Pseudo mappings (``[heap]``, ``[vdso]``, anonymous, ``memfd:``) are left out. A path that ends
     in `` (deleted)`` is kept with ``deleted=True`` (the file was replaced under the process).
     """
     seen: dict[str, Mapping_] = {}
-    for line in lines:
-        parts = line.rstrip("\n").split(None, 5)
-        if len(parts) < 6 or "-" not in parts[0]:
+    for entry in procfs.parse_maps(lines):
+        if not entry.is_file:
             continue
-        path = parts[5].strip()
-        if not path.startswith("/"):
-            continue
-        deleted = path.endswith(" (deleted)")
-        if deleted:
-            path = path.removesuffix(" (deleted)")
-        try:
-            start = int(parts[0].split("-", 1)[0], 16)
-        except ValueError:
-            continue
-        if path not in seen or start < seen[path].start:
-            seen[path] = Mapping_(start, path, deleted)
+        if entry.path not in seen or entry.start < seen[entry.path].start:
+            seen[entry.path] = Mapping_(entry.start, entry.path, entry.deleted)
     return sorted(seen.values(), key=lambda m: m.start)
 
 
@@ -190,15 +180,6 @@ def parse_preload(value: str | None) -> list[str]:
     if not value:
         return []
     return [p for p in re.split(r"[\s:]+", value) if p]
-
-
-def environ_value(data: bytes, name: str) -> str | None:
-    """The value of ``name`` in a /proc/PID/environ blob (NUL-separated NAME=VALUE)."""
-    key = name.encode() + b"="
-    for entry in data.split(b"\0"):
-        if entry.startswith(key):
-            return entry[len(key) :].decode(errors="replace")
-    return None
 
 
 def load_order(
@@ -472,13 +453,14 @@ def host_path(pid: int | None, path: str, inode: int | None = None) -> str:
     """
     if pid is None or same_root(pid):
         return path
-    candidates = [f"/proc/{pid}/root{path}"]
+    inside = procfs.path(pid, "root")
+    candidates = [inside + path]
     try:
-        root = os.readlink(f"/proc/{pid}/root").rstrip("/")
-    except OSError:
+        root = procfs.readlink(pid, "root").rstrip("/")
+    except procfs.ProcError:
         root = ""
     if root and path.startswith(root + "/"):
-        candidates.insert(0, f"/proc/{pid}/root{path[len(root) :]}")
+        candidates.insert(0, inside + path[len(root) :])
     for candidate in candidates:
         try:
             st = os.stat(candidate)
@@ -493,7 +475,7 @@ def same_root(pid: int) -> bool:
     """True when ``pid`` has our root (or it cannot be told: the plain path is the best guess)."""
     try:
         ours = os.stat("/")
-        theirs = os.stat(f"/proc/{pid}/root/")
+        theirs = procfs.stat(pid, "root/")
     except OSError:
         return True
     return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
@@ -502,23 +484,22 @@ def same_root(pid: int) -> bool:
 def detect_pid(pid: int) -> AllocatorInfo:
     """The allocator process ``pid`` uses (see the module docstring)."""
     try:
-        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-            maps = parse_maps(fh)
-    except FileNotFoundError as err:
+        maps = parse_maps(procfs.read_text(pid, "maps"))
+    except procfs.Gone as err:
         raise TargetError(f"no process with pid {pid}") from err
-    except OSError as err:
+    except procfs.ProcError as err:
         raise TargetError(
             f"cannot read /proc/{pid}/maps: {err.strerror}", hint="run leakhunt as root"
         ) from err
     try:
-        exe: str | None = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
-    except OSError:
+        exe: str | None = procfs.readlink(pid, "exe").removesuffix(" (deleted)")
+    except procfs.ProcError:
         exe = None
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+        environ = procfs.read_bytes(pid, "environ")
+    except procfs.ProcError:
         environ = b""
-    preload = parse_preload(environ_value(environ, "LD_PRELOAD"))
+    preload = parse_preload(procfs.environ_value(environ, "LD_PRELOAD"))
     preload += _ld_so_preload(pid)
     mapped = [m.path for m in maps]
     dynamic: dict[str, ElfSymbols | None] = {}
@@ -631,9 +612,8 @@ def detect_object(obj: str, pid: int | None = None, argv: Sequence[str] | None =
         candidates = [obj]
     elif pid is not None:
         try:
-            with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-                candidates = [m.path for m in parse_maps(fh)]
-        except OSError as err:
+            candidates = [m.path for m in parse_maps(procfs.read_text(pid, "maps"))]
+        except procfs.ProcError as err:
             raise TargetError(f"cannot read /proc/{pid}/maps") from err
     elif argv is not None:
         exe = resolve_command(argv[0], os.environ)

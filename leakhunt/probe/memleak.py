@@ -28,6 +28,7 @@ import platform
 import re
 from dataclasses import dataclass
 
+from leakhunt import procfs
 from leakhunt.errors import ToolMissing, UsageError
 from leakhunt.model import AllocatorInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
@@ -257,12 +258,12 @@ class _TraceAttach:
 def reads_trace_pipe(pid: int) -> bool:
     """True once ``pid`` holds the kernel trace pipe open (BCC's trace_fields() has started)."""
     try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
+        fds = procfs.listdir(pid, "fd")
+    except procfs.ProcError:
         return False
     for fd in fds:
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/trace_pipe"):
+        with contextlib.suppress(procfs.ProcError):
+            if procfs.readlink(pid, f"fd/{fd}").endswith("/trace_pipe"):
                 return True
     return False
 
@@ -277,17 +278,15 @@ def _libbpf_attached(line: str | None, stderr: str, pid: int) -> bool:
 def sleeping(pid: int) -> bool:
     """True when the main thread of ``pid`` is blocked in a sleep syscall."""
     try:
-        with open(f"/proc/{pid}/syscall", encoding="ascii") as fh:
-            first = fh.read().split(maxsplit=1)
-    except OSError:
-        first = []
-    if first and first[0].lstrip("-").isdigit():
-        return int(first[0]) in _SLEEP_SYSCALLS.get(platform.machine(), set())
+        nr = procfs.parse_syscall_number(procfs.read_text(pid, "syscall"))
+    except procfs.ProcError:
+        nr = None
+    if nr is not None:
+        return nr in _SLEEP_SYSCALLS.get(platform.machine(), set())
     # /proc/PID/syscall needs CONFIG_HAVE_ARCH_TRACEHOOK; wchan is the fallback
     try:
-        with open(f"/proc/{pid}/wchan", encoding="ascii") as fh:
-            return "nanosleep" in fh.read()
-    except OSError:
+        return "nanosleep" in procfs.read_text(pid, "wchan")
+    except procfs.ProcError:
         return False
 
 

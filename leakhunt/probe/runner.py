@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO
 
+from leakhunt import procfs
 from leakhunt.errors import ProbeFailed, TargetError, ToolMissing
 
 _PR_SET_PDEATHSIG = 1
@@ -315,11 +316,10 @@ class GatedCommand:
 
         def blocked() -> bool:
             try:
-                with open(f"/proc/{self.pid}/syscall", encoding="ascii") as fh:
-                    first = fh.read().split(maxsplit=1)
-            except OSError:
+                nr = procfs.parse_syscall_number(procfs.read_text(self.pid, "syscall"))
+            except procfs.ProcError:
                 return False
-            return bool(first) and first[0].isdigit() and int(first[0]) in nrs
+            return nr is not None and nr in nrs
 
         if not wait_until(blocked, timeout=timeout, step=0.01) and self.child.poll() is not None:
             raise TargetError(f"could not start {self.argv[0]}")
@@ -411,7 +411,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return os.path.exists(f"/proc/{pid}")
+    return procfs.exists(pid)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:

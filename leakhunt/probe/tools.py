@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from leakhunt import sample
+from leakhunt import procfs, sample
 from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError, UsageError
 from leakhunt.model import ALLOCATOR_FUNCTIONS
 from leakhunt.probe import allocator, runner
@@ -208,30 +208,22 @@ def target_libc(pid: int) -> str:
     Raises TargetError for a static binary (no libc mapped) and when the maps are unreadable.
     """
     try:
-        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-            maps = fh.read()
-    except FileNotFoundError as err:
+        maps = procfs.read_text(pid, "maps")
+    except procfs.Gone as err:
         raise TargetError(f"no process with pid {pid}") from err
-    except PermissionError as err:
+    except procfs.Denied as err:
         raise TargetError(f"cannot read /proc/{pid}/maps: permission denied", hint=why_denied(pid)) from err
-    except OSError as err:
+    except procfs.ProcError as err:
         raise TargetError(f"cannot read /proc/{pid}/maps: {err.strerror}") from err
-    for line in maps.splitlines():
-        parts = line.split(None, 5)
-        if len(parts) < 6:
+    for entry in procfs.parse_maps(maps):
+        if not entry.path or not _LIBC_NAME.search(entry.path):
             continue
-        path = parts[5].strip()
-        deleted = path.endswith(" (deleted)")
-        if deleted:
-            path = path.removesuffix(" (deleted)")
-        if not _LIBC_NAME.search(path):
-            continue
-        if deleted:
+        if entry.deleted:
             raise TargetError(
-                f"pid {pid} maps a libc that was deleted since it started ({path})",
+                f"pid {pid} maps a libc that was deleted since it started ({entry.path})",
                 hint="the C library was upgraded under the process; restart it, or pass --obj",
             )
-        return mapped_path(pid, path, _inode(parts[4]))
+        return mapped_path(pid, entry.path, entry.inode or None)
     raise TargetError(
         f"pid {pid} maps no C library (statically linked?)",
         hint="pass --obj PATH naming the binary or the allocator library it uses",
@@ -246,25 +238,19 @@ def object_path(pid: int, obj: str) -> str:
             raise UsageError(f"--obj {obj}: no such file")
         return path
     try:
-        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6:
-                    mapped = parts[5].strip()
-                    base = os.path.basename(mapped)
-                    if base == obj or base.startswith(f"lib{obj}.so") or base.startswith(f"{obj}.so"):
-                        return mapped_path(pid, mapped, _inode(parts[4]))
-    except OSError as err:
+        maps = procfs.parse_maps(procfs.read_text(pid, "maps"))
+    except procfs.ProcError as err:
         raise TargetError(f"cannot read /proc/{pid}/maps") from err
+    for entry in maps:
+        if entry.path:
+            base = os.path.basename(entry.path)
+            if base == obj or base.startswith(f"lib{obj}.so") or base.startswith(f"{obj}.so"):
+                return mapped_path(pid, entry.path, entry.inode or None)
     raise UsageError(
         f"--obj {obj}: pid {pid} maps no such library",
         hint="give the library's path (with `run`, the command has not loaded its libraries yet) "
         "or the name of a library the process maps (jemalloc)",
     )
-
-
-def _inode(field: str) -> int | None:
-    return int(field) if field.isdigit() and field != "0" else None
 
 
 def mapped_path(pid: int, path: str, inode: int | None) -> str:
@@ -310,14 +296,7 @@ _CAP_BPF = 39
 
 def effective_caps() -> int:
     """The effective capability mask of this process (0 when unreadable)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("CapEff:"):
-                    return int(line.split()[1], 16)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _status_caps("self", "CapEff") or 0
 
 
 # capability numbers -> names (linux/capability.h), for saying which one is missing
@@ -369,13 +348,9 @@ _CAP_SYS_PTRACE = 19
 
 def _status_caps(pid: int | str, field: str) -> int | None:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1], 16)
-    except (OSError, ValueError, IndexError):
+        return procfs.status_int(procfs.read_bytes(pid, "status"), field, base=16)
+    except procfs.ProcError:
         return None
-    return None
 
 
 def cap_names(mask: int) -> list[str]:
@@ -395,9 +370,8 @@ def why_denied(pid: int) -> str:
     when Yama forbids it, or when a security module (AppArmor, SELinux) says no.
     """
     try:
-        with open("/proc/sys/kernel/yama/ptrace_scope", encoding="ascii") as fh:
-            scope = fh.read().strip()
-    except OSError:
+        scope = procfs.read_system("sys/kernel/yama/ptrace_scope").strip()
+    except procfs.ProcError:
         scope = ""
     return denied_hint(pid, os.geteuid(), effective_caps(), _status_caps(pid, "CapPrm"), scope)
 

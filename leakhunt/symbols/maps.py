@@ -12,14 +12,10 @@ one reader of the file here.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_LINE = re.compile(
-    r"(?P<start>[0-9a-f]{1,16})-(?P<end>[0-9a-f]{1,16}) (?P<perms>[-rwxsp]{4}) (?P<offset>[0-9a-f]{1,16}) "
-    r"\S+ \d+\s*(?P<path>.*)"
-)
+from leakhunt import procfs
 
 
 @dataclass(frozen=True)
@@ -39,24 +35,10 @@ class Mapping:
         return self.path.startswith("/")
 
 
-def parse_maps(lines: Iterable[str]) -> tuple[Mapping, ...]:
-    out = []
-    for line in lines:
-        m = _LINE.fullmatch(line.rstrip("\n"))
-        if m is None:
-            continue
-        path = m.group("path").strip()
-        if path.endswith(" (deleted)"):
-            path = path[: -len(" (deleted)")]
-        out.append(
-            Mapping(
-                int(m.group("start"), 16),
-                int(m.group("end"), 16),
-                m.group("perms"),
-                int(m.group("offset"), 16),
-                path,
-            )
-        )
+def parse_maps(lines: Iterable[str] | str) -> tuple[Mapping, ...]:
+    """The mappings of /proc/PID/maps lines, by address (``procfs.parse_maps``: unreadable lines
+    skipped, `` (deleted)`` dropped from paths)."""
+    out = [Mapping(e.start, e.end, e.perms, e.offset, e.path) for e in procfs.parse_maps(lines)]
     out.sort(key=lambda mp: mp.start)
     return tuple(out)
 
@@ -64,9 +46,8 @@ def parse_maps(lines: Iterable[str]) -> tuple[Mapping, ...]:
 def read_maps(pid: int) -> tuple[Mapping, ...]:
     """The mappings of ``pid`` now; () when the process is gone or unreadable."""
     try:
-        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-            return parse_maps(fh)
-    except OSError:
+        return parse_maps(procfs.read_text(pid, "maps"))
+    except procfs.ProcError:
         return ()
 
 

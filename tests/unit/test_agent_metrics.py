@@ -14,8 +14,9 @@ from prometheus_client.openmetrics import exposition, parser
 from leakhunt.app.agent import parse_listen
 from leakhunt.errors import UsageError
 from leakhunt.model import MemSample, ProcessKey, ProcessTrend, TrendEvidence
+from leakhunt.procfs import StatusMemory
 from leakhunt.report.metrics import AgentCollector, AgentState
-from leakhunt.sample import SeriesBuffer, StatusMemory, Sweeper
+from leakhunt.sample import SeriesBuffer, Sweeper
 
 
 def generate_openmetrics(registry: CollectorRegistry) -> bytes:

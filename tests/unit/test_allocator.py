@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leakhunt import procfs
 from leakhunt.analyze.coverage import missed_allocations
 from leakhunt.analyze.stacks import analyze_snapshots, attribute
 from leakhunt.errors import TargetError, ToolMissing, UsageError
@@ -75,8 +76,8 @@ def test_preload_and_environ() -> None:
     assert allocator.parse_preload(" /a/libx.so:liby.so  libz.so ") == ["/a/libx.so", "liby.so", "libz.so"]
     assert allocator.parse_preload(None) == []
     env = b"PATH=/bin\0LD_PRELOAD=/usr/lib/libjemalloc.so.2\0X=LD_PRELOAD=no\0"
-    assert allocator.environ_value(env, "LD_PRELOAD") == "/usr/lib/libjemalloc.so.2"
-    assert allocator.environ_value(env, "HOME") is None
+    assert procfs.environ_value(env, "LD_PRELOAD") == "/usr/lib/libjemalloc.so.2"
+    assert procfs.environ_value(env, "HOME") is None
 
 
 @settings(max_examples=150, deadline=None)
@@ -85,7 +86,7 @@ def test_parsers_never_raise(text: list[str], blob: bytes) -> None:
     allocator.parse_maps(text)
     allocator.parse_ldso_list(text)
     allocator.parse_preload("".join(text))
-    allocator.environ_value(blob, "LD_PRELOAD")
+    procfs.environ_value(blob, "LD_PRELOAD")
 
 
 # --- load order and choice ----------------------------------------------------------------------

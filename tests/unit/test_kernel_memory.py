@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from leakhunt.analyze.trend import judge_kernel
 from leakhunt.model import MemSample, RunInfo, ScanResult
+from leakhunt.procfs import parse_meminfo_slab, parse_slabinfo
 from leakhunt.report import jsonio
 from leakhunt.report.scan import kernel_view
-from leakhunt.sample import parse_meminfo_slab, parse_slabinfo
 
 PROC = Path(__file__).resolve().parent.parent / "fixtures" / "proc"
 

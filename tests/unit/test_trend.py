@@ -18,17 +18,15 @@ from hypothesis import strategies as st
 
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, judge, judge_all
 from leakhunt.model import MemSample, ProcessKey
-from leakhunt.sample import (
-    Series,
-    SeriesBuffer,
+from leakhunt.procfs import (
     StatusMemory,
-    Sweeper,
     parse_stat_starttime,
     parse_statm,
     parse_status_identity,
     parse_status_memory,
     parse_swap_total,
 )
+from leakhunt.sample import Series, SeriesBuffer, Sweeper
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 KIB = 1024
