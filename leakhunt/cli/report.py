@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import click
 
 from leakhunt.analyze.diff import FAIL_ON, FailOn, diff_investigations, require_investigation
 from leakhunt.cli.common import announce, output_options
 from leakhunt.errors import UsageError
-from leakhunt.outputfile import STDOUT, write_atomic, write_output
-from leakhunt.report import EXTENSIONS, Document, default_stem, jsonio, make_output_dir, render_bytes
-from leakhunt.report import diffreport as dr
+from leakhunt.outputfile import STDOUT, write_output
+from leakhunt.report import (
+    DIFF_FORMATS,
+    EXTENSIONS,
+    default_stem,
+    jsonio,
+    render_bytes,
+    write_rendered,
+)
 from leakhunt.report import folded as folded_mod
 from leakhunt.report.redact import redact as redact_doc
-
-# File name endings that name a format, longest first (".pb.gz" before ".gz").
-_SUFFIX_FORMATS: tuple[tuple[str, str], ...] = (
-    (".pb.gz", "pprof"),
-    (".pprof", "pprof"),
-    (".html", "html"),
-    (".htm", "html"),
-    (".markdown", "md"),
-    (".md", "md"),
-    (".json", "json"),
-    (".folded", "folded"),
-    (".collapsed", "folded"),
-    (".txt", "text"),
-)
-
-
-def _format_from_name(path: str, allowed: Sequence[str]) -> str | None:
-    name = path.lower()
-    for suffix, fmt in _SUFFIX_FORMATS:
-        if name.endswith(suffix) and fmt in allowed:
-            return fmt
-    return None
+from leakhunt.report.renderers import DIFF_RENDERERS, RENDERERS, Renderer, format_of_name
 
 
 def _emit(data: bytes, output: str) -> None:
@@ -50,13 +34,17 @@ def _emit(data: bytes, output: str) -> None:
 
 
 def _resolve_formats(
-    ctx: click.Context, formats: tuple[str, ...], output: str | None, allowed: Sequence[str], default: str
+    ctx: click.Context,
+    formats: tuple[str, ...],
+    output: str | None,
+    renderers: Mapping[str, Renderer[Any]],
+    default: str,
 ) -> tuple[str, ...]:
     """``--format`` as given; else, with ``-o FILE``, the format its name says; else the default."""
     explicit = ctx.get_parameter_source("formats") == click.core.ParameterSource.COMMANDLINE
     if output is not None:
         if not explicit:
-            guessed = _format_from_name(output, allowed) if output != "-" else None
+            guessed = format_of_name(output, renderers) if output != "-" else None
             formats = (guessed or default,)
         if len(formats) != 1:
             raise UsageError(
@@ -64,14 +52,6 @@ def _resolve_formats(
                 hint="give one --format with -o, or use --output-dir for several",
             )
     return formats
-
-
-def _render_report(doc: Document, fmt: str, value: str) -> bytes:
-    if fmt == "folded" and value != "bytes":
-        buf = io.StringIO()
-        folded_mod.render_folded(doc, buf, value=value)
-        return buf.getvalue().encode("utf-8")
-    return render_bytes(doc, fmt)
 
 
 REPORT_HELP = """Re-render a saved report (investigation, scan or trace JSON) in other formats.
@@ -128,21 +108,15 @@ def report(
 ) -> None:
     """Load FILE, redact it unless asked not to, render every format, then write the files."""
     doc = jsonio.load(file)
-    formats = _resolve_formats(ctx, formats, output, tuple(EXTENSIONS), "html")
+    formats = _resolve_formats(ctx, formats, output, RENDERERS, "html")
     if not no_redact:
         doc = redact_doc(doc)
     # Render everything first: a format that does not apply fails before any file is written.
-    rendered = [(fmt, _render_report(doc, fmt, value)) for fmt in formats]
+    rendered = [(EXTENSIONS[fmt], render_bytes(doc, fmt, value=value)) for fmt in formats]
     if output is not None:
         _emit(rendered[0][1], output)
         return
-    make_output_dir(output_dir)
-    stem = default_stem(doc)
-    paths = []
-    for fmt, data in rendered:
-        path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
-        write_atomic(path, data)
-        paths.append(path)
+    paths = write_rendered(output_dir, default_stem(doc), rendered)
     announce(paths, output_dir, lambda line: click.echo(line, err=True))
 
 
@@ -154,14 +128,14 @@ def _diff_formats(ctx: click.Context, param: click.Parameter, value: object) -> 
     for part in str(value).split(","):
         fmt = part.strip().lower()
         fmt = "md" if fmt == "markdown" else fmt
-        if fmt and fmt not in dr.DIFF_FORMATS:
+        if fmt and fmt not in DIFF_FORMATS:
             raise click.BadParameter(
-                f"unknown diff format {part.strip()!r}; choose among {', '.join(dr.DIFF_FORMATS)}", ctx, param
+                f"unknown diff format {part.strip()!r}; choose among {', '.join(DIFF_FORMATS)}", ctx, param
             )
         if fmt and fmt not in out:
             out.append(fmt)
     if not out:
-        raise click.BadParameter(f"no format given; choose among {', '.join(dr.DIFF_FORMATS)}", ctx, param)
+        raise click.BadParameter(f"no format given; choose among {', '.join(DIFF_FORMATS)}", ctx, param)
     return tuple(out)
 
 
@@ -207,7 +181,7 @@ A differential profile of the two runs, per function, with pprof:
     callback=_diff_formats,
     default="text",
     show_default=True,
-    help="Formats of the diff report, comma-separated: text, html, md, json. Files are written only "
+    help=f"Formats of the diff report, comma-separated: {', '.join(DIFF_FORMATS)}. Files are written only "
     "with --output-dir or -o (with -o and no --format, the file name's ending decides).",
 )
 @click.option(
@@ -248,31 +222,20 @@ def diff(
         before_source=os.path.basename(before) or before,
         after_source=os.path.basename(after) or after,
     )
-    formats = _resolve_formats(ctx, formats, output, dr.DIFF_FORMATS, "text")
+    formats = _resolve_formats(ctx, formats, output, DIFF_RENDERERS, "text")
     summary_to_stderr = output == "-"
     if output is None and output_dir is None:
         # Only the summary was asked for, in whichever formats: print each to stdout.
         for fmt in formats:
-            buf = io.StringIO()
-            dr.render_diff(result, fmt, buf, fail)
-            click.echo(buf.getvalue(), nl=False)
+            click.echo(render_bytes(result, fmt, fail_on=fail).decode("utf-8"), nl=False)
         ctx.exit(result.exit_code(fail))
-    click.echo(dr.render_text(result, fail), nl=False, err=summary_to_stderr)
-    rendered: list[tuple[str, bytes]] = []
-    for fmt in formats:
-        buf = io.StringIO()
-        dr.render_diff(result, fmt, buf, fail)
-        rendered.append((fmt, buf.getvalue().encode("utf-8")))
+    click.echo(render_bytes(result, "text", fail_on=fail).decode("utf-8"), nl=False, err=summary_to_stderr)
+    rendered = [(DIFF_RENDERERS[fmt].extension, render_bytes(result, fmt, fail_on=fail)) for fmt in formats]
     if output is not None:
         _emit(rendered[0][1], output)
     else:
         assert output_dir is not None
-        make_output_dir(output_dir)
         stem = f"leakhunt-diff-{default_stem(after_doc).removeprefix('leakhunt-investigation-')}"
-        paths = []
-        for fmt, data in rendered:
-            path = output_dir / f"{stem}{dr.EXTENSIONS[fmt]}"
-            write_atomic(path, data)
-            paths.append(path)
+        paths = write_rendered(output_dir, stem, rendered)
         announce(paths, output_dir, lambda line: click.echo(line, err=True))
     ctx.exit(result.exit_code(fail))

@@ -36,10 +36,12 @@ from leakhunt.probe.backend import Backend, ProbeOptions
 from leakhunt.probe.choose import choose_backend, other_backend
 from leakhunt.probe.runner import sigterm_as_interrupt
 from leakhunt.probe.tools import require_root
-from leakhunt.report import parse_formats, write_reports
+from leakhunt.report import FORMATS, formats_for, parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
 from leakhunt.report.jsonio import dump
 from leakhunt.sample import Candidate, KernelSampler, Sweeper, SweepStats, describe, lookup_uid
+
+SCAN_FORMATS = formats_for(ScanResult)
 
 
 def _filter(name_re: re.Pattern[str] | None, uid: int | None) -> Callable[[Candidate], bool] | None:
@@ -261,9 +263,9 @@ Examples:
 @click.option(
     "--format",
     "formats",
-    default="html,md,json",
+    default=",".join(SCAN_FORMATS),
     show_default=True,
-    help="Report formats, comma-separated: html, md, json.",
+    help=f"Report formats, comma-separated: {', '.join(SCAN_FORMATS)}.",
 )
 @click.option("--no-redact", is_flag=True, help="Keep secrets found in command lines in the output.")
 @click.option(
@@ -333,9 +335,11 @@ def scan(
     min_growth_bytes = min_growth or MIN_GROWTH_BYTES
     min_rate_per_hour = min_rate
     fmts = parse_formats(formats)
-    if "folded" in fmts or "pprof" in fmts:
+    if any(f not in SCAN_FORMATS for f in fmts):
+        stackful = "/".join(f for f in FORMATS if f not in SCAN_FORMATS)
         raise UsageError(
-            "a scan has no call stacks: folded/pprof do not apply", hint="use --format html,md,json"
+            f"a scan has no call stacks: {stackful} do not apply",
+            hint=f"use --format {','.join(SCAN_FORMATS)}",
         )
     if output_dir is not None or not as_json:
         check_output_dir(output_dir or Path("reports"))  # before sampling: the results would be lost

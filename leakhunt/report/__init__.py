@@ -1,21 +1,13 @@
 """Reports: one small interface over every output format.
 
-``render(doc, fmt, stream)`` writes one document (an Investigation, ScanResult or TraceResult) in one
-format to a stream; renderers never open files. ``write_reports(doc, output_dir, formats)`` is what the
-commands call: it redacts secrets, renders every format in memory, then writes each file atomically
-(temporary file + rename in the same directory) with mode 0600, and returns the paths.
-
-Formats and who renders them:
-
-=========  ==========================  ============================================
-format     document kinds              module
-=========  ==========================  ============================================
-html       investigation, trace, scan  report.html (scan: report.scan.render_html)
-md         investigation, trace, scan  report.markdown (scan: report.scan.render_md)
-json       all                         report.jsonio
-folded     investigation, trace        report.folded.render_folded (text)
-pprof      investigation, trace        report.pprof.render_pprof (binary, .pb.gz)
-=========  ==========================  ============================================
+``render(doc, fmt, stream, **opts)`` writes one document (an Investigation, ScanResult, TraceResult,
+or the DiffResult of ``leakhunt diff``) in one format to a stream; renderers never open files.
+Which renderer writes which format is said in one place, ``report.renderers`` (``RENDERERS``,
+``DIFF_RENDERERS``): the format names, file endings and the ``--format`` choices come from it.
+``write_reports(doc, output_dir, formats)`` is what the commands call: it redacts secrets, renders
+every format in memory, then writes each file through the one atomic writer
+(``outputfile.write_atomic``: temporary file, fsync, rename in the same directory; mode 0600), and
+returns the paths.
 """
 
 from __future__ import annotations
@@ -28,45 +20,44 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
+from leakhunt.analyze.diff import DiffResult
 from leakhunt.errors import UsageError
-from leakhunt.model import Investigation, ScanResult, TraceResult
+from leakhunt.model import ScanResult
 from leakhunt.outputfile import write_atomic
-from leakhunt.report import html, jsonio, markdown
+from leakhunt.report import jsonio
 from leakhunt.report.jsonio import Document, kind_of
 from leakhunt.report.redact import redact as redact_doc
+from leakhunt.report.renderers import DIFF_RENDERERS, RENDERERS, Renderer
 
 __all__ = [
+    "DIFF_FORMATS",
     "EXTENSIONS",
     "FORMATS",
     "Document",
+    "Renderer",
     "default_stem",
+    "formats_for",
     "make_output_dir",
     "parse_formats",
     "render",
     "render_bytes",
+    "renderer",
     "rescue_report",
+    "write_rendered",
     "write_reports",
 ]
 
 # Output file extension per format, in the order formats are listed in help texts.
-EXTENSIONS: dict[str, str] = {
-    "html": ".html",
-    "md": ".md",
-    "json": ".json",
-    "folded": ".folded",
-    "pprof": ".pb.gz",
-}
+EXTENSIONS: dict[str, str] = {name: r.extension for name, r in RENDERERS.items()}
 FORMATS: tuple[str, ...] = tuple(EXTENSIONS)
-BINARY_FORMATS = frozenset({"pprof"})
-_APPLIES: dict[str, tuple[type[object], ...]] = {
-    "html": (Investigation, ScanResult, TraceResult),
-    "md": (Investigation, ScanResult, TraceResult),
-    "json": (Investigation, ScanResult, TraceResult),
-    "folded": (Investigation, TraceResult),
-    "pprof": (Investigation, TraceResult),
-}
+DIFF_FORMATS: tuple[str, ...] = tuple(DIFF_RENDERERS)
+
+
+def formats_for(kind: type[object]) -> tuple[str, ...]:
+    """The formats that apply to a document kind (``ScanResult`` -> html, md, json)."""
+    return tuple(name for name, r in RENDERERS.items() if kind in r.kinds)
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -92,77 +83,63 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_applies(doc: Document, fmt: str) -> None:
-    if fmt not in EXTENSIONS:
+def renderer(doc: Document | DiffResult, fmt: str) -> Renderer[Any]:
+    """The renderer of ``fmt`` for ``doc``; UsageError for an unknown format or one that does not
+    apply to the document's kind (folded/pprof of a scan)."""
+    if isinstance(doc, DiffResult):
+        found = DIFF_RENDERERS.get(fmt)
+        if found is None:
+            raise UsageError(f"unknown diff format {fmt!r}", hint=f"choose among {', '.join(DIFF_FORMATS)}")
+        return found
+    chosen = RENDERERS.get(fmt)
+    if chosen is None:
         raise UsageError(f"unknown report format {fmt!r}", hint=f"choose among {', '.join(FORMATS)}")
-    if not isinstance(doc, _APPLIES[fmt]):
-        kinds = ", ".join(sorted(jsonio.KINDS[k] for k in _APPLIES[fmt]))
+    if not isinstance(doc, chosen.kinds):
+        kinds = ", ".join(sorted(jsonio.KINDS[k] for k in chosen.kinds))
         raise UsageError(
             f"format {fmt!r} does not apply to a {kind_of(doc)} report (it needs call stacks: {kinds})",
             hint="use --format html,md,json for scans",
         )
+    return chosen
 
 
-def _render_text(doc: Document, fmt: str) -> str:
-    if fmt == "json":
-        return jsonio.dumps(doc)
-    if isinstance(doc, ScanResult) and fmt in ("html", "md"):
-        # report.scan imports this package's html/markdown modules: import it only when needed.
-        from leakhunt.report import scan  # noqa: PLC0415
-
-        buf = io.StringIO()
-        (scan.render_html if fmt == "html" else scan.render_md)(doc, buf)
-        return buf.getvalue()
-    if fmt == "html":
-        return html.render_html(doc)
-    if fmt == "md":
-        return markdown.render_md(doc)
-    if fmt == "folded" and not isinstance(doc, ScanResult):
-        from leakhunt.report import folded  # noqa: PLC0415 - exports load only when asked for
-
-        buf = io.StringIO()
-        folded.render_folded(doc, buf)
-        return buf.getvalue()
-    raise UsageError(f"format {fmt!r} is not a text format")
-
-
-def render_bytes(doc: Document, fmt: str) -> bytes:
+def render_bytes(doc: Document | DiffResult, fmt: str, **opts: str) -> bytes:
     """The document in one format, as the bytes a file of that format holds (text is UTF-8)."""
-    _check_applies(doc, fmt)
-    if fmt == "pprof" and not isinstance(doc, ScanResult):
-        from leakhunt.report import pprof  # noqa: PLC0415 - protobuf loads only when pprof is asked for
+    chosen = renderer(doc, fmt)
+    if chosen.binary:
+        raw = io.BytesIO()
+        chosen.render(doc, raw, **opts)
+        return raw.getvalue()
+    buf = io.StringIO()
+    chosen.render(doc, buf, **opts)
+    return buf.getvalue().encode("utf-8")
 
-        buf = io.BytesIO()
-        pprof.render_pprof(doc, buf)
-        return buf.getvalue()
-    return _render_text(doc, fmt).encode("utf-8")
 
-
-def render(doc: Document, fmt: str, stream: IO[str] | IO[bytes]) -> None:
-    """Write ``doc`` in format ``fmt`` (html, md, json, folded, pprof) to a text or binary stream.
+def render(doc: Document | DiffResult, fmt: str, stream: IO[str] | IO[bytes], **opts: str) -> None:
+    """Write ``doc`` in format ``fmt`` to a text or binary stream (``opts``: the renderer's, e.g.
+    ``value`` of folded, ``fail_on`` of a diff).
 
     Raises UsageError for an unknown format, a format that does not apply to the document's kind
     (folded/pprof of a scan), or binary pprof output asked for on a text stream.
     """
-    _check_applies(doc, fmt)
+    chosen = renderer(doc, fmt)
     is_text = isinstance(stream, io.TextIOBase)
-    if fmt in BINARY_FORMATS:
+    if chosen.binary:
         if is_text:
             binary = getattr(stream, "buffer", None)
             if binary is None:
                 raise UsageError(
-                    "pprof output is binary", hint="write it to a file (-o FILE or --output-dir)"
+                    f"{fmt} output is binary", hint="write it to a file (-o FILE or --output-dir)"
                 )
             stream.flush()
-            binary.write(render_bytes(doc, fmt))
+            binary.write(render_bytes(doc, fmt, **opts))
             return
-        cast(IO[bytes], stream).write(render_bytes(doc, fmt))
+        chosen.render(doc, stream, **opts)
         return
-    text = _render_text(doc, fmt)
     if is_text:
-        cast(IO[str], stream).write(text)
+        chosen.render(doc, stream, **opts)
     else:
-        cast(IO[bytes], stream).write(text.encode("utf-8"))
+        cast(IO[bytes], stream).write(render_bytes(doc, fmt, **opts))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -208,21 +185,33 @@ def rescue_report(doc: Document, *, redact: bool = True) -> Path | None:
     reports could not be written; the path, or None when nowhere was writable."""
     data = render_bytes(redact_doc(doc) if redact else doc, "json")
     for folder in (tempfile.gettempdir(), os.path.expanduser("~"), os.getcwd()):
-        try:
+        try:  # a name nobody else holds (O_EXCL), then filled like every report
             fd, name = tempfile.mkstemp(dir=folder, prefix=f"{default_stem(doc)}-rescued-", suffix=".json")
+            os.close(fd)
         except OSError:
             continue
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError:
+            write_atomic(Path(name), data)
+        except UsageError:
             with contextlib.suppress(OSError):
                 os.unlink(name)
             continue
         return Path(name)
     return None
+
+
+def write_rendered(output_dir: Path, stem: str, rendered: Sequence[tuple[str, bytes]]) -> list[Path]:
+    """Write already rendered reports (``(extension, bytes)``) to ``output_dir/<stem><extension>``
+    through the one atomic writer; returns the paths. The folder is made when missing."""
+    if "/" in stem or stem in ("", ".", ".."):
+        raise UsageError(f"bad report name {stem!r}", hint="a report name is a file name, not a path")
+    make_output_dir(output_dir)
+    paths: list[Path] = []
+    for extension, data in rendered:
+        path = output_dir / f"{stem}{extension}"
+        write_atomic(path, data, hint="choose another --output-dir")
+        paths.append(path)
+    return paths
 
 
 def write_reports(
@@ -241,17 +230,11 @@ def write_reports(
     """
     fmts = parse_formats(formats)
     for fmt in fmts:
-        _check_applies(doc, fmt)
+        renderer(doc, fmt)
     if redact:
         doc = redact_doc(doc)
     stem = stem or default_stem(doc)
     if "/" in stem or stem in ("", ".", ".."):
         raise UsageError(f"bad report name {stem!r}", hint="a report name is a file name, not a path")
-    rendered = [(fmt, render_bytes(doc, fmt)) for fmt in fmts]
-    make_output_dir(output_dir)
-    paths: list[Path] = []
-    for fmt, data in rendered:
-        path = output_dir / f"{stem}{EXTENSIONS[fmt]}"
-        write_atomic(path, data, hint="choose another --output-dir")
-        paths.append(path)
-    return paths
+    rendered = [(EXTENSIONS[fmt], render_bytes(doc, fmt)) for fmt in fmts]
+    return write_rendered(output_dir, stem, rendered)

@@ -15,19 +15,14 @@ the investigation report's escaping filters (``report.markdown``). The JSON is::
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
-from typing import IO
 
 from leakhunt.analyze.diff import STATUS_ORDER, DiffEntry, DiffResult, FailOn, Side
-from leakhunt.errors import UsageError
 from leakhunt.model import SCHEMA_VERSION
 from leakhunt.report import html, markdown, views
 from leakhunt.report.safetext import neutralize
 from leakhunt.templating import html_env
 
-DIFF_FORMATS: tuple[str, ...] = ("text", "html", "md", "json")
-EXTENSIONS: dict[str, str] = {"text": ".txt", "html": ".html", "md": ".md", "json": ".json"}
 STATUS_WORDS: dict[str, str] = {
     "new": "new leak",
     "still": "still leaking",
@@ -127,18 +122,3 @@ def _context(result: DiffResult, fail_on: FailOn) -> dict[str, object]:
         "human_rate": views.human_rate,
         "human_duration": views.human_duration,
     }
-
-
-def render_diff(result: DiffResult, fmt: str, stream: IO[str], fail_on: FailOn = "any") -> None:
-    """Write ``result`` in ``fmt`` (text, html, md, json) to a text stream."""
-    if fmt == "text":
-        stream.write(render_text(result, fail_on))
-    elif fmt == "md":
-        stream.write(render_md(result, fail_on))
-    elif fmt == "html":
-        stream.write(render_html(result, fail_on))
-    elif fmt == "json":
-        json.dump(to_dict(result, fail_on), stream, indent=1, sort_keys=False)
-        stream.write("\n")
-    else:
-        raise UsageError(f"unknown diff format {fmt!r}", hint=f"choose among {', '.join(DIFF_FORMATS)}")

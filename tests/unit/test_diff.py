@@ -24,7 +24,7 @@ from leakhunt.analyze.diff import (
 )
 from leakhunt.errors import UsageError
 from leakhunt.model import Finding, Frame, Investigation, RunInfo, ScanResult, Snapshot, Stack
-from leakhunt.report.diffreport import render_diff
+from leakhunt.report import render as render_diff
 from tests.conftest import diff_fixture
 
 

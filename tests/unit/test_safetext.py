@@ -16,8 +16,7 @@ from rich.table import Table
 from leakhunt.analyze.diff import diff_investigations
 from leakhunt.cli.common import SafeConsole
 from leakhunt.model import Investigation, TraceResult
-from leakhunt.report import diffreport as dr
-from leakhunt.report import jsonio, render_bytes
+from leakhunt.report import jsonio, render, render_bytes
 from leakhunt.report.safetext import neutralize
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -74,7 +73,7 @@ def test_diff_outputs_hold_no_control_characters(fmt: str) -> None:
     assert isinstance(doc, Investigation)
     result = diff_investigations(doc, doc, before_source=f"a{HOSTILE}.json", after_source="b.json")
     buf = io.StringIO()
-    dr.render_diff(result, fmt, buf)
+    render(result, fmt, buf)
     assert not UNSAFE.search(buf.getvalue())
 
 
