@@ -3,7 +3,7 @@
 # BCC (0.31), on this machine's kernel. `.ci/run` runs it after the main suite; run it by hand as root.
 #   1. builds a trixie root with debootstrap under $LEAKHUNT_TRIXIE_ROOT (default
 #      /var/cache/leakhunt-trixie), or reuses the one already there (the stamp names what it holds)
-#   2. copies this checkout into it (/opt/leakhunt; its .venv stays between runs)
+#   2. copies this checkout into it (/src/leakhunt; its .venv stays between runs)
 #   3. in a private mount namespace, binds /proc, /sys (with tracefs and debugfs), /dev and the shared
 #      probe lock into the root, and runs scripts/setup.sh there (the Debian 13 set-up: packages,
 #      headers linked for BCC, .venv), then pytest on the probe and parser tests (every backend)
@@ -61,8 +61,11 @@ else
   say "reusing the trixie root in $root"
 fi
 
-# This checkout (as it is, uncommitted changes included) into /opt/leakhunt; its .venv is kept.
-dest="$root/opt/leakhunt"
+# This checkout (as it is, uncommitted changes included) into /src/leakhunt; its .venv is kept.
+# (/opt/leakhunt is where scripts/setup.sh installs leakhunt for every user; lanes before it copied
+# the checkout there, and the two overwrote each other: such a copy is removed.)
+[ -f "$root/opt/leakhunt/pyproject.toml" ] && rm -rf "$root/opt/leakhunt"
+dest="$root/src/leakhunt"
 mkdir -p "$dest"
 find "$dest" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
 tar -C "$repo" --exclude=./.venv --exclude=./.git --exclude=./tests/targets/bin --exclude=./reports \
@@ -82,13 +85,14 @@ else
     # The probing commands for real with every backend, the import of what they printed, and the
     # parsers on the fixtures (captured on Debian 12 and on this lane).
     set -- tests/integration/test_investigate.py tests/integration/test_run.py \
-      tests/integration/test_trace.py tests/integration/test_import.py tests/integration/test_doctor.py \
+      tests/integration/test_trace.py tests/integration/test_reallocarray.py \
+      tests/integration/test_import.py tests/integration/test_doctor.py \
       tests/unit/test_parse_bpftrace.py tests/unit/test_parse_memleak.py tests/unit/test_parse_trace.py \
       tests/unit/test_trace_script.py tests/unit/test_scriptgen.py tests/unit/test_parse_debian13.py
     # the native backend's own tests, once they exist (the shared ones above run it too)
     [ -e tests/integration/test_native.py ] && set -- "$@" tests/integration/test_native.py
   fi
-  inner=".venv/bin/python -m pytest -p no:cacheprovider -ra $(printf '%q ' "$@")"
+  inner=".venv/bin/python -m pytest -p no:cacheprovider -ra --durations=60 --durations-min=2 $(printf '%q ' "$@")"
 fi
 lock=/tmp/leakhunt-probe.lock
 touch "$lock"
@@ -103,11 +107,14 @@ unshare --mount --propagation private bash -euo pipefail -c '
   mount --bind "$lock" "$root$lock"
   chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 CI="${CI:-true}" ${pip_cert:+PIP_CERT=$pip_cert} bash -euo pipefail -c "
-      cd /opt/leakhunt
+      cd /src/leakhunt
       . /etc/os-release; echo \"[debian13] inside: \$PRETTY_NAME, kernel \$(uname -r)\"
       SECONDS=0; bash scripts/setup.sh; echo \"[debian13] scripts/setup.sh took \$SECONDS s\"
       echo \"[debian13] tools: \$(bpftrace --version), bcc \$(dpkg-query -W -f=\"\\\${Version}\" python3-bpfcc)\"
-      $*"
+      SECONDS=0; status=0
+      $* || status=\$?
+      echo \"[debian13] tests took \$SECONDS s\"
+      exit \$status"
 ' lane "$root" "$lock" "$pip_cert" "$inner"
 rc=$?
 set -e

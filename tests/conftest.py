@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,11 +69,27 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
         return
     with open(PROBE_LOCK, "a") as fh:
+        asked = time.monotonic()
         fcntl.flock(fh, fcntl.LOCK_EX)
+        _LOCK_WAIT[0] += time.monotonic() - asked
+        _LOCK_WAIT[1] += 1
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_LOCK_WAIT = [0.0, 0]  # seconds spent waiting for PROBE_LOCK, tests that took it
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long the probe tests queued for PROBE_LOCK (the suite's time without others' probes is
+    its wall time minus this)."""
+    if _LOCK_WAIT[1]:
+        terminalreporter.write_line(
+            f"probe lock: {_LOCK_WAIT[1]} tests took it, waiting {_LOCK_WAIT[0]:.0f} s in all "
+            "for others' probes"
+        )
 
 
 @pytest.fixture(scope="session")
