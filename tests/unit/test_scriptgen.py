@@ -127,6 +127,16 @@ def test_static_binary_without_allocator_is_refused(tmp_path: Path) -> None:
         bpftrace.render_script(4321, sys.executable, ProbeOptions())
 
 
+def check_argv(bpftrace_path: str, text: str) -> list[str]:
+    """bpftrace checking the program ``text`` without attaching anything: ``--dry-run`` where it
+    exists (0.2x: there "-d ast" prints the tree and then runs the program), else "-d ast" (0.17:
+    parses and checks the program, exits 1 on an error)."""
+    done = subprocess.run([bpftrace_path, "--help"], capture_output=True, text=True, check=False)
+    if "--dry-run" in done.stdout + done.stderr:
+        return [bpftrace_path, "--dry-run", "-e", text]
+    return [bpftrace_path, "-d", "ast", "-e", text]
+
+
 @pytest.mark.parametrize("older_than_ms", [0, 500])
 def test_rendered_scripts_compile(probe_env: None, older_than_ms: int) -> None:
     """bpftrace itself accepts the script (checked without attaching anything)."""
@@ -135,12 +145,7 @@ def test_rendered_scripts_compile(probe_env: None, older_than_ms: int) -> None:
     text = bpftrace.render_script(
         os.getpid(), LIBC, ProbeOptions(older_than_ms=older_than_ms), armer=os.getpid()
     )
-    done = subprocess.run([tool.path, "--help"], capture_output=True, text=True, check=False)
-    flag = "--dry-run" if "--dry-run" in done.stdout + done.stderr else None
-    if flag is None:
-        # 0.17 has no --dry-run: "-d ast" parses and checks the program, exits 1 on an error
-        flag = "-d"
-    args = [tool.path, flag, "-e", text] if flag == "--dry-run" else [tool.path, "-d", "ast", "-e", text]
+    args = check_argv(tool.path, text)
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     # the same check refuses a broken script
@@ -257,7 +262,7 @@ def test_kernel_scripts_compile(probe_env: None, pid: int | None) -> None:
     tool = tools.find_bpftrace()
     assert tool is not None
     text = kernel.render_script(pid, ProbeOptions(kernel_pages=True, sample_rate=2), armer=os.getpid())
-    args = [tool.path, "-d", "ast", "-e", text]
+    args = check_argv(tool.path, text)
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -286,7 +291,7 @@ def test_growth_script_compiles(probe_env: None) -> None:
     tool = tools.find_bpftrace()
     assert tool is not None
     text = growth.render_script(1, ProbeOptions(), armer=os.getpid(), launched=True)
-    args = [tool.path, "-d", "ast", "-e", text]
+    args = check_argv(tool.path, text)
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
 
