@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -183,10 +184,25 @@ def num(d: dict[str, object], *keys: str) -> float:
     return float(value)
 
 
+class _StopMark(logging.Handler):
+    """Notes when the runner says the probe tool has exited (its own time to stop)."""
+
+    def __init__(self, marks: dict[str, float]) -> None:
+        super().__init__(logging.DEBUG)
+        self.marks = marks
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("stopped ") and "exited" not in self.marks:
+            self.marks["exited"] = time.perf_counter()
+
+
 def live_run(seconds: float, out_dir: Path) -> None:
     binary = compile_target("many_stacks")
     target = subprocess.Popen([str(binary), str(seconds + 60)])
     marks: dict[str, float] = {}
+    runner_log = logging.getLogger("leakhunt.probe.runner")
+    runner_log.setLevel(logging.DEBUG)
+    runner_log.addHandler(_StopMark(marks))
 
     def progress(p: session.Progress) -> None:
         if p.status == "stopping" and "stopping" not in marks:
@@ -215,7 +231,13 @@ def live_run(seconds: float, out_dir: Path) -> None:
         f"{len(inv.findings)} stacks, {leaks} leaks"
     )
     print(f"  probe stopped -> analysed (stop, drain, rank, symbolize): {analysed - stop:6.2f} s")
-    print(f"    of which the ranking (timed again on the result):      {rank_s:6.2f} s")
+    if "exited" in marks:
+        print(f"    of which the probe tool's own exit after SIGINT:       {marks['exited'] - stop:6.2f} s")
+        print(
+            f"    then ranking and the symbolization left (most was done meanwhile): "
+            f"{analysed - marks['exited']:6.2f} s"
+        )
+    print(f"    the ranking alone (timed again on the result):         {rank_s:6.2f} s")
     print(f"  reports written (html, md, json):                        {written - analysed:6.2f} s")
     print(
         f"  total after the probe stopped:                           {written - stop:6.2f} s   (goal < 3 s)"

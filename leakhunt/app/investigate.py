@@ -37,7 +37,7 @@ from leakhunt.probe.choose import choose_backend
 from leakhunt.probe.live import LiveRun, run_live
 from leakhunt.symbols.dwarfstacks import DwarfStacks
 from leakhunt.symbols.maps import Mapping, read_maps
-from leakhunt.symbols.symbolize import symbolize_live
+from leakhunt.symbols.symbolize import LiveSymbols
 
 __all__ = ["LIVE_TOP", "ProbeOptions", "Progress", "choose_backend", "run_investigation"]
 
@@ -144,6 +144,7 @@ class _Investigation:
         self.notes: list[str] = []
         self.pid: int | None = None  # None: kernel mode over every task
         self.maps: tuple[Mapping, ...] = ()  # the target's mappings, last read (for source lines)
+        self.symbols: LiveSymbols | None = None  # started when the probe stops
         self.dwarf: DwarfStacks | None = None  # native --unwind dwarf: unwinds the stack copies
         self.t0 = time.monotonic()
         self.wall0 = datetime.now()
@@ -215,6 +216,9 @@ class _Investigation:
         # when interrupted outside its sleep; its blocks so far are kept in any case).
         self.stopping_ = True  # read by _add only, for the lines fed from now on
         self.progress(Progress("stopping", now, self.opts.duration, self.window.taken, None))
+        # while the tool stops (seconds for bpftrace), the stacks seen so far get their lines
+        self.symbols = LiveSymbols(self.maps)
+        self.symbols.start({ss.stack for snap in self.window.snapshots() for ss in snap.stacks})
 
     def finish(self, stderr: str) -> None:
         assert self.parser is not None
@@ -343,7 +347,8 @@ class _Investigation:
             options=self.opts.as_pairs(),
             allocator=self.allocator,
         )
-        return symbolize_live(inv, self.maps)
+        symbols = self.symbols if self.symbols is not None else LiveSymbols(self.maps)
+        return symbols.investigation(inv)
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar, cast, get_args
 
@@ -87,6 +87,14 @@ def _num(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _nums(values: list[float]) -> list[float | None]:
+    """``_num`` of each value (a long series: one check for the usual all-finite case)."""
+    if math.isfinite(sum(values)):  # an infinity or NaN anywhere makes the sum one
+        out: list[float | None] = list(values)
+        return out
+    return [_num(v) for v in values]
+
+
 def _hex(value: int | None) -> str | None:
     return None if value is None else f"{value:#x}"
 
@@ -135,9 +143,18 @@ class _StackTable:
         self.ids: dict[Stack, int] = {}
 
     def id(self, stack: Stack) -> int:
-        if stack not in self.ids:
-            self.ids[stack] = len(self.ids)
-        return self.ids[stack]
+        return self.ids.setdefault(stack, len(self.ids))
+
+    def ids_of(self, stacks: Iterable[Stack]) -> list[int]:
+        """``id`` of each stack (the loop of a long run's snapshots: one lookup a stack)."""
+        ids = self.ids
+        out = []
+        for stack in stacks:
+            sid = ids.get(stack)
+            if sid is None:
+                sid = ids[stack] = len(ids)
+            out.append(sid)
+        return out
 
     def to_json(self) -> list[dict[str, object]]:
         return [
@@ -209,7 +226,7 @@ def _snapshot(s: Snapshot, table: _StackTable) -> dict[str, object]:
         "truncated": s.truncated,
         "top_n": s.top_n,
         "addresses": [[_hex(a), size] for a, size in s.addresses],
-        "stack_ids": [table.id(ss.stack) for ss in s.stacks],
+        "stack_ids": table.ids_of([ss.stack for ss in s.stacks]),
         "outstanding_bytes": [ss.outstanding_bytes for ss in s.stacks],
         "counts": [ss.count for ss in s.stacks],
     }
@@ -254,7 +271,7 @@ def _investigation(inv: Investigation) -> dict[str, object]:
             "reason": f.reason,
             # schema v2: the series as parallel arrays (v1 had one object per point)
             "series": {
-                "t": [_num(p.t) for p in f.series],
+                "t": _nums([p.t for p in f.series]),
                 "outstanding_bytes": [p.outstanding_bytes for p in f.series],
                 "count": [p.count for p in f.series],
             },

@@ -10,7 +10,9 @@ to get it. Frames it cannot place are returned unchanged.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import threading
 from collections.abc import Iterable
 
 from leakhunt.model import DataQuality, Finding, Frame, Investigation, Stack, StackSample
@@ -19,6 +21,8 @@ from leakhunt.symbols.elf import ElfObject
 from leakhunt.symbols.maps import AddressSpace, Mapping
 from leakhunt.symbols.source import allocating_frame, read_snippet
 from leakhunt.symbols.unwind import ObjectCache, Unwound
+
+_log = logging.getLogger(__name__)
 
 CALLERS_LOST = "[callers lost]"
 UNKNOWN = "[unknown]"
@@ -204,12 +208,16 @@ def with_sources(findings: tuple[Finding, ...], limit: int = SNIPPETS) -> tuple[
     return tuple(out)
 
 
-def symbolize_investigation(inv: Investigation, symbolizer: Symbolizer) -> Investigation:
+def symbolize_investigation(
+    inv: Investigation, symbolizer: Symbolizer, known: dict[Stack, Stack] | None = None
+) -> Investigation:
     """Every stack of ``inv`` with source lines; the objects without debug info noted in data quality.
 
-    Stacks stay distinct (adding lines never merges two), so the findings keep their ranking."""
+    ``known``: stacks annotated already by ``symbolizer`` (``LiveSymbols``). Stacks stay distinct
+    (adding lines never merges two), so the findings keep their ranking."""
     stacks = {ss.stack for s in inv.snapshots for ss in s.stacks} | {f.stack for f in inv.findings}
-    mapping = {st: symbolizer.annotate_stack(st) for st in stacks}
+    done = known or {}
+    mapping = {st: done[st] if st in done else symbolizer.annotate_stack(st) for st in stacks}
     out = map_stacks(inv, mapping)
     out = dataclasses.replace(out, findings=with_sources(out.findings))
     notes = tuple(n for n in symbolizer.quality_notes() if n not in inv.quality.notes)
@@ -217,6 +225,41 @@ def symbolize_investigation(inv: Investigation, symbolizer: Symbolizer) -> Inves
         q: DataQuality = inv.quality
         out = dataclasses.replace(out, quality=dataclasses.replace(q, notes=q.notes + notes))
     return out
+
+
+class LiveSymbols:
+    """Source lines for a live run's stacks, looked up in a thread while the probe stops.
+
+    A probe takes seconds to stop (bpftrace finishes printing its maps, then detaches); the stacks
+    seen by then are nearly all there will be. ``start`` annotates them in the background (the
+    main thread only waits for the tool meanwhile); ``investigation`` waits for it and annotates
+    what is left, as ``symbolize_live`` would (same result)."""
+
+    def __init__(self, maps: tuple[Mapping, ...], root: str = "") -> None:
+        self.symbolizer = Symbolizer(AddressSpace(maps, root) if maps else None)
+        self.known: dict[Stack, Stack] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self, stacks: Iterable[Stack]) -> None:
+        todo = tuple(stacks)
+        self._thread = threading.Thread(target=self._annotate, args=(todo,), name="symbols", daemon=True)
+        self._thread.start()
+
+    def _annotate(self, stacks: tuple[Stack, ...]) -> None:
+        try:
+            for st in stacks:
+                self.known[st] = self.symbolizer.annotate_stack(st)
+        except Exception:  # whatever failed is looked up again (and raises) after the join
+            _log.debug("background symbolization stopped", exc_info=True)
+
+    def investigation(self, inv: Investigation) -> Investigation:
+        """``inv`` symbolized (joins the thread; closes the symbolizer)."""
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            return symbolize_investigation(inv, self.symbolizer, self.known)
+        finally:
+            self.symbolizer.close()
 
 
 def symbolize_live(inv: Investigation, maps: tuple[Mapping, ...], root: str = "") -> Investigation:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from leakhunt.model import Frame, Stack
+from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.model import BackendInfo, Frame, Investigation, RunInfo, Snapshot, Stack, StackSample, Target
 from leakhunt.symbols.elf import ElfObject
 from leakhunt.symbols.maps import AddressSpace, parse_maps
 from leakhunt.symbols.source import read_snippet
-from leakhunt.symbols.symbolize import Symbolizer
+from leakhunt.symbols.symbolize import LiveSymbols, Symbolizer, symbolize_live
 
 SRC = Path(__file__).resolve().parent.parent / "targets" / "unwind_leaker.c"
 
@@ -144,3 +145,41 @@ def test_source_snippet_around_the_line_and_refusals(tmp_path: Path) -> None:
     short.write_text("int x;\n")
     short.chmod(0o644)
     assert "changed since the build" in read_snippet(str(short), 50).error
+
+
+def test_stacks_annotated_while_the_probe_stops_give_the_same_investigation(o2: Path) -> None:
+    """LiveSymbols looks the stacks seen so far up in a thread (while the probe stops); a stack
+    seen only in the last snapshot is looked up afterwards: the result is symbolize_live's."""
+    obj = ElfObject(str(o2))
+    seg = next(s for s in obj.segments() if s.executable)
+    base = 0x55D0C2A4B000
+    maps = parse_maps([f"{base:x}-{base + 0x10000:x} r-xp {seg.offset:08x} fe:01 1573026    {o2}"])
+
+    def stack(function: str, callee: str) -> Stack:
+        start = obj.symbol_value(function)
+        assert start is not None
+        ret = _return_after_call(o2, function, callee)
+        return Stack(
+            (Frame(function, ret - start, str(o2), base + ret - seg.vaddr), Frame("main", 1, str(o2)))
+        )
+
+    early, late = stack("parse_request", "malloc@plt"), stack("remember_name", "strdup@plt")
+    snaps = (
+        Snapshot(t=0.0, stacks=(StackSample(early, 64, 1),)),
+        Snapshot(t=1.0, stacks=(StackSample(early, 128, 2), StackSample(late, 32, 1))),
+    )
+    inv = Investigation(
+        target=Target(pid=1, comm="t", cmdline=()),
+        backend=BackendInfo(name="bpftrace", tool="bpftrace", version="0.17.0", argv=()),
+        run=RunInfo(started_at="2026-12-01T12:00:00+00:00", duration_s=1.0),
+        interval_s=1.0,
+        snapshots=snaps,
+        findings=analyze_snapshots(snaps),
+    )
+    symbols = LiveSymbols(maps)
+    symbols.start([early])
+    got = symbols.investigation(inv)
+    assert set(symbols.known) == {early}
+    assert got == symbolize_live(inv, maps)
+    tops = {f.stack.frames[0].symbol for f in got.findings}
+    assert {"make_buffer", "remember_name"} <= tops  # the inlined helper, from the source lines
