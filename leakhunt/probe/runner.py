@@ -164,8 +164,9 @@ class Child:
         return getattr(self, "_eof", False)
 
     def drain(self, timeout: float = 0.0) -> Iterator[str]:
-        """Yield every stdout line available now (waiting up to ``timeout`` for the first)."""
-        line = self.get_line(timeout)
+        """Yield every stdout line available now (waiting up to ``timeout`` for the first; not
+        at all once the output has ended)."""
+        line = self.get_line(0.0 if self.eof else timeout)
         while line is not None:
             yield line
             line = self.get_line(0.0)
