@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from leakhunt.app.agent import AgentConfig, parse_listen, run_agent
+from leakhunt.app.scan import accept_filter
 from leakhunt.cli.common import SafeConsole, Seconds, Size
-from leakhunt.cli.scan import _filter
 from leakhunt.errors import UsageError
 from leakhunt.probe.tools import require_root
 from leakhunt.report import make_output_dir
@@ -166,7 +166,7 @@ def agent(
         output_dir=output_dir,
         keep_reports=keep_reports,
         duration=duration,
-        accept=_filter(name_re, uid),
+        accept=accept_filter(name_re, uid),
     )
     console = SafeConsole(stderr=True, highlight=False)
     sweeps = run_agent(config, lambda line: console.print(line, markup=False))

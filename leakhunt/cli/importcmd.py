@@ -1,28 +1,16 @@
 """``leakhunt import FILE...``: captured memleak/bpftrace output -> the reports of a live run.
 
-Periodic stack output (memleak blocks, bpftrace maps) becomes snapshots and ranked findings, like
-``investigate``; per-call traces (memleak -t, leakhunt's bpftrace trace) become a trace report,
-like ``trace``. Files are streamed: a trace log of any length needs memory for its outstanding
-allocations only.
+The options and the terminal summary; reading a log into a result is ``app.importing.import_file``.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
-import stat
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-from leakhunt.analyze.stacks import SnapshotWindow
-from leakhunt.analyze.trace import TraceMatcher
-from leakhunt.app.common import run_info
-from leakhunt.app.trace import build_result
+from leakhunt.app.importing import import_file
 from leakhunt.cli.common import (
     Milliseconds,
     SafeConsole,
@@ -32,19 +20,9 @@ from leakhunt.cli.common import (
     write_and_announce,
 )
 from leakhunt.cli.trace import print_trace_summary
-from leakhunt.errors import EXIT_OK, ReportError, UsageError
-from leakhunt.inputfile import open_input, read_blocks
-from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
-from leakhunt.parse import ParseStats, lines_of
-from leakhunt.parse.bpftrace import parse_bpftrace
-from leakhunt.parse.detect import DESCRIPTIONS, KINDS, detect_kind
-from leakhunt.parse.memleak import parse_memleak
-
-_PID_NOTES = (
-    re.compile(r"Attaching to pid (\d+), Ctrl\+C to quit\."),
-    re.compile(r"leakhunt: (?:probing|tracing|attached) pid (\d+)"),
-)
-Document = Investigation | TraceResult
+from leakhunt.errors import EXIT_OK, UsageError
+from leakhunt.model import Investigation, TraceResult
+from leakhunt.parse.detect import KINDS
 
 
 @click.command(
@@ -121,169 +99,6 @@ def import_(
         write_and_announce(doc, output_dir, formats, redact=not no_redact, echo=out.print)
         status = max(status, exit_status(doc))
     return status
-
-
-def import_file(
-    name: str,
-    *,
-    kind: str = "auto",
-    min_growth: int = 4096,
-    older_than_ms: int = 0,
-    say: Callable[[str], object] | None = None,
-) -> Document:
-    """Read one captured log (``-`` = stdin) into an Investigation or a TraceResult.
-
-    ``say`` receives what was detected (one line). Raises ReportError for unreadable files and
-    for files holding nothing leakhunt understands.
-    """
-    echo: Callable[[str], object] = say or (lambda _: None)
-    with ExitStack() as stack:
-        lines, started_at = _open(name, stack)
-        if kind == "auto":
-            detection, lines = detect_kind(lines)
-            if detection.kind is None:
-                raise ReportError(
-                    f"{name}: {detection.evidence}",
-                    hint="is it memleak or bpftrace output? Name the format with --kind",
-                )
-            kind = detection.kind
-            echo(f"{name}: detected {detection.describe()}")
-        else:
-            echo(f"{name}: read as {DESCRIPTIONS[kind]} (--kind {kind})")
-        try:
-            if kind in ("memleak-trace", "bpftrace-trace"):
-                return _trace(name, lines, kind, started_at, older_than_ms / 1000)
-            return _stacks(name, lines, kind, started_at, min_growth)
-        except UnicodeDecodeError as err:  # only with a strict decoder; ours replaces
-            raise ReportError(f"{name}: not text ({err})") from err
-        except OSError as err:
-            raise ReportError(f"{name}: {err.strerror or err}") from err
-
-
-def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
-    """Text of ``name`` in blocks of whole lines (decoding errors replaced, lines bounded in
-    length) and the log's time (file mtime, or now for standard input and pipes). Devices and
-    directories are refused."""
-    stream, st = open_input(name)
-    if name != "-":
-        stack.callback(stream.close)
-    if name == "-" or not stat.S_ISREG(st.st_mode):
-        when = datetime.now(UTC)
-    else:
-        when = datetime.fromtimestamp(st.st_mtime, UTC)
-    shown = "standard input" if name == "-" else name
-    return read_blocks(stream, shown, st), when.isoformat(timespec="seconds")
-
-
-def _backend(kind: str, name: str) -> BackendInfo:
-    backend: BackendName = "bcc" if kind.startswith("memleak") else "bpftrace"
-    return BackendInfo(
-        name=backend,
-        tool="import",
-        version="",
-        argv=("leakhunt", "import", name),
-        reason=f"imported from {name} ({DESCRIPTIONS[kind]})",
-    )
-
-
-def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int) -> Investigation:
-    stats = ParseStats()
-    parse = parse_memleak if kind == "memleak" else parse_bpftrace
-    # bounded: a long log keeps an evenly spaced window of its snapshots (as a live run does)
-    window = SnapshotWindow()
-    for snap in parse(lines_of(lines), stats):
-        window.add(snap)
-    snapshots = window.snapshots()
-    if not snapshots:
-        said = [n for n in stats.notes if "crash" in n or "combined-only" in n]
-        raise ReportError(
-            f"{name}: no snapshot found ({stats.lines} lines read, {stats.unparsed} not understood)"
-            + "".join(f"\n  {n}" for n in said),
-            hint="a log needs at least one block ('[HH:MM:SS] Top N stacks ...' or a bpftrace map)",
-        )
-    findings = window.findings(min_growth_bytes=min_growth)
-    pid = _pid_from_notes(stats.notes)
-    notes = [f"imported from {name}: {stats.lines} lines, {window.taken} snapshots"]
-    if window.stride > 1:
-        notes.append(
-            f"long capture: {len(snapshots)} of its {window.taken} snapshots kept, evenly spaced "
-            f"(1 in {window.stride}), for the analysis and the reports"
-        )
-    if window.taken < 3:
-        notes.append("fewer than 3 snapshots: growth cannot be judged reliably")
-    if window.untracked:
-        notes.append(
-            f"the probe's map of live allocations was full: {sum(window.untracked.values()):,} allocations "
-            f"of {len(window.untracked)} stack(s) were not tracked, and those stacks' verdicts are unknown"
-        )
-    return Investigation(
-        target=Target(pid=pid or 0, comm=_comm(name), cmdline=()),
-        backend=_backend(kind, name),
-        # a periodic log does not say where it was captured
-        run=run_info(started_at, snapshots[-1].t - snapshots[0].t, "imported", host="", kernel=""),
-        interval_s=_interval(snapshots),
-        snapshots=snapshots,
-        findings=findings,
-        quality=stats.quality(notes=tuple(notes), map_full=stats.map_full or bool(window.untracked)),
-        options=(("min_growth_bytes", str(min_growth)), ("kind", kind)),
-    )
-
-
-def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_than_s: float) -> TraceResult:
-    stats = ParseStats()
-    matcher = TraceMatcher()
-    parser = matcher.feed_lines(lines, stats)
-    summary = matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
-    if summary.events == 0:
-        raise ReportError(
-            f"{name}: no allocation or free found "
-            f"({stats.lines} lines read, {stats.unparsed} not understood)",
-            hint="memleak -t prints 'alloc exited, size = ..., result = ...' tuples",
-        )
-    pid = parser.target_pid
-    if pid is None:
-        pid = _pid_from_notes(stats.notes)
-    if pid is None and summary.processes:
-        pid = summary.processes[0].pid  # the process with most unfreed bytes
-    comm = parser.target_comm or next((p.comm for p in summary.processes if p.pid == pid), _comm(name))
-    start = summary.start_time if summary.start_time is not None else summary.end_time
-    return build_result(
-        summary,
-        stats,
-        target=Target(pid=pid or 0, comm=comm, cmdline=()),
-        backend=_backend(kind, name),
-        # where the capture was made: a trace saved by leakhunt says; a pasted log does not
-        run=run_info(
-            parser.started_at or started_at,
-            summary.end_time - start,
-            "imported",
-            host=parser.host if parser.host not in (None, "-") else "",
-            kernel=parser.kernel if parser.kernel not in (None, "-") else "",
-        ),
-        notes=[f"imported from {name}: {stats.lines} lines, {summary.events} events"],
-        # a memleak log saved by `leakhunt trace` names its target: other processes' lines are
-        # left out as the live run did; a pasted log, or bpftrace's (filtered in the kernel, with
-        # the target's children), keeps every process
-        only_pid=parser.target_pid if kind == "memleak-trace" else None,
-    )
-
-
-def _pid_from_notes(notes: Iterable[str]) -> int | None:
-    for note in notes:
-        for pattern in _PID_NOTES:
-            m = pattern.search(note)
-            if m is not None:
-                return int(m.group(1))
-    return None
-
-
-def _comm(name: str) -> str:
-    return "stdin" if name == "-" else Path(name).stem or "import"
-
-
-def _interval(snapshots: tuple[Snapshot, ...]) -> float:
-    steps = sorted(b.t - a.t for a, b in itertools.pairwise(snapshots) if b.t > a.t)
-    return steps[len(steps) // 2] if steps else 0.0
 
 
 def _investigation_summary(out: Console, inv: Investigation) -> None:

@@ -10,77 +10,34 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from leakhunt import procfs
-from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, judge_all, judge_kernel, suspects
-from leakhunt.app.common import run_info
+from leakhunt.analyze.trend import MIN_GROWTH_BYTES, SUSPECT_VERDICTS, suspects
 from leakhunt.app.investigate import Progress as SessionProgress
-from leakhunt.app.investigate import run_investigation
+from leakhunt.app.scan import ScanOptions, investigate_suspects, run_scan, sweep_count
 from leakhunt.cli.common import SafeConsole, Seconds, Size, announce
-from leakhunt.errors import LeakhuntError, ProbeFailed, TargetError, UsageError
-from leakhunt.model import Finding, Investigation, ProcessTrend, ScanResult
+from leakhunt.errors import ProbeFailed, TargetError, UsageError
+from leakhunt.model import ProcessTrend, ScanResult
 from leakhunt.outputfile import check_output_dir
-from leakhunt.probe.backend import Backend, ProbeOptions
-from leakhunt.probe.choose import choose_backend, other_backend
-from leakhunt.probe.runner import sigterm_as_interrupt
+from leakhunt.probe.choose import choose_backend
 from leakhunt.probe.tools import require_root
 from leakhunt.report import FORMATS, formats_for, parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
 from leakhunt.report.jsonio import dump
-from leakhunt.sample import Candidate, KernelSampler, Sweeper, SweepStats, describe, lookup_uid
+from leakhunt.sample import SweepStats, lookup_uid
 
 SCAN_FORMATS = formats_for(ScanResult)
-
-
-def _filter(name_re: re.Pattern[str] | None, uid: int | None) -> Callable[[Candidate], bool] | None:
-    if name_re is None and uid is None:
-        return None
-
-    def accept(c: Candidate) -> bool:
-        if uid is not None and c.uid != uid:
-            return False
-        return name_re is None or bool(name_re.search(c.name) or name_re.search(" ".join(c.cmdline)))
-
-    return accept
-
-
-def collect(
-    sweeper: Sweeper,
-    *,
-    duration: float,
-    interval: float,
-    on_sweep: Callable[[float, SweepStats], None] | None = None,
-) -> tuple[float, str]:
-    """Sweep every ``interval`` seconds for ``duration`` seconds (first sweep at 0, last at
-    ``duration``). Returns (seconds actually covered, stop reason). Ctrl-C / SIGTERM stop early and
-    keep what was sampled."""
-    start = time.monotonic()
-    sweeps = int(duration / interval + 1e-9) + 1
-    stop = "duration"
-    try:
-        with sigterm_as_interrupt():
-            for k in range(sweeps):
-                delay = start + k * interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                stats = sweeper.sweep()
-                if on_sweep is not None:
-                    on_sweep(time.monotonic() - start, stats)
-    except KeyboardInterrupt:
-        stop = "interrupted"
-    return time.monotonic() - start, stop
 
 
 def _mb_per_hour(bps: float) -> str:
@@ -368,56 +325,46 @@ def scan(
     console = SafeConsole(stderr=True)
     for pid in missing:
         console.print(f"pid {pid}: no such process", highlight=False, markup=False)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    kernel_sampler = KernelSampler()
-    with Sweeper(pids or None, accept=_filter(name_re, uid), exclude={os.getpid()}) as sweeper:
-        total = int(duration / interval + 1e-9) + 1
-        with Progress(
-            TextColumn("[bold]sampling[/]"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} sweeps"),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("scan", total=total, info="")
+    options = ScanOptions(
+        duration=duration,
+        interval=interval,
+        pids=tuple(pids),
+        name_re=name_re,
+        uid=uid,
+        min_rss=min_rss_bytes,
+        min_growth=min_growth_bytes,
+        min_rate=min_rate_per_hour,
+    )
+    with Progress(
+        TextColumn("[bold]sampling[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} sweeps"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scan", total=sweep_count(duration, interval), info="")
 
-            def on_sweep(elapsed: float, st: SweepStats) -> None:
-                kernel_sampler.sample(elapsed)
-                bad = sum(n for _, n in st.unreadable)
-                info = f"{st.sampled} processes, sweep {st.wall_s * 1000:.1f} ms" + (
-                    f", {bad} unreadable" if bad else ""
-                )
-                progress.update(task, advance=1, info=info)
+        def on_sweep(elapsed: float, st: SweepStats) -> None:
+            bad = sum(n for _, n in st.unreadable)
+            info = f"{st.sampled} processes, sweep {st.wall_s * 1000:.1f} ms" + (
+                f", {bad} unreadable" if bad else ""
+            )
+            progress.update(task, advance=1, info=info)
 
-            covered, stop = collect(sweeper, duration=duration, interval=interval, on_sweep=on_sweep)
-        series = [s for s in sweeper.series() if s.samples[-1].rss >= min_rss_bytes]
-        reasons = sweeper.unreadable_reasons()
-        result = ScanResult(
-            run=run_info(started_at, covered, stop),
-            interval_s=interval,
-            processes=judge_all(
-                series, min_growth_bytes=min_growth_bytes, min_rate_per_hour=min_rate_per_hour
-            ),
-            sampled=sweeper.sampled,
-            unreadable=sum(n for _, n in reasons),
-            unreadable_reasons=reasons,
-            planned_duration_s=duration,
-            kernel_memory=judge_kernel(
-                kernel_sampler.samples,
-                kernel_sampler.caches,
-                min_growth_bytes=min_growth_bytes,
-                min_rate_per_hour=min_rate_per_hour,
-                note=kernel_sampler.slabinfo_error or "",
-            ),
-        )
+        result = run_scan(options, on_sweep)
 
     if backend is not None:
         result = replace(
             result,
             investigations=investigate_suspects(
-                console, result, investigate_top, investigate_duration, backend, mode=investigate_mode
+                _Observer(console),
+                result,
+                investigate_top,
+                investigate_duration,
+                backend,
+                mode=investigate_mode,
             ),
         )
 
@@ -442,155 +389,31 @@ def scan(
         )
 
 
-def investigate_suspects(
-    console: Console,
-    result: ScanResult,
-    n: int,
-    duration: float,
-    backend: Backend,
-    *,
-    mode: str = "alloc",
-) -> tuple[Investigation, ...]:
-    """Probe the ``n`` top suspects one after another: two probes at once would each slow the other's
-    target (and the uprobe on free costs ~14 us a call here). A suspect that exited, whose pid now
-    belongs to another process, or that cannot be probed is reported and skipped.
+class _Observer:
+    """What ``investigate_suspects`` says, on the terminal: a progress bar per suspect, notes."""
 
-    ``mode="growth"``: each suspect is first watched in growth mode (page faults, near free) for
-    half of ``duration``, then probed exactly for the other half (see ``_growth_first``)."""
-    found = suspects(result)[:n]
-    if not found:
-        console.print("no suspect to investigate", highlight=False, markup=False)
-        return ()
-    if mode == "growth":
-        return _growth_first(console, found, duration, backend)
-    return _investigate_each(console, found, duration, backend)
+    def __init__(self, console: Console) -> None:
+        self.console = console
 
+    def note(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False)
 
-def _growth_first(
-    console: Console, found: Sequence[ProcessTrend], duration: float, backend: Backend
-) -> tuple[Investigation, ...]:
-    """Growth mode over every suspect first, then exact probing of those where it saw growth.
-
-    Exact probing covers the suspect's whole allocator (probes cannot be limited to the stacks growth
-    mode named); what growth mode pointed at and whether the exact probe confirmed it is written into
-    the exact investigation's notes."""
-    half = max(duration / 2, 1.0)
-    grow_backend = choose_backend("auto", mode="growth")
-    grown = _investigate_each(console, found, half, grow_backend, mode="growth")
-    out: list[Investigation] = []
-    for g in grown:
-        out.append(g)
-        pointed = [f for f in g.findings if f.verdict == "leak"][:3]
-        proc = next(p for p in found if p.key.pid == g.target.pid)
-        if not pointed:
-            console.print(
-                f"pid {proc.key.pid} ({proc.name}): growth mode saw no stack keep adding pages; "
-                "no exact probing",
-                highlight=False,
-                markup=False,
-            )
-            continue
-        for inv in _investigate_each(console, [proc], half, backend):
-            notes = (*inv.quality.notes, _confirmation(pointed, inv))
-            out.append(replace(inv, quality=replace(inv.quality, notes=notes)))
-    return tuple(out)
-
-
-def _confirmation(pointed: Sequence[Finding], exact: Investigation) -> str:
-    """What growth mode pointed at, and whether exact probing found a leak through the same code."""
-    leaks = [f for f in exact.findings if f.verdict == "leak"]
-    named = "; ".join(_own_frames(f) for f in pointed)
-    confirmed = [f for f in pointed if any(_shares_code(f, leak) for leak in leaks)]
-    verdict = (
-        f"exact probing confirmed {len(confirmed)} of them as leaking"
-        if confirmed
-        else "exact probing found no leaking allocation through the same code (the growth may be "
-        "memory freed and touched again, or allocated before the probes)"
-    )
-    return (
-        f"scan --investigate-mode growth: growth mode ran first and pointed at {len(pointed)} stack(s) "
-        f"({named}); then the allocator was probed exactly (the whole process, not only those "
-        f"stacks): {verdict}"
-    )
-
-
-def _own_frames(f: Finding) -> str:
-    names = [fr.symbol for fr in f.stack.frames if not fr.is_unknown][:3]
-    return " <- ".join(names) or "[no stack]"
-
-
-def _shares_code(grew: Finding, leak: Finding) -> bool:
-    """Both stacks run through the same function outside the allocator and libc start-up."""
-    skip = {"main", "__libc_start_call_main", "__libc_start_main", "_start"}
-    a = {fr.symbol for fr in grew.stack.frames if not fr.is_unknown} - skip
-    b = {fr.symbol for fr in leak.stack.frames if not fr.is_unknown} - skip
-    return bool(a & b)
-
-
-def _investigate_each(
-    console: Console,
-    found: Sequence[ProcessTrend],
-    duration: float,
-    backend: Backend,
-    *,
-    mode: str = "alloc",
-) -> tuple[Investigation, ...]:
-    options = ProbeOptions(
-        duration=duration,
-        interval=min(5.0, max(1.0, duration / 6)),
-        mode="growth" if mode == "growth" else "alloc",
-    )
-    out: list[Investigation] = []
-    for p in found:
-        info = describe(p.key.pid)
-        if info is None or abs(info.create_time - p.key.create_time) > 0.05:
-            console.print(f"skipped pid {p.key.pid} ({p.name}): it has exited", highlight=False, markup=False)
-            continue
+    @contextmanager
+    def investigating(
+        self, pid: int, name: str, mode: str, duration: float
+    ) -> Iterator[Callable[[SessionProgress], None]]:
         with Progress(
-            TextColumn(f"[bold]investigating[/] pid {p.key.pid} {escape(p.name)}"),
+            TextColumn(f"[bold]investigating[/] pid {pid} {escape(name)}"),
             BarColumn(),
             TextColumn("{task.fields[info]}"),
-            console=console,
+            console=self.console,
             transient=True,
         ) as progress:
             task = progress.add_task(f"investigate ({mode})", total=duration, info="starting")
 
-            def show(state: SessionProgress, task: TaskID = task, progress: Progress = progress) -> None:
+            def show(state: SessionProgress) -> None:
                 top = f", rank 1: {state.top.stack.top}" if state.top is not None else ""
                 info = f"{state.status}, {state.snapshots} snapshots{top}"
                 progress.update(task, completed=min(state.elapsed, duration), info=info)
 
-            try:
-                inv = run_investigation(p.key.pid, options=options, progress=show, backend=backend)
-            except ProbeFailed as err:
-                # The probe itself failed (another eBPF tool holding the same uprobe, typically):
-                # unattended escalation deserves one try with the other backend.
-                other = other_backend(backend)
-                if other is None:
-                    console.print(f"skipped pid {p.key.pid} ({p.name}): {err}", highlight=False, markup=False)
-                    continue
-                console.print(
-                    f"pid {p.key.pid}: {backend.name} failed ({err.message}); trying {other.name}",
-                    highlight=False,
-                    markup=False,
-                )
-                try:
-                    inv = run_investigation(p.key.pid, options=options, progress=show, backend=other)
-                except LeakhuntError as err2:
-                    console.print(
-                        f"skipped pid {p.key.pid} ({p.name}): {err2}", highlight=False, markup=False
-                    )
-                    continue
-            except LeakhuntError as err:
-                console.print(f"skipped pid {p.key.pid} ({p.name}): {err}", highlight=False, markup=False)
-                continue
-        leaks = [f for f in inv.findings if f.verdict == "leak"]
-        what = "growing stack(s) (growth mode)" if mode == "growth" else "leaking stack(s)"
-        head = f"pid {p.key.pid} ({p.name}): {len(leaks)} {what}"
-        if leaks:
-            head += (
-                f", rank 1 {leaks[0].stack.top} at {leaks[0].growth_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
-            )
-        console.print(head, highlight=False, markup=False)
-        out.append(inv)
-    return tuple(out)
+            yield show
