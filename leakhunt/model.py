@@ -444,6 +444,19 @@ class ProcessKey:
 
 
 @dataclass(frozen=True)
+class Series:
+    """The samples of one process at the end of a scan (what ``sample.Sweeper`` hands to
+    ``analyze.trend``)."""
+
+    key: ProcessKey
+    name: str
+    cmdline: tuple[str, ...]
+    username: str | None
+    samples: tuple[MemSample, ...]
+    alive: bool  # still running at the last sweep
+
+
+@dataclass(frozen=True)
 class TrendEvidence:
     """Numbers behind a scan verdict."""
 

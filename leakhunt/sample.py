@@ -23,7 +23,7 @@ from typing import Literal
 import psutil
 
 from leakhunt import procfs
-from leakhunt.model import MemSample, ProcessKey
+from leakhunt.model import MemSample, ProcessKey, Series
 from leakhunt.procfs import (
     StatusMemory,
     parse_meminfo_slab,
@@ -252,18 +252,6 @@ class SeriesBuffer:
         return sum(
             c.buffer_info()[1] * c.itemsize for c in (self._t, self._rss, self._vms, self._shared, self._swap)
         )
-
-
-@dataclass(frozen=True)
-class Series:
-    """The samples of one process at the end of a scan."""
-
-    key: ProcessKey
-    name: str
-    cmdline: tuple[str, ...]
-    username: str | None
-    samples: tuple[MemSample, ...]
-    alive: bool  # still running at the last sweep
 
 
 # Processes that ended during a scan kept for the report (those that grew most).

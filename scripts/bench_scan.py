@@ -35,9 +35,9 @@ from collections.abc import Callable
 from typing import Literal
 
 from leakhunt.analyze.trend import judge_all
-from leakhunt.model import MemSample, ProcessKey
+from leakhunt.model import MemSample, ProcessKey, Series
 from leakhunt.procfs import StatusMemory
-from leakhunt.sample import Series, SeriesBuffer, Sweeper, SweepStats
+from leakhunt.sample import SeriesBuffer, Sweeper, SweepStats
 
 
 def children_cpu() -> float:

@@ -33,10 +33,10 @@ from leakhunt.model import (
     ProcessTrend,
     ScanResult,
     ScanVerdict,
+    Series,
     SlabTrend,
     TrendEvidence,
 )
-from leakhunt.sample import Series
 
 MIN_GROWTH_BYTES = 1 << 20
 # A clean linear trend at this rate or more is a suspect even before it reaches MIN_GROWTH_BYTES

@@ -45,3 +45,44 @@ def test_a_probe_module_importing_analyze_breaks_the_contract(tmp_path: Path) ->
     assert done.returncode != 0, done.stdout
     assert "probe never imports analyze" in done.stdout and "BROKEN" in done.stdout
     assert "leakhunt.probe.live -> leakhunt.analyze.stacks" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "contract", "chain"),
+    [
+        (
+            "analyze/stacks.py",
+            "from leakhunt.parse import memleak as _backwards  # noqa",
+            "analyze never imports parse",
+            "leakhunt.analyze.stacks -> leakhunt.parse.memleak",
+        ),
+        (
+            "analyze/trend.py",
+            "from leakhunt import sample as _backwards  # noqa",
+            "analyze never imports parse",
+            "leakhunt.analyze.trend -> leakhunt.sample",
+        ),
+        (
+            "report/scan.py",
+            "from leakhunt import procfs as _backwards  # noqa",
+            "report never imports probe",
+            "leakhunt.report.scan -> leakhunt.procfs",
+        ),
+        (
+            "procfs.py",
+            "from leakhunt import errors as _backwards  # noqa",
+            "procfs imports nothing of leakhunt",
+            "leakhunt.procfs -> leakhunt.errors",
+        ),
+    ],
+)
+def test_backward_imports_break_a_contract(
+    tmp_path: Path, module: str, planted: str, contract: str, chain: str
+) -> None:
+    shutil.copytree(ROOT / "leakhunt", tmp_path / "leakhunt", ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / "leakhunt" / module
+    path.write_text(path.read_text() + f"\n{planted}\n")
+    done = _lint(tmp_path)
+    assert done.returncode != 0, done.stdout
+    assert contract in done.stdout and "BROKEN" in done.stdout
+    assert chain in done.stdout

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leakhunt.analyze.trend import MIN_GROWTH_BYTES, judge, judge_all
-from leakhunt.model import MemSample, ProcessKey
+from leakhunt.model import MemSample, ProcessKey, Series
 from leakhunt.procfs import (
     StatusMemory,
     parse_stat_starttime,
@@ -26,7 +26,7 @@ from leakhunt.procfs import (
     parse_status_memory,
     parse_swap_total,
 )
-from leakhunt.sample import Series, SeriesBuffer, Sweeper
+from leakhunt.sample import SeriesBuffer, Sweeper
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 KIB = 1024
