@@ -298,22 +298,23 @@ def parse_stat_fields(data: bytes) -> list[bytes] | None:
         return None
 
 
-def parse_stat_flags(data: bytes) -> int | None:
-    """Field 9 of /proc/PID/stat (the PF_* flags: PF_KTHREAD for a kernel thread), or None."""
+def parse_stat_int(data: bytes, field: int) -> int | None:
+    """Field number ``field`` of /proc/PID/stat as proc(5) counts them (1 = pid), or None."""
     fields = parse_stat_fields(data)
     try:
-        return int(fields[6]) if fields is not None else None
+        return int(fields[field - 3]) if fields is not None and field >= 3 else None
     except (ValueError, IndexError):
         return None
+
+
+def parse_stat_flags(data: bytes) -> int | None:
+    """Field 9 of /proc/PID/stat (the PF_* flags: PF_KTHREAD for a kernel thread), or None."""
+    return parse_stat_int(data, 9)
 
 
 def parse_stat_starttime(data: bytes) -> int | None:
     """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None (pure)."""
-    fields = parse_stat_fields(data)
-    try:
-        return int(fields[19]) if fields is not None else None
-    except (ValueError, IndexError):
-        return None
+    return parse_stat_int(data, 22)
 
 
 def parse_status_identity(data: bytes) -> tuple[str, int | None, str]:

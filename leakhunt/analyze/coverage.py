@@ -16,20 +16,12 @@ import os
 from collections.abc import Sequence
 
 from leakhunt.model import AllocatorInfo, MemSample, Snapshot
+from leakhunt.units import human_size
 
 # Growth below this is never judged: page-cache-like noise, thread stacks, first-touch of arenas.
 MIN_UNEXPLAINED_BYTES = 2 * 1024 * 1024
 # The probes must have seen at least this share of the growth for the result to count as complete.
 MIN_SEEN_SHARE = 0.2
-
-
-def _size(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def missed_allocations(
@@ -65,8 +57,8 @@ def missed_allocations(
     if seen >= MIN_SEEN_SHARE * (grew - MIN_UNEXPLAINED_BYTES):
         return ""
     return (
-        f"the process's anonymous memory grew by {_size(grew)} while the probes saw {_size(seen)} of new "
-        f"outstanding allocations: likely cause: "
+        f"the process's anonymous memory grew by {human_size(grew)} while the probes saw "
+        f"{human_size(seen)} of new outstanding allocations: likely cause: "
         f"{_cause(probed, really, size_filtered, backend_gaps, unparsed_lines)}"
     )
 

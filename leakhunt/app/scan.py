@@ -27,6 +27,7 @@ from leakhunt.probe.backend import Backend, ProbeOptions
 from leakhunt.probe.choose import choose_backend, other_backend
 from leakhunt.probe.runner import sigterm_as_interrupt
 from leakhunt.sample import Candidate, KernelSampler, Sweeper, SweepStats, describe
+from leakhunt.units import mb_per_hour
 
 
 @dataclass(frozen=True)
@@ -263,9 +264,7 @@ def _investigate_each(
         what = "growing stack(s) (growth mode)" if mode == "growth" else "leaking stack(s)"
         head = f"pid {p.key.pid} ({p.name}): {len(leaks)} {what}"
         if leaks:
-            head += (
-                f", rank 1 {leaks[0].stack.top} at {leaks[0].growth_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
-            )
+            head += f", rank 1 {leaks[0].stack.top} at {mb_per_hour(leaks[0].growth_bytes_per_sec)} MB/h"
         observer.note(head)
         out.append(inv)
     return tuple(out)

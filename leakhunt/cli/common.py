@@ -314,13 +314,3 @@ def exit_status(doc: Document) -> int:
     if doc.run.stop_reason == "error":
         return EXIT_PROBE_FAILED  # the probe died under us: the report holds what it printed before
     return EXIT_SAW_NOTHING if blind else EXIT_OK
-
-
-def human_size(n: float) -> str:
-    """A byte count for the terminal: ``512 B``, ``1.5 KiB``, ``2.0 MiB`` (at most GiB)."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

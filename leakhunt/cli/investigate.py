@@ -25,7 +25,6 @@ from leakhunt.cli.common import (
     Seconds,
     Size,
     exit_status,
-    human_size,
     output_options,
     write_despite_interrupt,
 )
@@ -37,6 +36,7 @@ from leakhunt.probe import growth, tools
 from leakhunt.probe.backend import ProbeMode
 from leakhunt.probe.choose import choose_backend
 from leakhunt.report.redact import redact_argv
+from leakhunt.units import human_size
 
 
 def probe_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -25,8 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from leakhunt.app.investigate import Progress
-from leakhunt.cli.common import SafeConsole, human_size
+from leakhunt.cli.common import SafeConsole
 from leakhunt.model import Finding
+from leakhunt.units import human_size
 
 # frames shown per stack; redraws per second at most while attaching (every snapshot redraws)
 FRAMES = 4

@@ -36,12 +36,9 @@ from leakhunt.report import FORMATS, formats_for, parse_formats, write_reports
 from leakhunt.report import redact as redact_mod
 from leakhunt.report.jsonio import dump
 from leakhunt.sample import SweepStats, lookup_uid
+from leakhunt.units import mb_per_hour
 
 SCAN_FORMATS = formats_for(ScanResult)
-
-
-def _mb_per_hour(bps: float) -> str:
-    return f"{bps * 3600 / 1e6:+,.1f}"
 
 
 def _mib(n: int | None) -> str:
@@ -82,7 +79,7 @@ def print_table(console: Console, scan: ScanResult, top: int) -> None:
             str(p.key.pid),
             escape(p.name),  # the target names itself: text, never markup
             f"[{style}]{verdict_text(p)}[/]" if style else verdict_text(p),
-            _mb_per_hour(p.evidence.slope_bytes_per_sec),
+            mb_per_hour(p.evidence.slope_bytes_per_sec),
             f"{p.evidence.r2:.2f}",
             _mib(last.anon),
             _mib(last.rss),
@@ -112,10 +109,10 @@ def summary_lines(scan: ScanResult) -> list[str]:
         lines.append("could not read 0 processes")
     km = scan.kernel_memory
     if km is not None and km.verdict in SUSPECT_VERDICTS:
-        caches = ", ".join(f"{c.name} {c.slope_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h" for c in km.caches[:3])
+        caches = ", ".join(f"{c.name} {mb_per_hour(c.slope_bytes_per_sec)} MB/h" for c in km.caches[:3])
         lines.append(
             f"the kernel's unreclaimable slab (SUnreclaim) is {km.verdict}: "
-            f"{km.evidence.slope_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
+            f"{mb_per_hour(km.evidence.slope_bytes_per_sec)} MB/h"
             + (f" (caches: {caches})" if caches else "")
             + "; next step, as root: leakhunt investigate --kernel"
         )
@@ -124,7 +121,7 @@ def summary_lines(scan: ScanResult) -> list[str]:
         lines.append(f"{len(found)} suspect(s); next step, as root:")
         lines += [
             f"  leakhunt investigate {p.key.pid}    # {p.name}: {p.verdict}, "
-            f"{p.evidence.slope_bytes_per_sec * 3600 / 1e6:+,.1f} MB/h"
+            f"{mb_per_hour(p.evidence.slope_bytes_per_sec)} MB/h"
             for p in found[:5]
         ]
     else:

@@ -20,7 +20,6 @@ from leakhunt.cli.common import (
     SafeConsole,
     Seconds,
     exit_status,
-    human_size,
     output_options,
     write_despite_interrupt,
 )
@@ -28,6 +27,7 @@ from leakhunt.errors import UsageError
 from leakhunt.model import TraceResult
 from leakhunt.outputfile import check_output_dir
 from leakhunt.probe.tools import require_root
+from leakhunt.units import human_size
 
 SUMMARY_ROWS = 8
 

@@ -18,10 +18,11 @@ stdout since); its own ``attached_probes`` event and BEGIN come *before* the upr
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from leakhunt.errors import TargetError, UsageError
-from leakhunt.model import AllocatorHook, AllocatorInfo, BackendName
+from leakhunt.model import AllocatorHook, AllocatorInfo, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import BpftraceParser
 from leakhunt.probe import allocator as allocators
@@ -150,21 +151,15 @@ class BpftraceBackend(BaseBackend):
         script = render_script(pid, lib, options, launched=launched, free_offset=free_offset, hooks=hooks)
         unsafe = ("--unsafe",) if free_offset else ()
         argv = (self.tool.path, *unsafe, "-f", "json", "-p", str(pid), script_path)
-        env = dict(tools.bpftrace_map_env(options.map_keys))
-        env[ATTACHED_MARKER] = "1"
-        # Without it bpftrace (ASLR on, no -c) rebuilds the target's symbol tables for every stack it
-        # prints: seconds of CPU per snapshot. One pid is probed, so a per-pid cache is always right.
-        env["BPFTRACE_CACHE_USER_SYMBOLS"] = "1"
-        return ProbeCommand(
-            info=backend_info(self, argv),
-            argv=argv,
-            env=tuple(env.items()),
-            new_parser=parser,
-            attached=attached,
-            is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
-            arm=None if launched else arm,
+        return json_command(
+            self.tool,
+            argv,
+            options,
+            reason=self.reason,
             script=script,
             script_path=script_path,
+            arm=None if launched else arm,
+            one_pid=True,
             max_tracked=options.map_keys,
             notes=(note,) if note else (),
             counts_calls=True,
@@ -185,6 +180,45 @@ class BpftraceBackend(BaseBackend):
             script=render_trace_script(pid, lib, hooks),
             script_path=script_path,
         )
+
+
+def json_command(
+    tool: tools.Tool,
+    argv: tuple[str, ...],
+    options: ProbeOptions,
+    *,
+    reason: str,
+    script: str,
+    script_path: str,
+    arm: Callable[[int], None] | None,
+    one_pid: bool,
+    max_tracked: int | None = None,
+    notes: tuple[str, ...] = (),
+    counts_calls: bool = False,
+) -> ProbeCommand:
+    """A bpftrace program printing maps as JSON (``-f json``): the alloc probes, growth mode and
+    kernel mode share its environment, attach signal and parser; ``run_live`` writes ``script``
+    at ``script_path``. ``one_pid``: the program's stacks are all of one process (``-p``)."""
+    env = dict(tools.bpftrace_map_env(options.map_keys))
+    env[ATTACHED_MARKER] = "1"
+    if one_pid:
+        # Without it bpftrace (ASLR on, no -c) rebuilds the target's symbol tables for every stack
+        # it prints: seconds of CPU per snapshot. One pid is probed, so a per-pid cache is always right.
+        env["BPFTRACE_CACHE_USER_SYMBOLS"] = "1"
+    return ProbeCommand(
+        info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
+        argv=argv,
+        env=tuple(env.items()),
+        new_parser=parser,
+        attached=attached,
+        is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
+        arm=arm,
+        script=script,
+        script_path=script_path,
+        max_tracked=max_tracked,
+        notes=notes,
+        counts_calls=counts_calls,
+    )
 
 
 def render_trace_script(pid: int, lib: str, hooks: tuple[AllocatorHook, ...] | None = None) -> str:

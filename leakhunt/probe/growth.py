@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from leakhunt.errors import UsageError
-from leakhunt.model import AllocatorInfo, BackendInfo, BackendName
+from leakhunt.model import AllocatorInfo, BackendName
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
@@ -94,19 +94,15 @@ def command(
     script = render_script(pid, options, launched=launched)
     # -p: ustack frames of this process are named from its own maps (and cached once)
     argv = (tool.path, "-f", "json", "-p", str(pid), script_path)
-    env = dict(tools.bpftrace_map_env(options.map_keys))
-    env[ATTACHED_MARKER] = "1"
-    env["BPFTRACE_CACHE_USER_SYMBOLS"] = "1"
-    return ProbeCommand(
-        info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
-        argv=argv,
-        env=tuple(env.items()),
-        new_parser=bpftrace_backend.parser,
-        attached=bpftrace_backend.attached,
-        is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
-        arm=None if launched else bpftrace_backend.arm,
+    return bpftrace_backend.json_command(
+        tool,
+        argv,
+        options,
+        reason=reason,
         script=script,
         script_path=script_path,
+        arm=None if launched else bpftrace_backend.arm,
+        one_pid=True,
         notes=(CAVEAT,),
     )
 

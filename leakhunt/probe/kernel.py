@@ -80,8 +80,6 @@ def bpftrace_command(
         )
     script = render_script(pid, options, launched=launched)
     argv = (tool.path, "-f", "json", script_path)
-    env = dict(tools.bpftrace_map_env(options.map_keys))
-    env[ATTACHED_MARKER] = "1"
     me = os.getpid()
 
     def arm(_pid: int) -> None:
@@ -89,16 +87,16 @@ def bpftrace_command(
         # sys_enter_kill probe sees it and starts counting
         os.kill(pid if pid else me, 0)
 
-    return ProbeCommand(
-        info=BackendInfo(name="bpftrace", tool=tool.path, version=tool.version, argv=argv, reason=reason),
-        argv=argv,
-        env=tuple(env.items()),
-        new_parser=bpftrace_backend.parser,
-        attached=bpftrace_backend.attached,
-        is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
-        arm=None if launched else arm,
+    # kernel stacks are named from /proc/kallsyms: no per-process symbol cache
+    return bpftrace_backend.json_command(
+        tool,
+        argv,
+        options,
+        reason=reason,
         script=script,
         script_path=script_path,
+        arm=None if launched else arm,
+        one_pid=False,
         max_tracked=options.map_keys,
     )
 

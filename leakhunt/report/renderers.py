@@ -8,7 +8,7 @@ the one atomic writer (``outputfile.write_atomic``).
 
 ``RENDERERS`` serves investigations, traces and scans; ``DIFF_RENDERERS`` the reports of
 ``leakhunt diff``. The command-line ``--format`` choices, the file endings and the help texts all
-come from these two tables. Adding a format is one class here.
+come from these two tables. Adding a format is one write function and one ``Format`` entry here.
 
 The modules that load slowly (pprof's protobuf, the folded exporter, the scan report) are imported
 when a document is rendered in their format, not when the registry is built.
@@ -17,9 +17,9 @@ when a document is rendered in their format, not when the registry is built.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Protocol, TypeVar, cast
+from typing import IO, Any, Generic, Protocol, TypeVar, cast
 
 from leakhunt.analyze.diff import DiffResult, FailOn
 from leakhunt.model import Investigation, ScanResult, TraceResult
@@ -54,169 +54,120 @@ class Renderer(Protocol[D_contra]):
         ...
 
 
+D = TypeVar("D")
+
+
+@dataclass(frozen=True)
+class Format(Generic[D]):
+    """A ``Renderer`` made of its fields and one write function."""
+
+    name: str
+    extension: str
+    write: Callable[[D, IO[Any], Mapping[str, str]], None]
+    kinds: tuple[type[object], ...]
+    suffixes: tuple[str, ...] = ()
+    binary: bool = False
+
+    def render(self, doc: D, stream: IO[Any], **opts: str) -> None:
+        self.write(doc, stream, opts)
+
+
 _ALL: tuple[type[object], ...] = (Investigation, ScanResult, TraceResult)
 _STACKS: tuple[type[object], ...] = (Investigation, TraceResult)
 
 
-@dataclass(frozen=True)
-class HtmlRenderer:
-    name: str = "html"
-    extension: str = ".html"
-    suffixes: tuple[str, ...] = (".htm",)
-    binary: bool = False
-    kinds: tuple[type[object], ...] = _ALL
+def _html(doc: Document, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    if isinstance(doc, ScanResult):
+        # report.scan imports this package's html/markdown modules: import it only when needed.
+        from leakhunt.report import scan  # noqa: PLC0415
 
-    def render(self, doc: Document, stream: IO[Any], **opts: str) -> None:
-        if isinstance(doc, ScanResult):
-            # report.scan imports this package's html/markdown modules: import it only when needed.
-            from leakhunt.report import scan  # noqa: PLC0415
+        scan.render_html(doc, stream)
+        return
+    from leakhunt.report import html  # noqa: PLC0415
 
-            scan.render_html(doc, stream)
-            return
-        from leakhunt.report import html  # noqa: PLC0415
-
-        stream.write(html.render_html(doc))
+    stream.write(html.render_html(doc))
 
 
-@dataclass(frozen=True)
-class MarkdownRenderer:
-    name: str = "md"
-    extension: str = ".md"
-    suffixes: tuple[str, ...] = (".markdown",)
-    binary: bool = False
-    kinds: tuple[type[object], ...] = _ALL
+def _markdown(doc: Document, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    if isinstance(doc, ScanResult):
+        from leakhunt.report import scan  # noqa: PLC0415
 
-    def render(self, doc: Document, stream: IO[Any], **opts: str) -> None:
-        if isinstance(doc, ScanResult):
-            from leakhunt.report import scan  # noqa: PLC0415
+        scan.render_md(doc, stream)
+        return
+    from leakhunt.report import markdown  # noqa: PLC0415
 
-            scan.render_md(doc, stream)
-            return
-        from leakhunt.report import markdown  # noqa: PLC0415
-
-        stream.write(markdown.render_md(doc))
+    stream.write(markdown.render_md(doc))
 
 
-@dataclass(frozen=True)
-class JsonRenderer:
-    name: str = "json"
-    extension: str = ".json"
-    suffixes: tuple[str, ...] = ()
-    binary: bool = False
-    kinds: tuple[type[object], ...] = _ALL
-
-    def render(self, doc: Document, stream: IO[Any], **opts: str) -> None:
-        jsonio.dump(doc, stream)
+def _json(doc: Document, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    jsonio.dump(doc, stream)
 
 
-@dataclass(frozen=True)
-class FoldedRenderer:
+def _folded(doc: Document, stream: IO[Any], opts: Mapping[str, str]) -> None:
     """``opts``: ``value`` (bytes, growth or count; bytes by default)."""
+    from leakhunt.report import folded  # noqa: PLC0415 - exports load only when asked for
 
-    name: str = "folded"
-    extension: str = ".folded"
-    suffixes: tuple[str, ...] = (".collapsed",)
-    binary: bool = False
-    kinds: tuple[type[object], ...] = _STACKS
-
-    def render(self, doc: Document, stream: IO[Any], **opts: str) -> None:
-        from leakhunt.report import folded  # noqa: PLC0415 - exports load only when asked for
-
-        folded.render_folded(cast(Investigation | TraceResult, doc), stream, value=opts.get("value", "bytes"))
+    folded.render_folded(cast(Investigation | TraceResult, doc), stream, value=opts.get("value", "bytes"))
 
 
-@dataclass(frozen=True)
-class PprofRenderer:
-    name: str = "pprof"
-    extension: str = ".pb.gz"
-    suffixes: tuple[str, ...] = (".pprof",)
-    binary: bool = True
-    kinds: tuple[type[object], ...] = _STACKS
+def _pprof(doc: Document, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    from leakhunt.report import pprof  # noqa: PLC0415 - protobuf loads only when pprof is asked for
 
-    def render(self, doc: Document, stream: IO[Any], **opts: str) -> None:
-        from leakhunt.report import pprof  # noqa: PLC0415 - protobuf loads only when pprof is asked for
-
-        pprof.render_pprof(cast(Investigation | TraceResult, doc), stream)
+    pprof.render_pprof(cast(Investigation | TraceResult, doc), stream)
 
 
-def _registry(*renderers: Renderer[Any]) -> Mapping[str, Renderer[Any]]:
+def _registry(*renderers: Renderer[D]) -> Mapping[str, Renderer[D]]:
     return {r.name: r for r in renderers}
 
 
 # In the order formats are listed in help texts.
 RENDERERS: Mapping[str, Renderer[Document]] = _registry(
-    HtmlRenderer(), MarkdownRenderer(), JsonRenderer(), FoldedRenderer(), PprofRenderer()
+    Format("html", ".html", _html, _ALL, suffixes=(".htm",)),
+    Format("md", ".md", _markdown, _ALL, suffixes=(".markdown",)),
+    Format("json", ".json", _json, _ALL),
+    Format("folded", ".folded", _folded, _STACKS, suffixes=(".collapsed",)),
+    Format("pprof", ".pb.gz", _pprof, _STACKS, suffixes=(".pprof",), binary=True),
 )
 
 
-# --- diff reports ------------------------------------------------------------------------------------
+# --- diff reports: every one takes ``fail_on`` (any, new, never; any by default) -------------------
 
 
 def _fail_on(opts: Mapping[str, str]) -> FailOn:
     return cast(FailOn, opts.get("fail_on", "any"))
 
 
-@dataclass(frozen=True)
-class DiffTextRenderer:
-    """``opts`` of every diff renderer: ``fail_on`` (any, new, never; any by default)."""
+def _diff_text(doc: DiffResult, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    from leakhunt.report import diffreport  # noqa: PLC0415
 
-    name: str = "text"
-    extension: str = ".txt"
-    suffixes: tuple[str, ...] = ()
-    binary: bool = False
-    kinds: tuple[type[object], ...] = (DiffResult,)
-
-    def render(self, doc: DiffResult, stream: IO[Any], **opts: str) -> None:
-        from leakhunt.report import diffreport  # noqa: PLC0415
-
-        stream.write(diffreport.render_text(doc, _fail_on(opts)))
+    stream.write(diffreport.render_text(doc, _fail_on(opts)))
 
 
-@dataclass(frozen=True)
-class DiffHtmlRenderer:
-    name: str = "html"
-    extension: str = ".html"
-    suffixes: tuple[str, ...] = (".htm",)
-    binary: bool = False
-    kinds: tuple[type[object], ...] = (DiffResult,)
+def _diff_html(doc: DiffResult, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    from leakhunt.report import diffreport  # noqa: PLC0415
 
-    def render(self, doc: DiffResult, stream: IO[Any], **opts: str) -> None:
-        from leakhunt.report import diffreport  # noqa: PLC0415
-
-        stream.write(diffreport.render_html(doc, _fail_on(opts)))
+    stream.write(diffreport.render_html(doc, _fail_on(opts)))
 
 
-@dataclass(frozen=True)
-class DiffMarkdownRenderer:
-    name: str = "md"
-    extension: str = ".md"
-    suffixes: tuple[str, ...] = (".markdown",)
-    binary: bool = False
-    kinds: tuple[type[object], ...] = (DiffResult,)
+def _diff_markdown(doc: DiffResult, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    from leakhunt.report import diffreport  # noqa: PLC0415
 
-    def render(self, doc: DiffResult, stream: IO[Any], **opts: str) -> None:
-        from leakhunt.report import diffreport  # noqa: PLC0415
-
-        stream.write(diffreport.render_md(doc, _fail_on(opts)))
+    stream.write(diffreport.render_md(doc, _fail_on(opts)))
 
 
-@dataclass(frozen=True)
-class DiffJsonRenderer:
-    name: str = "json"
-    extension: str = ".json"
-    suffixes: tuple[str, ...] = ()
-    binary: bool = False
-    kinds: tuple[type[object], ...] = (DiffResult,)
+def _diff_json(doc: DiffResult, stream: IO[Any], opts: Mapping[str, str]) -> None:
+    from leakhunt.report import diffreport  # noqa: PLC0415
 
-    def render(self, doc: DiffResult, stream: IO[Any], **opts: str) -> None:
-        from leakhunt.report import diffreport  # noqa: PLC0415
-
-        json.dump(diffreport.to_dict(doc, _fail_on(opts)), stream, indent=1, sort_keys=False)
-        stream.write("\n")
+    json.dump(diffreport.to_dict(doc, _fail_on(opts)), stream, indent=1, sort_keys=False)
+    stream.write("\n")
 
 
+_DIFF: tuple[type[object], ...] = (DiffResult,)
 DIFF_RENDERERS: Mapping[str, Renderer[DiffResult]] = _registry(
-    DiffTextRenderer(), DiffHtmlRenderer(), DiffMarkdownRenderer(), DiffJsonRenderer()
+    Format("text", ".txt", _diff_text, _DIFF),
+    Format("html", ".html", _diff_html, _DIFF, suffixes=(".htm",)),
+    Format("md", ".md", _diff_markdown, _DIFF, suffixes=(".markdown",)),
+    Format("json", ".json", _diff_json, _DIFF),
 )
 
 

@@ -27,6 +27,7 @@ from leakhunt.report import views
 from leakhunt.report.safetext import neutralize
 from leakhunt.report.svg import Series, line_chart
 from leakhunt.templating import html_env
+from leakhunt.units import mb_per_hour
 
 # Processes given a chart of their own, in rank order (suspects first).
 MAX_CHARTS = 20
@@ -118,7 +119,7 @@ def process_views(scan: ScanResult) -> list[ProcessView]:
                 verdict=p.verdict + (" + address-space growth" if p.evidence.address_space_growth else ""),
                 badge=BADGE.get(p.verdict, "stable"),
                 rate_text=views.human_rate(rate),
-                mb_per_hour=f"{rate * 3600 / 1e6:+,.1f}",
+                mb_per_hour=mb_per_hour(rate),
                 growth_text=views.human_bytes(p.evidence.growth_bytes),
                 anon_text=views.human_bytes(last.anon) if last else "n/a",
                 rss_text=views.human_bytes(last.rss) if last else "n/a",
@@ -243,7 +244,7 @@ def kernel_view(scan: ScanResult) -> KernelView | None:
         verdict=k.verdict,
         suspect=k.verdict in SUSPECT_VERDICTS,
         rate_text=views.human_rate(rate),
-        mb_per_hour=f"{rate * 3600 / 1e6:+,.1f}",
+        mb_per_hour=mb_per_hour(rate),
         first_text=views.human_bytes(k.samples[0].rss),
         last_text=views.human_bytes(k.samples[-1].rss),
         caches=tuple(
