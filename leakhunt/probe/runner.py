@@ -242,8 +242,8 @@ def inherited_fds() -> tuple[int, ...]:
     """Descriptors above 2 this process holds open and inheritable: the ones its parent gave it
     (Python opens its own non-inheritable, PEP 446)."""
     try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:
+        names = procfs.listdir("self", "fd")
+    except procfs.ProcError:
         return ()
     found = []
     for name in names:
