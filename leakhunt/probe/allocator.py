@@ -43,6 +43,7 @@ from leakhunt import procfs
 from leakhunt.errors import LeakhuntError, TargetError, UsageError
 from leakhunt.model import AllocatorHook, AllocatorInfo, AllocatorRole
 from leakhunt.probe import runner
+from leakhunt.symbols.maps import host_path
 
 # --- the functions probes hook ------------------------------------------------------------------
 
@@ -439,46 +440,6 @@ def _version_text(path: str) -> str | None:
         return None
     m = _VERSION_BYTES.search(data)
     return m.group(1).decode() if m else None
-
-
-def host_path(pid: int | None, path: str, inode: int | None = None) -> str:
-    """``path`` as the target names it, as a path this process can open and that the probe tools
-    (which resolve paths in the target's mount namespace) accept.
-
-    /proc/PID/maps writes a name relative to *the reader's* root when the file is reachable from
-    it (a target in a chroot or ``unshare --root``: the host path /srv/jail/lib/libc.so.6) and
-    relative to the target's root otherwise (a container: /lib/libc.so.6). Both become
-    /proc/PID/root/<path inside the target>, checked against ``inode`` when it is known. A host
-    path given for a chrooted target (--obj) that exists only outside is kept as it is.
-    """
-    if pid is None or same_root(pid):
-        return path
-    inside = procfs.path(pid, "root")
-    candidates = [inside + path]
-    try:
-        root = procfs.readlink(pid, "root").rstrip("/")
-    except procfs.ProcError:
-        root = ""
-    if root and path.startswith(root + "/"):
-        candidates.insert(0, inside + path[len(root) :])
-    for candidate in candidates:
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if inode is None or st.st_ino == inode:
-            return candidate
-    return path if os.path.exists(path) else candidates[0]
-
-
-def same_root(pid: int) -> bool:
-    """True when ``pid`` has our root (or it cannot be told: the plain path is the best guess)."""
-    try:
-        ours = os.stat("/")
-        theirs = procfs.stat(pid, "root/")
-    except OSError:
-        return True
-    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def detect_pid(pid: int) -> AllocatorInfo:

@@ -28,6 +28,7 @@ from leakhunt.parse.bpftrace import BpftraceParser
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
+from leakhunt.symbols import maps
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 TRACE_ATTACHED_PREFIX = "leakhunt: tracing pid"  # printed by trace.bt.j2's BEGIN, after every attach
@@ -80,7 +81,7 @@ def allocator_lib(pid: int, options: ProbeOptions, alloc: AllocatorInfo | None, 
     launched command is still its gate's shell: the path is read in our own file system), else
     ``--obj`` or the target's C library."""
     if alloc is not None:
-        return alloc.path if launched else allocators.host_path(pid, alloc.path)
+        return alloc.path if launched else maps.host_path(pid, alloc.path)
     return tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
 
 

@@ -25,9 +25,9 @@ from leakhunt.errors import LeakhuntError, TargetError, UsageError
 from leakhunt.model import ALLOCATOR_FUNCTIONS, AllocatorInfo, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.native import ATTACHED_PREFIX, STATUS_PREFIX, NativeParser
-from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, runner, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
+from leakhunt.symbols import maps
 
 HOST_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_host.py")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
@@ -351,7 +351,7 @@ class NativeBackend(BaseBackend):
                 f"the native backend does not do --mode {options.mode}", hint="use --backend bpftrace"
             )
         if allocator is not None:
-            lib = allocator.path if launched else allocators.host_path(pid, allocator.path)
+            lib = allocator.path if launched else maps.host_path(pid, allocator.path)
             hooks: tuple[Hook, ...] | None = hooks_from(allocator, lib)
         else:
             lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)

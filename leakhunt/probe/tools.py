@@ -23,6 +23,7 @@ from leakhunt import procfs, sample
 from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError, UsageError
 from leakhunt.model import ALLOCATOR_FUNCTIONS
 from leakhunt.probe import allocator, runner
+from leakhunt.symbols import maps
 
 MemleakFlavor = Literal["bcc", "libbpf"]
 
@@ -208,14 +209,14 @@ def target_libc(pid: int) -> str:
     Raises TargetError for a static binary (no libc mapped) and when the maps are unreadable.
     """
     try:
-        maps = procfs.read_text(pid, "maps")
+        text = procfs.read_text(pid, "maps")
     except procfs.Gone as err:
         raise TargetError(f"no process with pid {pid}") from err
     except procfs.Denied as err:
         raise TargetError(f"cannot read /proc/{pid}/maps: permission denied", hint=why_denied(pid)) from err
     except procfs.ProcError as err:
         raise TargetError(f"cannot read /proc/{pid}/maps: {err.strerror}") from err
-    for entry in procfs.parse_maps(maps):
+    for entry in procfs.parse_maps(text):
         if not entry.path or not _LIBC_NAME.search(entry.path):
             continue
         if entry.deleted:
@@ -255,14 +256,14 @@ def object_path(pid: int, obj: str) -> str:
 
 def mapped_path(pid: int, path: str, inode: int | None) -> str:
     """A path for a file that ``pid`` maps, as /proc/PID/maps names it, that this process can open
-    and the probe tools accept (see ``allocator.host_path``)."""
-    return allocator.host_path(pid, path, inode)
+    and the probe tools accept (see ``symbols.maps.host_path``)."""
+    return maps.host_path(pid, path, inode)
 
 
 def path_in_target(pid: int, path: str) -> str:
     """``path`` as seen by ``pid`` (its root and mount namespace), translated to a path we can open
     (``path`` itself when only that exists: a host path given for a chrooted target)."""
-    return allocator.host_path(pid, path)
+    return maps.host_path(pid, path)
 
 
 def check_pid(pid: int) -> sample.ProcessInfo:

@@ -321,37 +321,65 @@ def test_stale_work_dirs_are_cleaned_at_the_next_start(probe_env: None, tmp_path
 # --- 14. a target in a chroot and its own mount and pid namespaces ----------------------------------
 
 
-@pytest.fixture
-def jailed(build_target: Callable[[str], Path], tmp_path: Path) -> Iterator[int]:
-    """leak_mix run by `unshare --pid --mount --fork --root=JAIL`, JAIL holding copies of the
-    host's libraries it needs (no debootstrap); yields its pid as the host sees it."""
-    binary = build_target("leak_mix")
-    jail = tmp_path / "jail"
+def _jail(binary: Path, jail: Path) -> None:
+    """JAIL holding ``binary`` as /leak_mix and copies of the host libraries it needs."""
     libs = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
     for lib in re.findall(r"(/\S+) \(0x", libs):
         dest = jail / lib.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(os.path.realpath(lib), dest)
     shutil.copy2(binary, jail / "leak_mix")
-    unshare = subprocess.Popen(
-        ["unshare", "--pid", "--mount", "--fork", f"--root={jail}", "/leak_mix", "120"],
-        stdout=subprocess.DEVNULL,
-    )
+
+
+@pytest.fixture(params=["chroot", "container"])
+def jailed(
+    request: pytest.FixtureRequest, build_target: Callable[[str], Path], tmp_path: Path
+) -> Iterator[int]:
+    """leak_mix in its own mount and pid namespaces and root; yields its pid as the host sees it.
+
+    chroot: `unshare --root=JAIL`, JAIL a folder of the host (its maps name host paths,
+    /tmp/.../jail/lib/libc.so.6). container: the root is a tmpfs mounted inside the namespace
+    only, as a container's overlay is (its maps name paths the host cannot open: /proc/PID/root
+    leads to them)."""
+    jail = tmp_path / "jail"
+    _jail(build_target("leak_mix"), jail)
+    if request.param == "chroot":
+        argv = ["unshare", "--pid", "--mount", "--fork", f"--root={jail}", "/leak_mix", "120"]
+    else:
+        root = tmp_path / "ctr"
+        root.mkdir()
+        script = (
+            'mount --make-rprivate / && mount -t tmpfs ctr "$1" && cp -a "$2"/. "$1"/ '
+            '&& exec chroot "$1" /leak_mix 120'
+        )
+        argv = ["unshare", "--pid", "--mount", "--fork", "sh", "-c", script, "sh", str(root), str(jail)]
+    unshare = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    pid = 0
     try:
-        deadline = time.monotonic() + 10
-        inside = _children(unshare.pid)
-        while not inside and time.monotonic() < deadline:
-            time.sleep(0.05)
+
+        def started() -> bool:
+            nonlocal pid
             inside = _children(unshare.pid)
-        assert inside, "the jailed target did not start"
-        pid = inside[0]
+            pid = inside[0] if inside else 0
+            try:
+                return pid > 0 and os.readlink(f"/proc/{pid}/exe").endswith("leak_mix")
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 10
+        while not started() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started(), "the jailed target did not start"
         assert os.readlink(f"/proc/{pid}/root") != "/"  # really in its own root
+        if request.param == "container":
+            assert not (tmp_path / "ctr" / "leak_mix").exists()  # out of the host's reach
         yield pid
     finally:
         unshare.kill()
         unshare.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert_no_probe_left(pid)
 
 
