@@ -15,7 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # numpy only for the annotations of TupleBlock: importing model stays cheap
+    import numpy as np
+    import numpy.typing as npt
 
 SCHEMA_VERSION = 2  # 2: series, snapshots and memory samples as arrays (1 is still read)
 
@@ -523,3 +527,34 @@ class ScanResult:
     investigations: tuple[Investigation, ...] = ()
     planned_duration_s: float | None = None  # --duration as asked; None in files written before it
     kernel_memory: KernelTrend | None = None  # the kernel's slab memory over the scan, from /proc/meminfo
+
+
+# One traced event as plain values, for the per-call matcher's hot loop (``parse.trace`` makes
+# them, ``analyze.trace`` matches them): (kind, t, pid, tid, comm, address, size, pid_known); kind
+# is "alloc" or "free"; size is None when not printed; pid_known is False when pid is only
+# memleak's thread id (no "leakhunt: tid" note).
+TraceFields = tuple[str, float, int, int, str, int, int | None, bool]
+
+
+@dataclass(frozen=True)
+class TupleBlock:
+    """What ``parse.trace_block.parse_tuple_block`` found in a block of ``lines`` lines of
+    memleak -t text (matched as arrays by ``analyze.trace.TraceMatcher.match_block``).
+
+    ``starts``/``ends``: each line's first byte and the byte after its last one (newline not
+    included), as offsets into the block. ``plain``: the line is a plain memleak tuple (see
+    ``parse.trace_block``). The plain lines that are events (alloc exited, free entered) are listed
+    in line order: ``line`` (line number) and the event arrays. Plain ``alloc entered`` lines are no
+    events (``alloc exited`` follows with the address).
+    """
+
+    lines: int
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    plain: npt.NDArray[np.bool_]
+    line: npt.NDArray[np.int64]
+    is_alloc: npt.NDArray[np.bool_]
+    tid: npt.NDArray[np.int64]
+    t: npt.NDArray[np.float64]
+    size: npt.NDArray[np.int64]  # the allocation's size; 0 for frees (memleak's free size is not used)
+    address: npt.NDArray[np.uint64]

@@ -8,8 +8,8 @@ in a fresh process so that peak memory is its own:
   - leakhunt import: the command end to end (interpreter start, reading, matching, the html, md
     and json reports);
   - parse+match: what ``import`` does with the text, timed inside one process (``read_blocks`` ->
-    ``TraceMatcher.feed_lines``: blocks of plain tuples as arrays);
-  - line by line: the same through ``TraceParser.feed_fields`` and ``TraceMatcher.feed_line``, one
+    ``app.tracefeed.feed_lines``: blocks of plain tuples as arrays);
+  - line by line: the same through ``TraceParser.feed_fields`` and ``app.tracefeed.feed_line``, one
     line at a time (the reference path, and how `import` worked before the block path);
   - awk: the same alloc/free matching per process in a dozen lines of awk (the anchor);
 and prints lines/s (CPU seconds of that process and wall) and peak RSS side by side, checking that
@@ -50,6 +50,7 @@ END { c = 0; b = 0; for (k in live) { c++; b += live[k] } print c, b, allocs, fr
 OURS = r"""
 import os, sys, time
 from leakhunt.analyze.trace import TraceMatcher
+from leakhunt.app.tracefeed import feed_line, feed_lines
 from leakhunt.inputfile import read_blocks
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
@@ -58,12 +59,12 @@ m = TraceMatcher()
 stats = ParseStats()
 with open(sys.argv[1], "rb") as fh:
     if sys.argv[2] == "blocks":
-        m.feed_lines(read_blocks(fh, sys.argv[1], os.fstat(fh.fileno())), stats)
+        feed_lines(m, read_blocks(fh, sys.argv[1], os.fstat(fh.fileno())), stats)
     else:
         parser = TraceParser(stats)
         for line in read_blocks(fh, sys.argv[1], os.fstat(fh.fileno()), size=1 << 16):
             for one in line.splitlines():
-                m.feed_line(parser, one)
+                feed_line(m, parser, one)
 s = m.summary()
 took, cpu = time.perf_counter() - t0, time.process_time() - c0
 (p,) = s.processes

@@ -16,21 +16,22 @@ memleak ``-t`` names threads only. When nothing says which process a thread belo
 process id).
 
 Memory: the outstanding allocations, plus one small counter per rate bucket. The input is streamed.
+
+The matcher takes events already parsed (``model.TraceEvent``, ``model.TraceFields`` tuples, or a
+``model.TupleBlock`` of memleak -t events as arrays); reading text into them is the parsers' job
+(``leakhunt.parse.trace``, ``leakhunt.parse.trace_block``), driven by ``leakhunt.app.tracefeed``.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from leakhunt.model import TraceEvent, TraceProcess, Unfreed
-from leakhunt.parse import ParseStats
-from leakhunt.parse.trace import Fields, TraceParser
-from leakhunt.parse.trace_block import TupleBlock, parse_tuple_block
+from leakhunt.model import TraceEvent, TraceFields, TraceProcess, TupleBlock, Unfreed
 
 MAX_RATE_BUCKETS = 240
 # How far apart (seconds) an allocation and its free may arrive out of order. bpftrace reads its
@@ -41,7 +42,6 @@ REORDER_WINDOW_S = 1.0
 # the kernel's trace pipe, already in order.
 SORT_WINDOW_S = 0.5
 _PURGE_EVERY = 4096
-BLOCK_CHARS = 1 << 20  # text parsed and matched at a time by feed_lines
 _MIN_ARRAY_EVENTS = 16  # fewer events between two other lines: line by line is cheaper
 
 
@@ -86,7 +86,8 @@ class TraceSummary:
 
 
 class TraceMatcher:
-    """Streaming alloc/free matcher. Feed events (or parser fields); ask ``summary()`` at the end."""
+    """Streaming alloc/free matcher. Feed events (or parser fields, or blocks of them); ask
+    ``summary()`` at the end."""
 
     def __init__(
         self, *, bucket_s: float = 1.0, pids: Iterable[int] | None = None, sort_window_s: float = 0.0
@@ -104,7 +105,7 @@ class TraceMatcher:
         self.events = 0
         self.merged = 0
         self.sort_window_s = sort_window_s
-        self._heap: list[tuple[float, int, Fields]] = []
+        self._heap: list[tuple[float, int, TraceFields]] = []
         self._seq = 0
         self._latest = float("-inf")
 
@@ -184,10 +185,10 @@ class TraceMatcher:
                 del proc.pending[address]
             proc.unknown_frees += len(old)
 
-    def event(self, fields: Fields) -> None:
+    def event(self, fields: TraceFields) -> None:
         """One parsed event (``TraceParser.feed_fields``), through the sorting buffer if enabled."""
         if self.sort_window_s <= 0:
-            self._dispatch(fields)
+            self.dispatch(fields)
             return
         t = fields[1]
         self._seq += 1
@@ -196,122 +197,54 @@ class TraceMatcher:
         ready = self._latest - self.sort_window_s
         heap = self._heap
         while heap and heap[0][0] <= ready:
-            self._dispatch(heapq.heappop(heap)[2])
+            self.dispatch(heapq.heappop(heap)[2])
 
     def flush(self) -> None:
         """Match what the sorting buffer still holds (end of input)."""
         while self._heap:
-            self._dispatch(heapq.heappop(self._heap)[2])
+            self.dispatch(heapq.heappop(self._heap)[2])
 
-    def _dispatch(self, fields: Fields) -> None:
+    def dispatch(self, fields: TraceFields) -> None:
+        """One parsed event, matched now (not through the sorting buffer)."""
         kind, t, pid, tid, comm, address, size, known = fields
         if kind == "alloc":
             self.alloc(t, pid, tid, comm, address, size or 0, pid_known=known)
         else:
             self.free(t, pid, tid, comm, address, pid_known=known)
 
-    def feed_lines(self, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
-        """Parse and match trace text (memleak -t or leakhunt's bpftrace trace output).
-
-        ``lines``: lines, or blocks of whole lines (a piece not ending in a newline is one line
-        without it). The loop of `import` over millions of lines: plain memleak -t tuples are read
-        a block at a time (``leakhunt.parse.trace_block``) and matched with array operations
-        (``_match_block``); every other line goes through ``feed_line``, in order. bpftrace's
-        lines are sorted by time first (``SORT_WINDOW_S``).
-        """
-        parser = TraceParser(stats)
-        pending: list[str] = []
-        size = 0
-        for piece in lines:
-            pending.append(piece if piece.endswith("\n") else piece + "\n")
-            size += len(piece)
-            if size >= BLOCK_CHARS:
-                self._feed_block(parser, "".join(pending))
-                pending.clear()
-                size = 0
-        if pending:
-            self._feed_block(parser, "".join(pending))
-        return parser
-
-    def feed_line(self, parser: TraceParser, line: str) -> None:
-        """One line through ``parser`` and, if it is an event, into the matcher (the reference
-        path: ``feed_lines`` gives the same result, faster)."""
-        fields = parser.feed_fields(line)
-        if fields is None:
-            return
-        if parser.bpftrace_lines:
-            if self.sort_window_s <= 0:
-                self.sort_window_s = SORT_WINDOW_S
-            self.event(fields)
-            return
-        self._dispatch(fields)
-
-    def _feed_block(self, parser: TraceParser, text: str) -> None:
-        data = text.encode("utf-8", "surrogatepass")
-        block = parse_tuple_block(data)
-
-        def line_at(i: int) -> str:
-            return data[block.starts[i] : block.ends[i]].decode("utf-8", "surrogatepass")
-
-        if parser.bpftrace_lines or self.sort_window_s > 0 or not block.plain.any():
-            for line in text.split("\n")[: block.lines]:
-                self.feed_line(parser, line)
-            return
-        parser.stats.lines += int(np.count_nonzero(block.plain))
-        parser.memleak_lines = True
-        others = np.flatnonzero(~block.plain)
-        cuts = np.searchsorted(block.line, others).tolist()
-        lo = 0
-        for number, hi in zip(others.tolist(), cuts, strict=True):
-            if hi > lo:
-                self._match_block(parser, block, lo, hi, line_at)
-            lo = hi
-            self.feed_line(parser, line_at(number))
-        if lo < len(block.line):
-            self._match_block(parser, block, lo, len(block.line), line_at)
-
-    def _replay(
-        self, parser: TraceParser, block: TupleBlock, lo: int, hi: int, line_at: Callable[[int], str]
-    ) -> None:
-        """Events lo..hi of ``block`` one line at a time (their lines are counted already)."""
-        for number in block.line[lo:hi].tolist():
-            self.feed_line(parser, line_at(number))
-            parser.stats.lines -= 1
-
-    def _match_block(
-        self, parser: TraceParser, block: TupleBlock, lo: int, hi: int, line_at: Callable[[int], str]
-    ) -> None:
+    def match_block(self, block: TupleBlock, lo: int, hi: int, tid_pid: Mapping[int, int]) -> int:
         """Events lo..hi of ``block`` (plain memleak events, nothing else between them), matched
         with array operations when they are the common case: one process, in time order, and no
-        free that could be the reordered twin of an allocation. Otherwise ``_replay``. Either way
-        the result is what ``feed_line`` gives line by line (same counts, blocks, dict order)."""
-        if parser.bpftrace_lines or self.sort_window_s > 0 or hi - lo < _MIN_ARRAY_EVENTS:
-            self._replay(parser, block, lo, hi, line_at)
-            return
+        free that could be the reordered twin of an allocation. ``tid_pid``: the processes of the
+        threads named so far (``TraceParser.tid_pid``).
+
+        Returns 0 when the events are matched (or belong to a process not kept), otherwise how
+        many events from ``lo`` the caller must feed one at a time (their ``TraceFields``, through
+        ``dispatch``) before calling again with the rest. Either way the result is what feeding
+        every event one at a time gives (same counts, blocks, dict order).
+        """
+        if self.sort_window_s > 0 or hi - lo < _MIN_ARRAY_EVENTS:
+            return hi - lo
         tids = block.tid[lo:hi]
         owners: set[int] = set()
         known_flags: set[bool] = set()
         for tid in np.unique(tids).tolist():
-            mapped = parser.tid_pid.get(tid)
+            mapped = tid_pid.get(tid)
             known_flags.add(mapped is not None)
             pid = tid if mapped is None else mapped
             owners.add(self._alias.get(pid, pid))
         if len(owners) != 1 or len(known_flags) != 1:
-            self._replay(parser, block, lo, hi, line_at)
-            return
+            return hi - lo
         (pid,) = owners
         (known,) = known_flags
         proc = self._procs.get(pid)
         if proc is None:
             if self.only is not None and pid not in self.only:
-                return  # another process's events: not counted (as _process says)
-            self._replay(parser, block, lo, lo + 1, line_at)  # creates it, with its comm
-            self._match_block(parser, block, lo + 1, hi, line_at)
-            return
+                return 0  # another process's events: not counted (as _process says)
+            return 1  # its first event one at a time creates it, with its comm
         t = block.t[lo:hi]
         if t[0] < self._t_end or (np.diff(t) < 0).any():
-            self._replay(parser, block, lo, hi, line_at)
-            return
+            return hi - lo
         address = block.address[lo:hi]
         is_alloc = block.is_alloc[lo:hi]
         n = hi - lo
@@ -336,19 +269,16 @@ class TraceMatcher:
                 and not known
                 and any(p is not proc and not p.pid_known for p in self._procs.values())
             ):
-                self._replay(parser, block, lo, hi, line_at)  # its block may be another group's
-                return
+                return hi - lo  # its block may be another group's
             # an allocation at the time of a pending free of its address cancels it
             twin = np.zeros(n, np.bool_)
             twin[1:] = alloc_s[1:] & unmatched[:-1] & ~first[1:] & (t_s[1:] == t_s[:-1])
             if twin.any():
-                self._replay(parser, block, lo, hi, line_at)
-                return
+                return hi - lo
         if proc.pending:
             pending_at = [proc.pending.get(a) for a in address[is_alloc].tolist()]
             if any(f is not None and f >= at for f, at in zip(pending_at, t[is_alloc].tolist(), strict=True)):
-                self._replay(parser, block, lo, hi, line_at)
-                return
+                return hi - lo
         # --- nothing can differ from the line-by-line path: apply ---
         if known and not proc.pid_known:
             proc.pid_known = True
@@ -394,6 +324,7 @@ class TraceMatcher:
                     strict=True,
                 )
             )
+        return 0
 
     def _count_rate(self, t: npt.NDArray[np.float64], size: npt.NDArray[np.int64]) -> None:
         """Allocations at times ``t`` (in order) into the rate buckets, as ``alloc`` counts them."""
@@ -542,17 +473,3 @@ def _group(unfreed: Sequence[Unfreed], key_of: Callable[[Unfreed], int]) -> tupl
     groups = [UnfreedGroup(k, int(r[0]), int(r[1]), r[2], r[3]) for k, r in acc.items()]
     groups.sort(key=lambda g: (-g.bytes, -g.count, g.key))
     return tuple(groups)
-
-
-def replay(
-    lines: Iterable[str],
-    stats: ParseStats | None = None,
-    *,
-    bucket_s: float = 1.0,
-    pids: Iterable[int] | None = None,
-    older_than_s: float = 0.0,
-) -> TraceSummary:
-    """Parse and match a whole trace log (memleak -t or leakhunt's bpftrace trace output)."""
-    matcher = TraceMatcher(bucket_s=bucket_s, pids=pids)
-    parser = matcher.feed_lines(lines, stats)
-    return matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)

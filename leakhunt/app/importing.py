@@ -20,6 +20,7 @@ from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.app.common import run_info
 from leakhunt.app.trace import build_result
+from leakhunt.app.tracefeed import feed_lines
 from leakhunt.errors import ReportError
 from leakhunt.inputfile import open_input, read_blocks
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
@@ -144,7 +145,7 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
 def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_than_s: float) -> TraceResult:
     stats = ParseStats()
     matcher = TraceMatcher()
-    parser = matcher.feed_lines(lines, stats)
+    parser = feed_lines(matcher, lines, stats)
     summary = matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
     if summary.events == 0:
         raise ReportError(

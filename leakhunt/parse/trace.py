@@ -32,15 +32,12 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
-from leakhunt.model import TraceEvent
+from leakhunt.model import TraceEvent, TraceFields
 from leakhunt.parse import ParseStats
 
 MAX_LINE = 4096
 STATUS_PREFIX = "leakhunt:"
 
-# (kind, t, pid, tid, comm, address, size, pid_known): kind is "alloc" or "free"; size is None when
-# not printed; pid_known is False when pid is only memleak's thread id (no "leakhunt: tid" note)
-Fields = tuple[str, float, int, int, str, int, int | None, bool]
 
 _THREAD_NOTE = re.compile(r"leakhunt: tid (?P<tid>\d{1,10}) pid (?P<pid>\d{1,10})")
 _TARGET_NOTE = re.compile(r"leakhunt: target pid (?P<pid>\d{1,10})(?: comm (?P<comm>.*))?")
@@ -98,8 +95,8 @@ class TraceParser:
         kind, t, pid, tid, comm, address, size, _ = fields
         return TraceEvent(t, pid, tid, comm, "alloc" if kind == "alloc" else "free", address, size)
 
-    def feed_fields(self, line: str) -> Fields | None:
-        """Like ``feed`` but returns a plain tuple (see ``Fields``)."""
+    def feed_fields(self, line: str) -> TraceFields | None:
+        """Like ``feed`` but returns a plain tuple (see ``TraceFields``)."""
         self.stats.lines += 1
         line = line.rstrip("\r\n")
         if line[:2] in ("(b", "('", '("') and line[-1:] == ")":
@@ -113,7 +110,7 @@ class TraceParser:
 
     # --- memleak -t tuples --------------------------------------------------------------------
 
-    def _tuple(self, line: str) -> Fields | Literal[False] | None:
+    def _tuple(self, line: str) -> TraceFields | Literal[False] | None:
         """A memleak -t tuple's event, None for a tuple that is no event, False for no tuple.
 
         The hot path of `import` and `trace`: string methods only, no regex, cheapest lines first.
@@ -204,7 +201,7 @@ class TraceParser:
 
     # --- leakhunt's bpftrace trace script -----------------------------------------------------
 
-    def _bpftrace_event(self, line: str) -> Fields | None:
+    def _bpftrace_event(self, line: str) -> TraceFields | None:
         m = _BT_ALLOC.fullmatch(line) if line[0] == "A" else _BT_FREE.fullmatch(line)
         if m is None:
             self._other(line)

@@ -24,11 +24,10 @@ combined eight at a time (SIMD within a register), many lines per numpy operatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
+from leakhunt.model import TupleBlock
 from leakhunt.parse.trace import MAX_LINE
 
 Ints = npt.NDArray[np.int64]
@@ -80,29 +79,6 @@ for _i, _ch in enumerate("0123456789abcdef"):
     _NIBBLE[ord(_ch)] = _i
     _NIBBLE[ord(_ch.upper())] = _i
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class TupleBlock:
-    """What ``parse_tuple_block`` found in a block of ``lines`` lines.
-
-    ``starts``/``ends``: each line's first byte and the byte after its last one (newline not
-    included), as offsets into the block. ``plain``: the line is a plain memleak tuple (see the
-    module docstring). The plain lines that are events (alloc exited, free entered) are listed in
-    line order: ``line`` (line number) and the event arrays. Plain ``alloc entered`` lines are no
-    events (``alloc exited`` follows with the address).
-    """
-
-    lines: int
-    starts: Ints
-    ends: Ints
-    plain: Bools
-    line: Ints
-    is_alloc: Bools
-    tid: Ints
-    t: npt.NDArray[np.float64]
-    size: Ints  # the allocation's size; 0 for frees (memleak's free size is not used)
-    address: Words
 
 
 def _words(buf: Bytes, at: Ints, width: int) -> Words:

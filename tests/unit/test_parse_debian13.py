@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leakhunt.analyze.trace import replay
+from leakhunt.app.tracefeed import replay
 from leakhunt.parse import ParseStats
 from leakhunt.parse.bpftrace import MAP_FULL_NOTE, parse_bpftrace
 from leakhunt.parse.memleak import parse_memleak

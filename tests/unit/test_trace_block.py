@@ -1,6 +1,7 @@
 """memleak -t lines a block at a time (parse.trace_block) and matched with array operations
-(TraceMatcher.feed_lines): the same events, counts, unfreed blocks and data-quality figures as
-the line-by-line parser and matcher, on captured traces and on generated logs."""
+(app.tracefeed.feed_lines, TraceMatcher.match_block): the same events, counts, unfreed blocks and
+data-quality figures as the line-by-line parser and matcher, on captured traces and on generated
+logs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 import leakhunt.analyze.trace as trace_analysis
 from leakhunt.analyze.trace import TraceMatcher, TraceSummary
+from leakhunt.app import tracefeed
+from leakhunt.app.tracefeed import feed_line, feed_lines
 from leakhunt.errors import ReportError
 from leakhunt.inputfile import read_blocks
 from leakhunt.parse import ParseStats, lines_of
@@ -152,13 +155,13 @@ def line_by_line(lines: list[str], pids: list[int] | None) -> tuple[TraceSummary
     matcher = TraceMatcher(pids=pids)
     parser = TraceParser(ParseStats())
     for line in lines:
-        matcher.feed_line(parser, line)
+        feed_line(matcher, parser, line)
     return matcher.summary(end_time=parser.end_time), parser.stats, parser
 
 
 def in_blocks(lines: list[str], pids: list[int] | None) -> tuple[TraceSummary, ParseStats, TraceParser]:
     matcher = TraceMatcher(pids=pids)
-    parser = matcher.feed_lines(lines, ParseStats())
+    parser = feed_lines(matcher, lines, ParseStats())
     return matcher.summary(end_time=parser.end_time), parser.stats, parser
 
 
@@ -227,24 +230,24 @@ def trace_logs(draw: st.DrawFn) -> list[str]:
 def test_array_matching_gives_what_line_by_line_matching_gives(
     lines: list[str], pids: list[int] | None, block_chars: int
 ) -> None:
-    old = trace_analysis.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS
-    trace_analysis.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS = block_chars, 2
+    old = tracefeed.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS
+    tracefeed.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS = block_chars, 2
     try:
         assert_same(lines, pids)
     finally:
-        trace_analysis.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS = old
+        tracefeed.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS = old
 
 
 @pytest.mark.parametrize("path", CAPTURED, ids=lambda p: p.name)
 def test_captured_traces_match_alike_in_blocks(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trace_analysis, "BLOCK_CHARS", 3000)
+    monkeypatch.setattr(tracefeed, "BLOCK_CHARS", 3000)
     text = path.read_text()
     got = assert_same(text.splitlines())
     assert got.events > 0 or "Traceback" in text  # the -b captures: memleak crashed at once
     # pieces of many lines (read_blocks' blocks) are the same lines to feed_lines
     cut = text.index("\n", len(text) // 2) + 1
     pieces = TraceMatcher()
-    pieces.feed_lines([text[:cut], text[cut:]])
+    feed_lines(pieces, [text[:cut], text[cut:]])
     assert pieces.summary() == got
 
 
@@ -269,7 +272,7 @@ def test_many_plain_events_take_the_array_path() -> None:
 
     TraceParser.feed_fields = counting  # type: ignore[method-assign,assignment]
     try:
-        parser = matcher.feed_lines(lines)
+        parser = feed_lines(matcher, lines)
     finally:
         TraceParser.feed_fields = original  # type: ignore[method-assign]
     s = matcher.summary()

@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leakhunt.analyze.trace import TraceMatcher, group_by_size, group_by_thread, replay
+from leakhunt.analyze.trace import TraceMatcher, group_by_size, group_by_thread
+from leakhunt.app.tracefeed import replay
 from leakhunt.model import TraceEvent, Unfreed
 from leakhunt.parse import ParseStats
 

@@ -1,0 +1,118 @@
+"""Trace text -> the per-call matcher: ``leakhunt.parse`` reads the lines, ``leakhunt.analyze.trace``
+matches the events (the loop of `import` over millions of lines, and ``replay`` for a whole log).
+
+Plain memleak -t tuples are read a block at a time (``parse.trace_block.parse_tuple_block``) and
+matched with array operations (``TraceMatcher.match_block``); every other line goes through
+``feed_line`` (``TraceParser.feed_fields``, then the matcher), in order. bpftrace's lines are sorted
+by time first (``analyze.trace.SORT_WINDOW_S``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
+from leakhunt.model import TupleBlock
+from leakhunt.parse import ParseStats
+from leakhunt.parse.trace import TraceParser
+from leakhunt.parse.trace_block import parse_tuple_block
+
+BLOCK_CHARS = 1 << 20  # text parsed and matched at a time by feed_lines
+
+
+def feed_lines(matcher: TraceMatcher, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
+    """Parse trace text (memleak -t or leakhunt's bpftrace trace output) into ``matcher``.
+
+    ``lines``: lines, or blocks of whole lines (a piece not ending in a newline is one line
+    without it). Returns the parser (what the notes said: target, thread owners, end time).
+    """
+    parser = TraceParser(stats)
+    pending: list[str] = []
+    size = 0
+    for piece in lines:
+        pending.append(piece if piece.endswith("\n") else piece + "\n")
+        size += len(piece)
+        if size >= BLOCK_CHARS:
+            _feed_block(matcher, parser, "".join(pending))
+            pending.clear()
+            size = 0
+    if pending:
+        _feed_block(matcher, parser, "".join(pending))
+    return parser
+
+
+def feed_line(matcher: TraceMatcher, parser: TraceParser, line: str) -> None:
+    """One line through ``parser`` and, if it is an event, into ``matcher`` (the reference path:
+    ``feed_lines`` gives the same result, faster)."""
+    fields = parser.feed_fields(line)
+    if fields is None:
+        return
+    if parser.bpftrace_lines:
+        if matcher.sort_window_s <= 0:
+            matcher.sort_window_s = SORT_WINDOW_S
+        matcher.event(fields)
+        return
+    matcher.dispatch(fields)
+
+
+def replay(
+    lines: Iterable[str],
+    stats: ParseStats | None = None,
+    *,
+    bucket_s: float = 1.0,
+    pids: Iterable[int] | None = None,
+    older_than_s: float = 0.0,
+) -> TraceSummary:
+    """Parse and match a whole trace log (memleak -t or leakhunt's bpftrace trace output)."""
+    matcher = TraceMatcher(bucket_s=bucket_s, pids=pids)
+    parser = feed_lines(matcher, lines, stats)
+    return matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
+
+
+def _feed_block(matcher: TraceMatcher, parser: TraceParser, text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    block = parse_tuple_block(data)
+
+    def line_at(i: int) -> str:
+        return data[block.starts[i] : block.ends[i]].decode("utf-8", "surrogatepass")
+
+    if parser.bpftrace_lines or matcher.sort_window_s > 0 or not block.plain.any():
+        for line in text.split("\n")[: block.lines]:
+            feed_line(matcher, parser, line)
+        return
+    parser.stats.lines += int(np.count_nonzero(block.plain))
+    parser.memleak_lines = True
+    others = np.flatnonzero(~block.plain)
+    cuts = np.searchsorted(block.line, others).tolist()
+    lo = 0
+    for number, hi in zip(others.tolist(), cuts, strict=True):
+        if hi > lo:
+            _match(matcher, parser, block, lo, hi, line_at=line_at)
+        lo = hi
+        feed_line(matcher, parser, line_at(number))
+    if lo < len(block.line):
+        _match(matcher, parser, block, lo, len(block.line), line_at=line_at)
+
+
+def _match(
+    matcher: TraceMatcher,
+    parser: TraceParser,
+    block: TupleBlock,
+    lo: int,
+    hi: int,
+    *,
+    line_at: Callable[[int], str],
+) -> None:
+    """Events lo..hi of ``block`` (plain memleak events, their lines counted already): as arrays
+    where ``match_block`` can, the others one line at a time."""
+    while lo < hi:
+        # a bpftrace line among the others switches to the sorting buffer: one at a time from then
+        step = hi - lo if parser.bpftrace_lines else matcher.match_block(block, lo, hi, parser.tid_pid)
+        if not step:
+            return
+        for number in block.line[lo : lo + step].tolist():
+            feed_line(matcher, parser, line_at(number))
+            parser.stats.lines -= 1
+        lo += step
