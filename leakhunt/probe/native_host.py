@@ -52,6 +52,7 @@ COUNTERS = (
     "calls",
     "sampled_out",
     "replaced",
+    "stack_cached",
 )
 LOST_STACK = 0xFFFFFFFF
 _PROGRAMS = {
@@ -268,9 +269,12 @@ class Host:
                 row[2] += 1
                 row[3] += block.var
         else:
+            sampled = self.sample_bytes > 0
             for key, agg in self.bpf["aggs"].items():
                 if agg.kept > 0:
-                    rows[key.value] = [agg.bytes, agg.cblocks, agg.kept, agg.var]
+                    # exact: the program keeps no block fraction or variance (each block counts 1)
+                    cblocks, var = (agg.cblocks, agg.var) if sampled else (agg.kept << 16, 0)
+                    rows[key.value] = [agg.bytes, cblocks, agg.kept, var]
         return [(sid, r[0], r[1], r[2], r[3]) for sid, r in rows.items()]
 
     def counters(self) -> dict[str, int]:
