@@ -11,7 +11,9 @@
    installed (``apt-get install heaptrack valgrind``).
 2. Beside every probed loop an *unprobed* copy of the same loop runs: its ns/pair is the cost the
    probe puts on the rest of the host (it must not change; bpftrace < 0.20 fails this).
-3. The wall time of a real program, Debian's jq (``apt-get install jq``) summarising a generated
+3. The same loop under the native backend's probes with empty programs (the traps alone: the floor
+   of any exact design that probes malloc's entry and return and free).
+4. The wall time of a real program, Debian's jq (``apt-get install jq``) summarising a generated
    JSON file, timed by jq itself (``now``), natively and under each setup.
 
 Goal (issue "leakhunt's own probe"): native exact <= 1/8 of memleak's ns/pair, jq slowed no more
@@ -46,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from leakhunt.probe import memleak as memleak_backend  # noqa: E402
-from leakhunt.probe import tools  # noqa: E402
+from leakhunt.probe import native, tools  # noqa: E402
 from tests.conftest import PROBE_LOCK, compile_target  # noqa: E402
 
 _FIGURE = re.compile(r"ns_per_pair=([\d.]+)")
@@ -166,6 +168,80 @@ def memleak_loop(row: Row, beside: Beside, binary: Path, seconds: float) -> None
         target.wait()
 
 
+# The native backend's probes with programs that do nothing: what the traps alone cost (the floor of
+# any design that probes malloc's entry and return and free's entry).
+EMPTY_PROGRAMS = """
+#include <uapi/linux/ptrace.h>
+struct agg_t { s64 bytes; s64 cblocks; s64 var; s64 kept; };
+BPF_HASH(aggs, u32, struct agg_t, 16);
+BPF_STACK_TRACE(stack_traces, 16);
+BPF_ARRAY(armed, u32, 1);
+BPF_PERCPU_ARRAY(counters, u64, 10);
+int lh_enter_alloc0(struct pt_regs *ctx) { return 0; }
+int lh_return(struct pt_regs *ctx) { return 0; }
+int lh_free(struct pt_regs *ctx) { return 0; }
+"""
+
+
+def empty_probe_loop(row: Row, beside: Beside, binary: Path, seconds: float, workdir: Path) -> None:
+    """bench_alloc under the native host program running EMPTY_PROGRAMS at the places the native
+    backend probes malloc and free (placement included)."""
+    host = native.find_host()
+    if host is None:
+        row.note = "no system Python with BCC"
+        return
+    target = subprocess.Popen([str(binary), str(seconds + 120)], stdout=subprocess.PIPE, text=True)
+    try:
+        lib = tools.target_libc(target.pid)
+        wanted = (h for h in native.default_hooks(lib) if h.function in ("malloc", "free"))
+        placed, _ = native.place_hooks(wanted)
+        source = workdir / "empty.bpf.c"
+        source.write_text(EMPTY_PROGRAMS)
+        config = workdir / "empty.json"
+        hooks = [
+            {"path": p.hook.path, "symbol": p.hook.function, "address": p.address,
+             "program": p.hook.role.program, "returns": p.hook.role.returns}
+            for p in placed
+        ]  # fmt: skip
+        config.write_text(json.dumps({
+            "pid": target.pid, "source": str(source), "interval_ms": 86_400_000, "arm_now": True,
+            "older_than_ns": 0, "sample_bytes": 0, "unwind": "fp", "hooks": hooks,
+        }))  # fmt: skip
+        probe = subprocess.Popen(
+            [host.path, native.HOST_PROGRAM, "-p", str(target.pid), str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    except BaseException:
+        target.kill()
+        target.wait()
+        raise
+    values: list[tuple[float, float]] = []
+
+    def collect() -> None:
+        assert target.stdout is not None
+        for line in target.stdout:
+            values.extend((time.monotonic(), v) for v in figures(line))
+
+    threading.Thread(target=collect, daemon=True).start()
+    try:
+        assert probe.stdout is not None
+        for line in probe.stdout:
+            if line.startswith("leakhunt-native: attached"):
+                break
+        else:
+            row.note = "the host program did not attach"
+            return
+        attached = time.monotonic()
+        time.sleep(seconds + 1.5)
+        row.loop = [v for t, v in values if t > attached + 1.0]
+        row.beside = beside.between(attached, time.monotonic())
+    finally:
+        probe.send_signal(2)
+        target.kill()
+        probe.wait(timeout=30)
+        target.wait()
+
+
 def jq_input(path: Path, objects: int) -> None:
     rng = random.Random(7)
     with path.open("w") as fh:
@@ -239,6 +315,11 @@ def measure(seconds: float, jq_objects: int, skip: set[str]) -> list[Row]:
                 row.jq = jq_seconds([*base, *jq_cmd], env)
             rows.append(row)
             print(f"  measured {name}", file=sys.stderr)
+        if "empty" not in skip:
+            row = Row("native probes, empty programs")
+            empty_probe_loop(row, beside, binary, seconds, tmp)
+            rows.append(row)
+            print("  measured the empty programs", file=sys.stderr)
         if "memleak" not in skip:
             row = Row("plain memleak-bpfcc -p")
             memleak_loop(row, beside, binary, seconds)
@@ -287,11 +368,26 @@ def report(rows: list[Row]) -> None:
             else f"{'-':>7} {'-':>5}"
         )
         print(f"{row.name:38} {med:9.1f} {med / base:9.1f} {min(row.loop):8.1f}  {beside:>21}  {jq}")
-    for native in (r for r in rows if r.name.startswith("leakhunt native") and r.loop):
+    for row in (r for r in rows if r.name.startswith("leakhunt native") and r.loop):
         if memleak is None:
             break
-        ratio = statistics.median(memleak.loop) / statistics.median(native.loop)
-        print(f"{native.name} is 1/{ratio:.1f} of plain memleak's ns/pair (goal for exact: 1/8 or better)")
+        ratio = statistics.median(memleak.loop) / statistics.median(row.loop)
+        print(f"{row.name} is 1/{ratio:.1f} of plain memleak's ns/pair (goal for exact: 1/8 or better)")
+    empty = next((r for r in rows if r.name.startswith("native probes, empty") and r.loop), None)
+    if empty is not None and memleak is not None:
+        ratio = statistics.median(memleak.loop) / statistics.median(empty.loop)
+        print(
+            f"the traps alone (empty programs) are 1/{ratio:.1f} of plain memleak's ns/pair: no exact "
+            "mode that probes malloc's entry and return and free can do better here"
+        )
+    heaptrack = next((r for r in rows if r.name == "heaptrack" and r.jq is not None), None)
+    if heaptrack is not None and base_jq:
+        for jq_row in (r for r in rows if r.name.startswith("leakhunt native") and r.jq is not None):
+            assert jq_row.jq is not None and heaptrack.jq is not None
+            print(
+                f"jq under {jq_row.name}: {jq_row.jq / base_jq:.1f}x, under heaptrack "
+                f"{heaptrack.jq / base_jq:.1f}x (goal: no more than heaptrack)"
+            )
     if base_beside is not None:
         print(
             f"unprobed loop alone: {base_beside:.1f} ns/pair (a probe that spares other processes keeps it)"

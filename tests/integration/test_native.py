@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +165,27 @@ def test_size_and_age_filters(
         if name in named
     }
     assert ours == expected
+
+
+def test_one_call_site_reached_from_two_chains_at_one_stack_pointer(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """--unwind dwarf keys a stack from a per-call-site cache (return address and stack pointer):
+    two chains that reach malloc there differ only further up the stack, and keep their own
+    figures (tests/targets/same_site.c: one leaks every block, the other frees every block)."""
+    target = build_target("same_site")
+    # the case under test: the compiler gave both callers the same frame
+    alone = subprocess.run([str(target), "0"], capture_output=True, text=True, check=True, timeout=30)
+    assert "frames same" in alone.stdout, alone.stdout
+    code, _out, err = run_leakhunt(
+        ["run", "--backend", "native", "--duration", "60", "--interval", "1", "--output-dir",
+         str(tmp_path), "--format", "json", "--", str(target), "3"]
+    )  # fmt: skip
+    assert code == 0, err
+    report = load_report(tmp_path)
+    assert report["options"] and dict(report["options"]).get("unwind") is None  # the default, dwarf
+    kept = [f for f in report["findings"] if any("keep_one" in frame for frame in f["frames"])]
+    dropped = [f for f in report["findings"] if any("drop_one" in frame for frame in f["frames"])]
+    assert [f["outstanding_bytes"] for f in kept] == [5000 * 200], kept
+    assert dropped == [], dropped
+    assert_no_probe_left(report["target"]["pid"])
