@@ -47,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from leakhunt.errors import TargetError  # noqa: E402
 from leakhunt.probe import memleak as memleak_backend  # noqa: E402
 from leakhunt.probe import native, tools  # noqa: E402
 from tests.conftest import PROBE_LOCK, compile_target  # noqa: E402
@@ -192,7 +193,15 @@ def empty_probe_loop(row: Row, beside: Beside, binary: Path, seconds: float, wor
         return
     target = subprocess.Popen([str(binary), str(seconds + 120)], stdout=subprocess.PIPE, text=True)
     try:
-        lib = tools.target_libc(target.pid)
+        lib = ""
+        deadline = time.monotonic() + 10
+        while not lib:  # the C library is mapped a moment after the start
+            try:
+                lib = tools.target_libc(target.pid)
+            except TargetError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         wanted = (h for h in native.default_hooks(lib) if h.function in ("malloc", "free"))
         placed, _ = native.place_hooks(wanted)
         source = workdir / "empty.bpf.c"
