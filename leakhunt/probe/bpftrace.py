@@ -28,7 +28,6 @@ from leakhunt.parse.bpftrace import BpftraceParser
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
-from leakhunt.symbols import maps
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 TRACE_ATTACHED_PREFIX = "leakhunt: tracing pid"  # printed by trace.bt.j2's BEGIN, after every attach
@@ -74,15 +73,6 @@ def hooks_in(lib: str, hooks: tuple[AllocatorHook, ...] | None) -> tuple[scriptg
             hint="pass --obj naming the library that holds the allocator (or the static binary)",
         )
     return tuple(scriptgen.hook(h) for h in hooks)
-
-
-def allocator_lib(pid: int, options: ProbeOptions, alloc: AllocatorInfo | None, *, launched: bool) -> str:
-    """The allocator object to probe, as a path this host opens: the detected allocator's (a
-    launched command is still its gate's shell: the path is read in our own file system), else
-    ``--obj`` or the target's C library."""
-    if alloc is not None:
-        return alloc.path if launched else maps.host_path(pid, alloc.path)
-    return tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
 
 
 def render_script(
@@ -144,7 +134,7 @@ class BpftraceBackend(BaseBackend):
         """bpftrace running the investigate script (written at ``script_path`` by ``run_live``)."""
         if pid is None:
             raise UsageError("give a pid or a command")
-        lib = allocator_lib(pid, options, allocator, launched=launched)
+        lib = tools.probed_object(pid, options.obj, allocator, launched=launched)
         hooks = allocator.hooks if allocator is not None else None
         free_offset, note = free_placement(self.tool, lib)
         if hooks is not None and not any(h.symbol == "free" for h in hooks):
@@ -171,7 +161,7 @@ class BpftraceBackend(BaseBackend):
     ) -> ProbeCommand:
         """bpftrace running the trace script: one ``A``/``F`` line per allocator call."""
         argv = (self.tool.path, script_path)
-        lib = allocator_lib(pid, ProbeOptions(), allocator, launched=launched)
+        lib = tools.probed_object(pid, None, allocator, launched=launched)
         hooks = allocator.hooks if allocator is not None else None
         return ProbeCommand(
             info=backend_info(self, argv),

@@ -36,7 +36,6 @@ from leakhunt.parse.memleak import MemleakParser
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
-from leakhunt.symbols import maps
 
 # Syscall numbers of the sleeps Python's time.sleep() may block in, per architecture.
 _SLEEP_SYSCALLS = {
@@ -177,7 +176,7 @@ class MemleakBackend(BaseBackend):
         notes: tuple[str, ...] = ()
         lib: str | None = None
         if allocator is not None:
-            lib = allocator.path if launched else maps.host_path(pid, allocator.path)
+            lib = tools.allocator_path(pid, allocator, launched=launched)
             notes = check_allocator(self.tool, allocator, lib)
         elif options.obj:
             tools.object_path(pid, options.obj)  # validate early; memleak takes the name as given
@@ -203,7 +202,7 @@ class MemleakBackend(BaseBackend):
         extra: tuple[str, ...] = ()
         notes: tuple[str, ...] = ()
         if allocator is not None:
-            lib = allocator.path if launched else maps.host_path(pid, allocator.path)
+            lib = tools.allocator_path(pid, allocator, launched=launched)
             notes = check_allocator(self.tool, allocator, lib)
             if allocator.name not in ("glibc", "musl") or lib != allocator.path:
                 extra += ("-O", lib)

@@ -27,7 +27,6 @@ from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.native import ATTACHED_PREFIX, STATUS_PREFIX, NativeParser
 from leakhunt.probe import placement, runner, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
-from leakhunt.symbols import maps
 
 HOST_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_host.py")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
@@ -350,12 +349,8 @@ class NativeBackend(BaseBackend):
             raise UsageError(
                 f"the native backend does not do --mode {options.mode}", hint="use --backend bpftrace"
             )
-        if allocator is not None:
-            lib = allocator.path if launched else maps.host_path(pid, allocator.path)
-            hooks: tuple[Hook, ...] | None = hooks_from(allocator, lib)
-        else:
-            lib = tools.object_path(pid, options.obj) if options.obj else tools.target_libc(pid)
-            hooks = None
+        lib = tools.probed_object(pid, options.obj, allocator, launched=launched)
+        hooks = hooks_from(allocator, lib) if allocator is not None else None
         return command(
             self.tool, pid, lib, options, workdir=os.path.dirname(script_path), reason=self.reason,
             launched=launched, hooks=hooks,

@@ -21,7 +21,7 @@ from typing import Literal
 
 from leakhunt import procfs, sample
 from leakhunt.errors import LeakhuntError, PermissionProblem, TargetError, UsageError
-from leakhunt.model import ALLOCATOR_FUNCTIONS
+from leakhunt.model import ALLOCATOR_FUNCTIONS, AllocatorInfo
 from leakhunt.probe import allocator, runner
 from leakhunt.symbols import maps
 
@@ -258,6 +258,19 @@ def mapped_path(pid: int, path: str, inode: int | None) -> str:
     """A path for a file that ``pid`` maps, as /proc/PID/maps names it, that this process can open
     and the probe tools accept (see ``symbols.maps.host_path``)."""
     return maps.host_path(pid, path, inode)
+
+
+def allocator_path(pid: int, alloc: AllocatorInfo, *, launched: bool) -> str:
+    """The detected allocator's object as a path this host opens and the probe tools accept (a
+    launched command is still its gate's shell: the path is read in our own file system)."""
+    return alloc.path if launched else maps.host_path(pid, alloc.path)
+
+
+def probed_object(pid: int, obj: str | None, alloc: AllocatorInfo | None, *, launched: bool) -> str:
+    """The object the probes hook: the detected allocator's, else ``--obj`` or the target's C library."""
+    if alloc is not None:
+        return allocator_path(pid, alloc, launched=launched)
+    return object_path(pid, obj) if obj else target_libc(pid)
 
 
 def path_in_target(pid: int, path: str) -> str:
