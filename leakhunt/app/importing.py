@@ -19,8 +19,7 @@ from pathlib import Path
 from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.app.common import run_info
-from leakhunt.app.trace import build_result
-from leakhunt.app.tracefeed import feed_lines
+from leakhunt.app.tracefeed import build_result, feed_lines
 from leakhunt.errors import ReportError
 from leakhunt.inputfile import open_input, read_blocks
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from leakhunt import procfs, sample
-from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
+from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher
 from leakhunt.app.common import run_info
+from leakhunt.app.tracefeed import build_result
 from leakhunt.errors import UsageError
-from leakhunt.model import AllocatorInfo, BackendInfo, RunInfo, Target, TraceProcess, TraceResult
+from leakhunt.model import AllocatorInfo, TraceResult
 from leakhunt.outputfile import OutputFile
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
@@ -228,57 +229,6 @@ class _Trace:
             only_pid=run.target.pid if run.backend.trace_shared_pipe else None,
             allocator=self.allocator,
         )
-
-
-def build_result(
-    summary: TraceSummary,
-    stats: ParseStats,
-    *,
-    target: Target,
-    backend: BackendInfo,
-    run: RunInfo,
-    notes: Iterable[str] = (),
-    only_pid: int | None = None,
-    allocator: AllocatorInfo | None = None,
-) -> TraceResult:
-    """A TraceResult from a matcher's summary (shared by live `trace` and `import`)."""
-    processes: tuple[TraceProcess, ...] = summary.processes
-    notes = list(notes)
-    if only_pid is not None:
-        others = [p for p in processes if p.pid != only_pid]
-        processes = tuple(p for p in processes if p.pid == only_pid)
-        if others:
-            notes.append(
-                f"{sum(p.alloc_count + p.free_count for p in others)} events of {len(others)} other "
-                "process(es) interleaved in the trace pipe were left out"
-            )
-    unknown = sum(p.unknown_frees for p in processes)
-    if backend.name == "bcc" and unknown:
-        notes.append(
-            f"{unknown} free(s) of blocks whose allocation is not in the trace: memleak prints only "
-            "frees of blocks it saw allocated, so trace lines are missing (lost, or read by another "
-            "trace_pipe reader)"
-        )
-    if summary.missed_frees:
-        notes.append(
-            f"{summary.missed_frees} allocation(s) reused an address still outstanding: "
-            "their frees were lost (lost events?)"
-        )
-    if summary.merged_threads:
-        notes.append(
-            f"{summary.merged_threads} thread(s) were merged into their process because they freed "
-            "each other's blocks (the trace names threads only)"
-        )
-    return TraceResult(
-        target=target,
-        backend=backend,
-        run=run,
-        processes=processes,
-        end_time=summary.end_time,
-        rate=summary.rate,
-        quality=stats.quality(notes=tuple(n for n in notes if n not in stats.notes)),
-        allocator=allocator,
-    )
 
 
 # --- helpers ------------------------------------------------------------------------------------

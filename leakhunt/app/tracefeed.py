@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher, TraceSummary
-from leakhunt.model import TupleBlock
+from leakhunt.model import AllocatorInfo, BackendInfo, RunInfo, Target, TraceProcess, TraceResult, TupleBlock
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.parse.trace_block import parse_tuple_block
@@ -116,3 +116,54 @@ def _match(
             feed_line(matcher, parser, line_at(number))
             parser.stats.lines -= 1
         lo += step
+
+
+def build_result(
+    summary: TraceSummary,
+    stats: ParseStats,
+    *,
+    target: Target,
+    backend: BackendInfo,
+    run: RunInfo,
+    notes: Iterable[str] = (),
+    only_pid: int | None = None,
+    allocator: AllocatorInfo | None = None,
+) -> TraceResult:
+    """A TraceResult from a matcher's summary (shared by live `trace` and `import`)."""
+    processes: tuple[TraceProcess, ...] = summary.processes
+    notes = list(notes)
+    if only_pid is not None:
+        others = [p for p in processes if p.pid != only_pid]
+        processes = tuple(p for p in processes if p.pid == only_pid)
+        if others:
+            notes.append(
+                f"{sum(p.alloc_count + p.free_count for p in others)} events of {len(others)} other "
+                "process(es) interleaved in the trace pipe were left out"
+            )
+    unknown = sum(p.unknown_frees for p in processes)
+    if backend.name == "bcc" and unknown:
+        notes.append(
+            f"{unknown} free(s) of blocks whose allocation is not in the trace: memleak prints only "
+            "frees of blocks it saw allocated, so trace lines are missing (lost, or read by another "
+            "trace_pipe reader)"
+        )
+    if summary.missed_frees:
+        notes.append(
+            f"{summary.missed_frees} allocation(s) reused an address still outstanding: "
+            "their frees were lost (lost events?)"
+        )
+    if summary.merged_threads:
+        notes.append(
+            f"{summary.merged_threads} thread(s) were merged into their process because they freed "
+            "each other's blocks (the trace names threads only)"
+        )
+    return TraceResult(
+        target=target,
+        backend=backend,
+        run=run,
+        processes=processes,
+        end_time=summary.end_time,
+        rate=summary.rate,
+        quality=stats.quality(notes=tuple(n for n in notes if n not in stats.notes)),
+        allocator=allocator,
+    )

@@ -19,7 +19,7 @@ from leakhunt.cli.common import (
     output_options,
     write_and_announce,
 )
-from leakhunt.cli.trace import print_trace_summary
+from leakhunt.cli.tracesummary import print_trace_summary
 from leakhunt.errors import EXIT_OK, UsageError
 from leakhunt.model import Investigation, TraceResult
 from leakhunt.parse.detect import KINDS

@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from leakhunt.analyze.trace import group_by_size, group_by_thread
 from leakhunt.app.trace import TraceOptions, run_trace
 from leakhunt.cli.common import (
     Milliseconds,
@@ -23,11 +20,10 @@ from leakhunt.cli.common import (
     output_options,
     write_despite_interrupt,
 )
+from leakhunt.cli.tracesummary import print_trace_summary
 from leakhunt.errors import UsageError
-from leakhunt.model import TraceResult
 from leakhunt.outputfile import check_output_dir
 from leakhunt.probe.tools import require_root
-from leakhunt.units import human_size
 
 SUMMARY_ROWS = 8
 
@@ -129,57 +125,3 @@ def trace(
         out.print(f"raw trace: {save_raw}", markup=False)
     write_despite_interrupt(result, output_dir, formats, redact=not no_redact, echo=out.print)
     return exit_status(result)
-
-
-def print_trace_summary(out: Console, result: TraceResult) -> None:
-    """What the terminal shows after a trace (live or imported)."""
-    t = result.target
-    out.print(
-        f"[bold]{t.comm}[/bold] (pid {t.pid}): {result.backend.name}, {result.run.duration_s:.1f} s traced, "
-        f"stopped: {result.run.stop_reason}",
-        highlight=False,
-    )
-    if not result.processes:
-        out.print("no allocation was traced")
-    for proc in result.processes:
-        out.print(
-            f"pid {proc.pid} ({proc.comm}): {proc.alloc_count:,} allocations, {proc.free_count:,} frees, "
-            f"{proc.unknown_frees:,} frees of blocks from before the trace; "
-            f"[bold]{proc.unfreed_count:,} never freed, {human_size(proc.unfreed_bytes)}[/bold]",
-            highlight=False,
-        )
-        if not proc.unfreed:
-            continue
-        for title, groups, label in (
-            ("by size", group_by_size(proc.unfreed), "size"),
-            ("by thread", group_by_thread(proc.unfreed), "tid"),
-        ):
-            table = Table(title=f"never freed, {title}", show_header=True, header_style="bold")
-            table.add_column(label, justify="right")
-            table.add_column("blocks", justify="right")
-            table.add_column("bytes", justify="right")
-            table.add_column("oldest age", justify="right")
-            for g in groups[:SUMMARY_ROWS]:
-                table.add_row(
-                    human_size(g.key) if label == "size" else str(g.key),
-                    f"{g.count:,}",
-                    human_size(g.bytes),
-                    f"{result.end_time - g.oldest:.2f} s",
-                )
-            if len(groups) > SUMMARY_ROWS:
-                table.add_row("...", f"{sum(g.count for g in groups[SUMMARY_ROWS:]):,}", "", "")
-            out.print(table)
-    if result.rate:
-        peak = max(result.rate, key=lambda r: r[1])
-        out.print(
-            f"allocation rate: peak {peak[1]:,} allocations ({human_size(peak[2])}) in the bucket at "
-            f"{peak[0]:.1f} s",
-            highlight=False,
-        )
-    q = result.quality
-    if q.unparsed_lines:
-        out.print(f"note: {q.unparsed_lines} line(s) could not be parsed", markup=False)
-    if q.lost_events:
-        out.print(f"note: the tracer lost {q.lost_events} event(s)", markup=False)
-    for note in q.notes:
-        out.print(f"note: {note}", markup=False)
