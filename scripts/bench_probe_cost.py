@@ -56,6 +56,7 @@ _FIGURE = re.compile(r"ns_per_pair=([\d.]+)")
 _JQ_SECONDS = re.compile(r"^jq_seconds=([\d.]+)$", re.M)
 # jq times its own work (reading and summarising the file), so probe start-up does not count
 JQ_PROGRAM = 'now as $t0 | [inputs] | map(.a + (.b | length)) | add as $s | "jq_seconds=\\(now - $t0)"'
+JQ_MAP_KEYS = "1048576"  # live blocks the leakhunt runs of jq can track
 
 
 @dataclass
@@ -155,6 +156,8 @@ def memleak_loop(row: Row, beside: Beside, binary: Path, seconds: float) -> None
         assert probe.stdout is not None
         while not probe.stdout.readline().startswith("Attaching"):
             pass
+        # memleak prints its top stacks every 5 s: drain them, or it blocks on a full pipe
+        threading.Thread(target=lambda: probe.stdout and probe.stdout.read(), daemon=True).start()
         deadline = time.monotonic() + 120
         while not memleak_backend.sleeping(probe.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -165,7 +168,11 @@ def memleak_loop(row: Row, beside: Beside, binary: Path, seconds: float) -> None
     finally:
         probe.send_signal(2)
         target.kill()
-        probe.wait(timeout=30)
+        try:
+            probe.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            probe.wait()
         target.wait()
 
 
@@ -247,7 +254,11 @@ def empty_probe_loop(row: Row, beside: Beside, binary: Path, seconds: float, wor
     finally:
         probe.send_signal(2)
         target.kill()
-        probe.wait(timeout=30)
+        try:
+            probe.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            probe.wait()
         target.wait()
 
 
@@ -321,7 +332,8 @@ def measure(seconds: float, jq_objects: int, skip: set[str]) -> list[Row]:
             row = Row(name)
             measure_loop(row, beside, [*base, str(binary), secs], env)
             if jq:
-                row.jq = jq_seconds([*base, *jq_cmd], env)
+                # jq holds over 131,072 blocks at once (the default --map-keys): room for all of them
+                row.jq = jq_seconds([*base[:-1], "--map-keys", JQ_MAP_KEYS, "--", *jq_cmd], env)
             rows.append(row)
             print(f"  measured {name}", file=sys.stderr)
         if "empty" not in skip:
