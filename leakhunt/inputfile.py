@@ -29,6 +29,7 @@ __all__ = [
     "MAX_LINE_CHARS",
     "open_input",
     "read_blocks",
+    "read_byte_blocks",
     "read_document",
     "read_lines",
 ]
@@ -152,8 +153,17 @@ def read_blocks(
     """Like ``read_lines``, but many lines at a time: blocks of about ``size`` bytes, each
     holding whole lines (ending in a newline; the input's last line may lack one), newlines
     converted to ``\n`` as ``read_lines`` does. For readers of millions of lines (``import``)."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    carry = ""  # the start of a line the next read ends
+    for block in read_byte_blocks(stream, name, st, max_line, size):
+        yield block.decode("utf-8")
+
+
+def read_byte_blocks(
+    stream: BinaryIO, name: str, st: os.stat_result, max_line: int = MAX_LINE_CHARS, size: int = BLOCK_BYTES
+) -> Iterator[bytes]:
+    """``read_blocks``' blocks as UTF-8 bytes, without decoding what is ASCII already: bytes that
+    are no UTF-8 are replaced (U+FFFD) as the decoder replaces them, so each block is exactly
+    ``read_blocks``' block encoded."""
+    carry = b""  # the start of a line the next read ends
     lines = 0
     seen = False
     while True:
@@ -162,24 +172,39 @@ def read_blocks(
         except OSError as err:
             raise ReportError(f"{name}: cannot read it ({err.strerror})") from None
         final = not data
-        text = carry + decoder.decode(data, final=final)
-        held = ""
-        if not final and text.endswith("\r"):
-            text, held = text[:-1], "\r"  # perhaps the first half of a \r\n
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        cut = len(text) if final else text.rfind("\n") + 1
+        text = carry + data if carry else data
+        held = b""
+        if not final and text.endswith(b"\r"):
+            text, held = text[:-1], b"\r"  # perhaps the first half of a \r\n
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        cut = len(text) if final else text.rfind(b"\n") + 1
         out, carry = text[:cut], text[cut:] + held
-        if len(carry) > max_line:
+        if len(carry) > max_line and _chars(carry) > max_line:
             raise ReportError(
                 f"{name}: line {lines + 1} is too long (over {max_line >> 20} MiB without a newline)",
                 hint="memleak and bpftrace print lines far shorter; is it the right file?",
             )
         if out:
-            lines += out.count("\n")
+            if not out.isascii():
+                # whole lines: no UTF-8 sequence spans the cut, so this is the stream's decoding
+                out = out.decode("utf-8", "replace").encode("utf-8")
+            lines += _newlines(out)
             seen = True
             yield out
         if final:
             break
     if not seen:
         raise _empty(name, st)
+
+
+def _chars(head: bytes) -> int:
+    """How many characters the start of a line ``head`` decodes to so far (an incomplete UTF-8
+    sequence at its end waits for the next read, as an incremental decoder holds it)."""
+    return len(codecs.getincrementaldecoder("utf-8")("replace").decode(head))
+
+
+def _newlines(data: bytes) -> int:
+    import numpy as np  # noqa: PLC0415 - only readers of long logs need it (and have it loaded)
+
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == ord("\n")))

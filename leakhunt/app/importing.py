@@ -19,9 +19,9 @@ from pathlib import Path
 from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.app.common import run_info
-from leakhunt.app.tracefeed import build_result, feed_lines
+from leakhunt.app.tracefeed import build_result, feed_blocks
 from leakhunt.errors import ReportError
-from leakhunt.inputfile import open_input, read_blocks
+from leakhunt.inputfile import open_input, read_byte_blocks
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats, lines_of
 from leakhunt.parse.bpftrace import parse_bpftrace
@@ -50,9 +50,10 @@ def import_file(
     """
     echo: Callable[[str], object] = say or (lambda _: None)
     with ExitStack() as stack:
-        lines, started_at = _open(name, stack)
+        blocks, started_at = _open(name, stack)
+        seen: list[bytes] = []  # what detection read, to be read again
         if kind == "auto":
-            detection, lines = detect_kind(lines)
+            detection, _ = detect_kind(_decoded(blocks, seen))
             if detection.kind is None:
                 raise ReportError(
                     f"{name}: {detection.evidence}",
@@ -62,20 +63,21 @@ def import_file(
             echo(f"{name}: detected {detection.describe()}")
         else:
             echo(f"{name}: read as {DESCRIPTIONS[kind]} (--kind {kind})")
+        blocks = itertools.chain(seen, blocks)
         try:
             if kind in ("memleak-trace", "bpftrace-trace"):
-                return _trace(name, lines, kind, started_at, older_than_ms / 1000)
-            return _stacks(name, lines, kind, started_at, min_growth)
+                return _trace(name, blocks, kind, started_at, older_than_ms / 1000)
+            return _stacks(name, _decoded(blocks), kind, started_at, min_growth)
         except UnicodeDecodeError as err:  # only with a strict decoder; ours replaces
             raise ReportError(f"{name}: not text ({err})") from err
         except OSError as err:
             raise ReportError(f"{name}: {err.strerror or err}") from err
 
 
-def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
-    """Text of ``name`` in blocks of whole lines (decoding errors replaced, lines bounded in
-    length) and the log's time (file mtime, or now for standard input and pipes). Devices and
-    directories are refused."""
+def _open(name: str, stack: ExitStack) -> tuple[Iterator[bytes], str]:
+    """Text of ``name`` (UTF-8) in blocks of whole lines (bytes that are no UTF-8 replaced, lines
+    bounded in length) and the log's time (file mtime, or now for standard input and pipes).
+    Devices and directories are refused."""
     stream, st = open_input(name)
     if name != "-":
         stack.callback(stream.close)
@@ -84,7 +86,15 @@ def _open(name: str, stack: ExitStack) -> tuple[Iterator[str], str]:
     else:
         when = datetime.fromtimestamp(st.st_mtime, UTC)
     shown = "standard input" if name == "-" else name
-    return read_blocks(stream, shown, st), when.isoformat(timespec="seconds")
+    return read_byte_blocks(stream, shown, st), when.isoformat(timespec="seconds")
+
+
+def _decoded(blocks: Iterable[bytes], seen: list[bytes] | None = None) -> Iterator[str]:
+    """The blocks as text; those read are kept in ``seen``."""
+    for block in blocks:
+        if seen is not None:
+            seen.append(block)
+        yield block.decode("utf-8")
 
 
 def _backend(kind: str, name: str) -> BackendInfo:
@@ -141,10 +151,12 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
     )
 
 
-def _trace(name: str, lines: Iterable[str], kind: str, started_at: str, older_than_s: float) -> TraceResult:
+def _trace(
+    name: str, blocks: Iterable[bytes], kind: str, started_at: str, older_than_s: float
+) -> TraceResult:
     stats = ParseStats()
     matcher = TraceMatcher()
-    parser = feed_lines(matcher, lines, stats)
+    parser = feed_blocks(matcher, blocks, stats)
     summary = matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
     if summary.events == 0:
         raise ReportError(

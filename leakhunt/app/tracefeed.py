@@ -19,7 +19,7 @@ from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.parse.trace_block import parse_tuple_block
 
-BLOCK_CHARS = 1 << 20  # text parsed and matched at a time by feed_lines
+BLOCK_CHARS = 2 << 20  # bytes of text parsed and matched at a time by feed_blocks
 
 
 def feed_lines(matcher: TraceMatcher, lines: Iterable[str], stats: ParseStats | None = None) -> TraceParser:
@@ -28,18 +28,27 @@ def feed_lines(matcher: TraceMatcher, lines: Iterable[str], stats: ParseStats | 
     ``lines``: lines, or blocks of whole lines (a piece not ending in a newline is one line
     without it). Returns the parser (what the notes said: target, thread owners, end time).
     """
+    ends = ((piece if piece.endswith("\n") else piece + "\n") for piece in lines)
+    return feed_blocks(matcher, (piece.encode("utf-8", "surrogatepass") for piece in ends), stats)
+
+
+def feed_blocks(
+    matcher: TraceMatcher, blocks: Iterable[bytes], stats: ParseStats | None = None
+) -> TraceParser:
+    """``feed_lines`` for UTF-8 text (``inputfile.read_byte_blocks``): pieces of whole lines, the
+    last one perhaps without its newline."""
     parser = TraceParser(stats)
-    pending: list[str] = []
+    pending: list[bytes] = []
     size = 0
-    for piece in lines:
-        pending.append(piece if piece.endswith("\n") else piece + "\n")
+    for piece in blocks:
+        pending.append(piece)
         size += len(piece)
         if size >= BLOCK_CHARS:
-            _feed_block(matcher, parser, "".join(pending))
+            _feed_block(matcher, parser, b"".join(pending) if len(pending) > 1 else pending[0])
             pending.clear()
             size = 0
     if pending:
-        _feed_block(matcher, parser, "".join(pending))
+        _feed_block(matcher, parser, b"".join(pending))
     return parser
 
 
@@ -71,15 +80,16 @@ def replay(
     return matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
 
 
-def _feed_block(matcher: TraceMatcher, parser: TraceParser, text: str) -> None:
-    data = text.encode("utf-8", "surrogatepass")
+def _feed_block(matcher: TraceMatcher, parser: TraceParser, data: bytes) -> None:
+    if data and not data.endswith(b"\n"):
+        data += b"\n"  # (a block's pieces end in one; so would the last line)
     block = parse_tuple_block(data)
 
     def line_at(i: int) -> str:
         return data[block.starts[i] : block.ends[i]].decode("utf-8", "surrogatepass")
 
     if parser.bpftrace_lines or matcher.sort_window_s > 0 or not block.plain.any():
-        for line in text.split("\n")[: block.lines]:
+        for line in data.decode("utf-8", "surrogatepass").split("\n")[: block.lines]:
             feed_line(matcher, parser, line)
         return
     parser.stats.lines += int(np.count_nonzero(block.plain))

@@ -55,7 +55,7 @@ def _bytes8(byte: int) -> np.uint64:
 
 
 _HIGH, _LOW7, _ZEROS = _bytes8(0x80), _bytes8(0x7F), _bytes8(ord("0"))
-_NIBBLE_HI, _SIXES, _DOTS, _NOT_HEX = _bytes8(0xF0), _bytes8(0x06), _bytes8(ord(".")), _bytes8(0x10)
+_NIBBLE_HI, _SIXES, _DOTS, _SPACES = _bytes8(0xF0), _bytes8(0x06), _bytes8(ord(".")), _bytes8(0x20)
 
 
 def _keep_table(width: int) -> Words:
@@ -74,28 +74,33 @@ def _keep_table(width: int) -> Words:
 
 
 _KEEP = {8: _keep_table(8), 16: _keep_table(16)}
-_NIBBLE = np.full(256, 0x10, np.uint8)  # 0x10: not a hexadecimal digit
-for _i, _ch in enumerate("0123456789abcdef"):
-    _NIBBLE[ord(_ch)] = _i
-    _NIBBLE[ord(_ch.upper())] = _i
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 
 
-def _words(buf: Bytes, at: Ints, width: int) -> Words:
-    """The ``width`` bytes from each position ``at``, as rows of 64-bit words."""
-    window = np.lib.stride_tricks.sliding_window_view(buf, width)
-    return np.ascontiguousarray(window[at]).view(np.uint64)
+def _u64(buf: Bytes) -> Words:
+    """Every 8 bytes of ``buf`` as a 64-bit word, one per byte position (a view, overlapping)."""
+    return np.ndarray((len(buf) - 7,), np.uint64, buffer=buf, strides=(1,))
+
+
+def _words(buf: Bytes, at: Ints, width: int) -> list[Words]:
+    """The ``width`` bytes from each position ``at``, as 64-bit words (the first bytes first)."""
+    u64 = _u64(buf)
+    return [u64[at + 8 * k] for k in range(width // 8)]
 
 
 def _text_at(buf: Bytes, at: Ints, text: bytes) -> Bools:
     """Whether ``text`` is written at each position ``at``."""
+    return _matches(_words(buf, at, 8 * -(-len(text) // 8)), text)
+
+
+def _matches(rows: list[Words], text: bytes) -> Bools:
+    """Whether the words ``rows`` begin with ``text``."""
     words = -(-len(text) // 8)
-    rows = _words(buf, at, 8 * words)
     want = np.frombuffer(text.ljust(8 * words, b"\0"), np.uint64)
     keep = np.frombuffer((b"\xff" * len(text)).ljust(8 * words, b"\0"), np.uint64)
-    ok: Bools = (rows[:, 0] & keep[0]) == want[0]
+    ok: Bools = (rows[0] & keep[0]) == want[0]
     for k in range(1, words):
-        ok &= (rows[:, k] & keep[k]) == want[k]
+        ok &= (rows[k] & keep[k]) == want[k]
     return ok
 
 
@@ -110,7 +115,7 @@ def _field(buf: Bytes, start: Ints, end: Ints, width: int) -> tuple[list[Words],
     out = []
     for i in range(width // 8):
         mask = keep[i][k]
-        out.append((rows[:, i] & mask) | (_ZEROS & ~mask))
+        out.append((rows[i] & mask) | (_ZEROS & ~mask))
     return out, fits
 
 
@@ -148,14 +153,18 @@ def _decimal(buf: Bytes, start: Ints, end: Ints, width: int = _WIDTH) -> tuple[I
 
 def _hex(buf: Bytes, start: Ints, end: Ints) -> tuple[Words, Bools]:
     """Hexadecimal numbers in ``buf[start:end]`` (1..16 digits) and whether each is one."""
-    words, fits = _field(buf, start, end, _WIDTH)
-    text = np.stack(words, axis=1).view(np.uint8)
-    nibbles = np.take(_NIBBLE, text).view(np.uint64)
-    ok = fits & ((nibbles[:, 0] | nibbles[:, 1]) & _NOT_HEX == 0)
+    words, ok = _field(buf, start, end, _WIDTH)
     value = np.zeros(len(start), np.uint64)
-    for k in range(2):
-        x = nibbles[:, k]
-        # bytes n0..n7 (n0 the most significant) -> 16-bit lanes n0n1, n2n3, ... -> 32 bits
+    for word in words:
+        # a hex digit is '0'-'9' or 'a'-'f' once 0x20 is set (bytes below 0x80 only: no carries)
+        lower = word | _SPACES
+        digit = ((lower + _bytes8(0x80 - 0x30)) & ~(lower + _bytes8(0x7F - 0x39))) | (
+            (lower + _bytes8(0x80 - 0x61)) & ~(lower + _bytes8(0x7F - 0x66))
+        )
+        ok &= ((word & _HIGH) == 0) & ((digit & _HIGH) == _HIGH)
+        # nibbles n0..n7 (n0 the most significant): low 4 bits, plus 9 for a letter (0x40 set)
+        x = (word & _bytes8(0x0F)) + ((word >> np.uint64(6)) & _bytes8(0x01)) * np.uint64(9)
+        # -> 16-bit lanes n0n1, n2n3, ... -> 32 bits
         y = ((x << np.uint64(4)) & np.uint64(0x00F000F000F000F0)) | (
             (x >> np.uint64(8)) & np.uint64(0x000F000F000F000F)
         )
@@ -203,8 +212,13 @@ def _timestamp(buf: Bytes, start: Ints, end: Ints) -> tuple[npt.NDArray[np.float
 def _lines(data: bytes) -> tuple[Bytes, Ints, Ints, Ints]:
     """The padded buffer, every separator's position, the separator index of each line's newline,
     and each line's first byte (positions in the buffer)."""
-    tail = b"" if data.endswith(b"\n") or not data else b"\n"
-    buf = np.frombuffer(bytes(_PAD) + data + tail + bytes(_PAD), np.uint8)
+    tail = 0 if data.endswith(b"\n") or not data else 1
+    buf = np.empty(len(data) + tail + 2 * _PAD, np.uint8)  # (cheaper than joining bytes)
+    buf[:_PAD] = 0
+    buf[_PAD : _PAD + len(data)] = np.frombuffer(data, np.uint8)
+    buf[_PAD + len(data) :] = 0
+    if tail:
+        buf[_PAD + len(data)] = _NL
     sep = np.flatnonzero((buf == _NL) | (buf == _Q) | (buf == _C))
     newline = np.flatnonzero(buf[sep] == _NL)
     ends = sep[newline]
@@ -241,15 +255,18 @@ def parse_tuple_block(data: bytes) -> TupleBlock:
     t, t_ok = _timestamp(buf, c7 + 2, c8)
     ok &= t_ok
     msg = q4 + 1
-    exited = ok & _text_at(buf, msg, _EXITED) & _text_at(buf, c11, _RESULT)
-    freed = ok & _text_at(buf, msg, _FREE) & _text_at(buf, c11, _FREE_SIZE)
-    size, size_ok = _decimal(buf, msg + len(_EXITED), c11)
-    result, result_ok = _hex(buf, c11 + len(_RESULT), q5)
-    exited &= size_ok & result_ok & (result != 0)
-    address, address_ok = _hex(buf, msg + len(_FREE), c11)
-    _, free_size_ok = _decimal(buf, c11 + len(_FREE_SIZE), q5)
-    freed &= address_ok & free_size_ok
-    event = exited | freed
+    message, middle = _words(buf, msg, 24), _words(buf, c11, 16)
+    exited = ok & _matches(message, _EXITED) & _matches(middle, _RESULT)
+    freed = ok & _matches(message, _FREE) & _matches(middle, _FREE_SIZE)
+    # alloc exited: size (decimal) then result (hex); free entered: address (hex) then size
+    size, size_ok = _decimal(
+        buf, np.where(exited, msg + len(_EXITED), c11 + len(_FREE_SIZE)), np.where(exited, c11, q5)
+    )
+    address, address_ok = _hex(
+        buf, np.where(exited, c11 + len(_RESULT), msg + len(_FREE)), np.where(exited, q5, c11)
+    )
+    event = (exited | freed) & size_ok & address_ok & (~exited | (address != 0))
+    exited &= event
     plain[events] = event
     return TupleBlock(
         lines=n,
@@ -261,7 +278,7 @@ def parse_tuple_block(data: bytes) -> TupleBlock:
         tid=tid[event],
         t=t[event],
         size=np.where(exited, size, 0)[event],
-        address=np.where(exited, result, address)[event],
+        address=address[event],
     )
 
 

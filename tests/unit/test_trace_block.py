@@ -19,7 +19,7 @@ from leakhunt.analyze.trace import TraceMatcher, TraceSummary
 from leakhunt.app import tracefeed
 from leakhunt.app.tracefeed import feed_line, feed_lines
 from leakhunt.errors import ReportError
-from leakhunt.inputfile import read_blocks
+from leakhunt.inputfile import read_blocks, read_byte_blocks
 from leakhunt.parse import ParseStats, lines_of
 from leakhunt.parse.detect import detect_kind
 from leakhunt.parse.trace import TraceParser
@@ -299,6 +299,30 @@ def test_blocks_hold_whole_lines_with_newlines_converted(size: int) -> None:
     assert all(b.endswith("\n") for b in blocks[:-1])
     assert "".join(blocks) == "a\nb\nc\n\u00e9\ufffd\n\nlast"
     assert list(lines_of(blocks)) == ["a\n", "b\n", "c\n", "\u00e9\ufffd\n", "\n", "last"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"a", b"\r", b"\n", b"\xc3", b"\xa9", b"\xff", b"\xe2\x82", b"(b'x', 1"]),
+        max_size=60,
+    )
+)
+def test_byte_blocks_are_the_text_blocks_encoded(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    st_ = os.stat_result((stat.S_IFREG, 0, 0, 0, 0, 0, len(data), 0, 0, 0))
+    for size in (1, 3, 1 << 20):
+        try:
+            raw = list(read_byte_blocks(io.BytesIO(data), "log", st_, size=size))
+        except ReportError as err:
+            assert not data, err
+            continue
+        assert all(b.endswith(b"\n") for b in raw[:-1])
+        text = read_blocks(io.BytesIO(data), "log", st_, size=size)
+        assert b"".join(raw) == "".join(text).encode()
+        assert b"".join(raw).decode() == data.decode("utf-8", "replace").replace("\r\n", "\n").replace(
+            "\r", "\n"
+        )
 
 
 def test_blocks_refuse_an_empty_input_and_an_endless_line() -> None:
