@@ -45,13 +45,177 @@ _PURGE_EVERY = 4096
 _MIN_ARRAY_EVENTS = 16  # fewer events between two other lines: line by line is cheaper
 
 
+Words = npt.NDArray[np.uint64]
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+
+class _Outstanding:
+    """One process's outstanding blocks: address -> (size, tid, time), in the order a dict would
+    hold them (a block allocated again at its address without a free keeps its place).
+
+    Two disjoint parts: a dict for blocks added one event at a time, and arrays sorted by address
+    for blocks added by ``match_block`` (a few numpy operations per block of events, no Python
+    work per event, 40 bytes per block). A sequence number per block gives the order across both.
+    """
+
+    def __init__(self) -> None:
+        self.recent: dict[int, tuple[int, int, float, int]] = {}  # address -> (size, tid, t, seq)
+        self.addr: Words = np.empty(0, np.uint64)
+        self.ints: Ints = np.empty((0, 3), np.int64)  # size, tid, seq (-1: freed one at a time)
+        self.t: npt.NDArray[np.float64] = np.empty(0, np.float64)
+        self.dead = 0
+
+    def __len__(self) -> int:
+        return len(self.recent) + len(self.addr) - self.dead
+
+    def _find(self, address: int) -> int:
+        """The index of ``address`` in the arrays if it is outstanding there, else -1."""
+        if not len(self.addr) or not 0 <= address < 1 << 64:
+            return -1
+        i = int(np.searchsorted(self.addr, np.uint64(address)))
+        if i < len(self.addr) and int(self.addr[i]) == address and self.ints[i, 2] >= 0:
+            return i
+        return -1
+
+    def __contains__(self, address: int) -> bool:
+        return address in self.recent or self._find(address) >= 0
+
+    def put(self, address: int, size: int, tid: int, t: float, seq: int) -> bool:
+        """The block at ``address`` is (size, tid, t); ``seq`` orders it if it is new. Returns
+        whether one was outstanding there already (its place is kept)."""
+        old = self.recent.get(address)
+        if old is not None:
+            self.recent[address] = (size, tid, t, old[3])
+            return True
+        i = self._find(address)
+        if i < 0:
+            self.recent[address] = (size, tid, t, seq)
+            return False
+        if _fits(size) and _fits(tid):
+            self.ints[i, :2] = size, tid
+            self.t[i] = t
+        else:  # (sizes of 20 digits) kept in the dict, in its place
+            self.recent[address] = (size, tid, t, int(self.ints[i, 2]))
+            self.ints[i, 2] = -1
+            self.dead += 1
+        return True
+
+    def pop(self, address: int) -> bool:
+        """Free the block at ``address``; whether there was one."""
+        if self.recent.pop(address, None) is not None:
+            return True
+        i = self._find(address)
+        if i < 0:
+            return False
+        self.ints[i, 2] = -1
+        self.dead += 1
+        return True
+
+    def items(self) -> list[tuple[int, tuple[int, int, float, int]]]:
+        """(address, (size, tid, t, seq)) of every block, in order."""
+        self.settle()
+        order = np.argsort(self.ints[:, 2], kind="stable")
+        ints = self.ints[order].T.tolist()
+        out = list(
+            zip(
+                self.addr[order].tolist(),
+                zip(ints[0], ints[1], self.t[order].tolist(), ints[2], strict=True),
+                strict=True,
+            )
+        )
+        if self.recent:
+            out.extend(self.recent.items())
+            out.sort(key=lambda kv: kv[1][3])
+        return out
+
+    def settle(self) -> bool:
+        """Everything into the arrays (blocks freed one at a time leave them); False when some
+        block does not fit them (an address or size beyond 64 bits stays in the dict)."""
+        if self.dead:
+            self._keep(self.ints[:, 2] >= 0)
+            self.dead = 0
+        if not self.recent:
+            return True
+        moving = [(a, v) for a, v in self.recent.items() if 0 <= a < 1 << 64 and _fits(v[0]) and _fits(v[1])]
+        n = len(moving)
+        if n:
+            ints = np.array([(v[0], v[1], v[3]) for _, v in moving], np.int64).reshape(n, 3)
+            t = np.fromiter((v[2] for _, v in moving), np.float64, n)
+            self._insert(np.fromiter((a for a, _ in moving), np.uint64, n), ints, t)
+        if n == len(self.recent):
+            self.recent.clear()
+            return True
+        for a, _ in moving:
+            del self.recent[a]
+        return False
+
+    def _keep(self, keep: Bools) -> None:
+        self.addr, self.ints, self.t = self.addr[keep], self.ints[keep], self.t[keep]
+
+    def _insert(self, addr: Words, ints: Ints, t: npt.NDArray[np.float64]) -> None:
+        """New blocks (addresses not outstanding) into the sorted arrays."""
+        order = np.argsort(addr, kind="stable")
+        at = np.searchsorted(self.addr, addr[order])
+        self.addr = np.insert(self.addr, at, addr[order])
+        self.ints = np.insert(self.ints, at, ints[order], axis=0)
+        self.t = np.insert(self.t, at, t[order])
+
+    def where(self, keys: Words) -> tuple[Ints, Bools]:
+        """For sorted addresses ``keys`` (after ``settle``): their index in the arrays, and
+        whether each is outstanding."""
+        at = np.searchsorted(self.addr, keys)
+        found = np.zeros(len(keys), np.bool_)
+        inside = at < len(self.addr)
+        found[inside] = self.addr[at[inside]] == keys[inside]
+        return at, found
+
+    def apply(
+        self,
+        at: Ints,
+        gone: Bools,
+        kept: Bools,
+        values: tuple[Words, Ints, npt.NDArray[np.float64]],
+        fresh: Bools,
+    ) -> None:
+        """One block's changes, per address (sorted, ``where``'s ``at``): ``gone`` ones are
+        freed, ``kept`` ones take new values (size, tid) and times in place, ``fresh`` ones are
+        added (values: size, tid, seq)."""
+        addr, ints, t = values
+        where = at[kept]
+        self.ints[where, :2] = ints[kept, :2]
+        self.t[where] = t[kept]
+        if gone.any():
+            keep = np.ones(len(self.addr), np.bool_)
+            keep[at[gone]] = False
+            self._keep(keep)
+        if fresh.any():
+            self._insert(addr[fresh], ints[fresh], t[fresh])
+
+
+def _distinct(values: Ints, tries: int = 8) -> list[int]:
+    """The distinct values (a few threads: one pass each, cheaper than sorting)."""
+    found: list[int] = []
+    rest = values
+    while len(rest):
+        if len(found) == tries:
+            return sorted(set(found) | set(np.unique(rest).tolist()))
+        v = int(rest[0])
+        found.append(v)
+        rest = rest[rest != v]
+    return found
+
+
+def _fits(value: int) -> bool:
+    return -(1 << 63) <= value < 1 << 63
+
+
 @dataclass
 class _Process:
     pid: int
     comm: str
     pid_known: bool
-    # address -> (size, tid, time)
-    outstanding: dict[int, tuple[int, int, float]] = field(default_factory=dict)
+    outstanding: _Outstanding = field(default_factory=_Outstanding)
     allocs: int = 0
     frees: int = 0
     unknown_frees: int = 0
@@ -106,7 +270,7 @@ class TraceMatcher:
         self.merged = 0
         self.sort_window_s = sort_window_s
         self._heap: list[tuple[float, int, TraceFields]] = []
-        self._seq = 0
+        self._seq = 0  # orders the sorting buffer's events, and the outstanding blocks
         self._latest = float("-inf")
 
     # --- input ------------------------------------------------------------------------------
@@ -151,9 +315,9 @@ class TraceMatcher:
                 del proc.pending[address]  # its free was printed before it: allocated and freed
                 proc.frees += 1
                 return
-        if address in proc.outstanding:
+        if proc.outstanding.put(address, size, tid, t, self._seq):
             proc.missed_frees += 1
-        proc.outstanding[address] = (size, tid, t)
+        self._seq += 1
 
     def free(self, t: float, pid: int, tid: int, comm: str, address: int, *, pid_known: bool = True) -> None:
         """A free of ``address`` by thread ``tid`` of ``pid``."""
@@ -161,14 +325,14 @@ class TraceMatcher:
         if proc is None:
             return
         self._tick(t)
-        if proc.outstanding.pop(address, None) is not None:
+        if proc.outstanding.pop(address):
             proc.frees += 1
             return
         if not proc.pid_known:
             other = self._owner_elsewhere(proc, address)
             if other is not None:
                 proc = self._merge(proc, other)
-                del proc.outstanding[address]
+                proc.outstanding.pop(address)
                 proc.frees += 1
                 return
         if address in proc.pending:
@@ -228,7 +392,7 @@ class TraceMatcher:
         tids = block.tid[lo:hi]
         owners: set[int] = set()
         known_flags: set[bool] = set()
-        for tid in np.unique(tids).tolist():
+        for tid in _distinct(tids):
             mapped = tid_pid.get(tid)
             known_flags.add(mapped is not None)
             pid = tid if mapped is None else mapped
@@ -256,9 +420,11 @@ class TraceMatcher:
         first[1:] = by_addr[1:] != by_addr[:-1]
         starts = np.flatnonzero(first)
         group = np.cumsum(first) - 1
-        keys = by_addr[starts].tolist()
         outstanding = proc.outstanding
-        was_out = np.fromiter(map(outstanding.__contains__, keys), np.bool_, len(keys))
+        if not outstanding.settle():
+            return hi - lo  # a block beyond the arrays (a 20-digit size) is outstanding
+        keys = by_addr[starts]
+        at, was_out = outstanding.where(keys)
         prev_alloc = np.zeros(n, np.bool_)
         prev_alloc[1:] = alloc_s[:-1]
         out_before = np.where(first, was_out[group], prev_alloc)
@@ -305,25 +471,17 @@ class TraceMatcher:
         has_free = np.logical_or.reduceat(~alloc_s, starts)
         last = np.append(starts[1:], n) - 1
         ends_alloc = alloc_s[last]
-        for a in np.asarray(keys, dtype=object)[was_out & has_free].tolist():
-            del outstanding[a]
         run_start = alloc_s & ~(prev_alloc & ~first)
         insert_at = np.maximum.reduceat(np.where(run_start, np.arange(n), -1), starts)
         in_place = ends_alloc & was_out & ~has_free
         fresh = ends_alloc & ~in_place
-        sizes, tids_s = block.size[lo:hi][order], tids[order]
-        for chosen in (in_place, fresh):
-            groups = np.flatnonzero(chosen)
-            if chosen is fresh:
-                groups = groups[np.argsort(order[insert_at[groups]], kind="stable")]
-            at = last[groups]
-            outstanding.update(
-                zip(
-                    by_addr[at].tolist(),
-                    zip(sizes[at].tolist(), tids_s[at].tolist(), t_s[at].tolist(), strict=True),
-                    strict=True,
-                )
-            )
+        # per address: its last event's size and thread, and its place: the event that (re)inserted
+        # it, counted on from the matcher's sequence
+        ints = np.stack(
+            (block.size[lo:hi][order][last], tids[order][last], self._seq + order[insert_at]), axis=1
+        )
+        outstanding.apply(at, was_out & has_free, in_place, (keys, ints, t_s[last]), fresh)
+        self._seq += n
         return 0
 
     def _count_rate(self, t: npt.NDArray[np.float64], size: npt.NDArray[np.int64]) -> None:
@@ -361,7 +519,7 @@ class TraceMatcher:
             missed += proc.missed_frees
             unfreed = tuple(
                 Unfreed(address, size, tid, t)
-                for address, (size, tid, t) in sorted(proc.outstanding.items(), key=lambda kv: kv[1][2])
+                for address, (size, tid, t, _) in sorted(proc.outstanding.items(), key=lambda kv: kv[1][2])
                 if self._t_end - t >= older_than_s
             )
             processes.append(
@@ -416,7 +574,9 @@ class TraceMatcher:
     def _merge(self, a: _Process, b: _Process) -> _Process:
         """Merge two thread groups of one process; the smaller id represents both."""
         keep, gone = (a, b) if a.pid < b.pid else (b, a)
-        keep.outstanding.update(gone.outstanding)
+        for address, (size, tid, t, _) in gone.outstanding.items():  # as dict.update orders them
+            keep.outstanding.put(address, size, tid, t, self._seq)
+            self._seq += 1
         keep.allocs += gone.allocs
         keep.frees += gone.frees
         keep.unknown_frees += gone.unknown_frees
