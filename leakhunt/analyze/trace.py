@@ -621,15 +621,15 @@ def group_by_thread(unfreed: Sequence[Unfreed]) -> tuple[UnfreedGroup, ...]:
 def _group(unfreed: Sequence[Unfreed], key_of: Callable[[Unfreed], int]) -> tuple[UnfreedGroup, ...]:
     acc: dict[int, list[float]] = {}
     for u in unfreed:
-        key = key_of(u)
+        key, t = key_of(u), u.time
         row = acc.get(key)
         if row is None:
-            acc[key] = [1, u.size, u.time, u.time]
+            acc[key] = [1, u.size, t, t]
         else:
             row[0] += 1
             row[1] += u.size
-            row[2] = min(row[2], u.time)
-            row[3] = max(row[3], u.time)
+            row[2] = min(row[2], t)
+            row[3] = max(row[3], t)
     groups = [UnfreedGroup(k, int(r[0]), int(r[1]), r[2], r[3]) for k, r in acc.items()]
     groups.sort(key=lambda g: (-g.bytes, -g.count, g.key))
     return tuple(groups)

@@ -166,14 +166,14 @@ def rate_chart(tr: TraceResult) -> Markup:
 def render_trace(tr: TraceResult) -> str:
     """The HTML report of a per-call trace, as one string."""
     ctx = page_context(f"leakhunt trace: {tr.target.comm} (pid {tr.target.pid})")
-    unfreed = sorted((u for p in tr.processes for u in p.unfreed), key=lambda u: (-u.size, u.time))
+    by_size, by_thread = views.unfreed_groups(tr)
     ctx.update(
         tr=tr,
         processes=sorted(tr.processes, key=lambda p: -p.unfreed_bytes),
-        unfreed=unfreed[:500],
-        by_size=views.unfreed_groups(tr)[0],
-        by_thread=views.unfreed_groups(tr)[1],
-        unfreed_total=len(unfreed),
+        unfreed=views.largest_unfreed(tr, 500),
+        by_size=by_size,
+        by_thread=by_thread,
+        unfreed_total=sum(p.unfreed_count for p in tr.processes),
         stop=views.stop_text(tr.run, tr.target),
         reproduce=views.reproduce_command(tr, "trace"),
         quality=views.quality_lines(tr.quality, snapshots=0, truncated_snapshots=0)[:7],

@@ -117,14 +117,14 @@ def render_investigation(inv: Investigation) -> str:
 
 def render_trace(tr: TraceResult) -> str:
     """The Markdown report of a per-call trace."""
-    unfreed = sorted((u for p in tr.processes for u in p.unfreed), key=lambda u: (-u.size, u.time))
+    by_size, by_thread = views.unfreed_groups(tr)
     ctx: dict[str, object] = {
         "tr": tr,
         "processes": sorted(tr.processes, key=lambda p: -p.unfreed_bytes),
-        "unfreed": unfreed[:50],
-        "by_size": views.unfreed_groups(tr)[0][:20],
-        "by_thread": views.unfreed_groups(tr)[1][:20],
-        "unfreed_total": len(unfreed),
+        "unfreed": views.largest_unfreed(tr, 50),
+        "by_size": by_size[:20],
+        "by_thread": by_thread[:20],
+        "unfreed_total": sum(p.unfreed_count for p in tr.processes),
         "stop": views.stop_text(tr.run, tr.target),
         "reproduce": views.reproduce_command(tr, "trace"),
         "quality": views.quality_lines(tr.quality, snapshots=0, truncated_snapshots=0)[:7],

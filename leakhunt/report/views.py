@@ -7,9 +7,9 @@ disagree. Nothing here escapes: the HTML environment autoescapes, the Markdown r
 
 from __future__ import annotations
 
+import heapq
 import math
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from leakhunt.model import (
@@ -374,19 +374,31 @@ class UnfreedGroup:
 
 def unfreed_groups(tr: TraceResult) -> tuple[list[UnfreedGroup], list[UnfreedGroup]]:
     """Unfreed blocks grouped by size (largest total first) and by thread (same order)."""
+    by_size: dict[int, list[float]] = {}  # key -> [blocks, bytes, earliest allocation time]
+    by_tid: dict[int, list[float]] = {}
+    for p in tr.processes:
+        for u in p.unfreed:
+            size, t = u.size, u.time
+            for acc, key in ((by_size, size), (by_tid, u.tid)):
+                row = acc.get(key)
+                if row is None:
+                    acc[key] = [1, size, t]
+                else:
+                    row[0] += 1
+                    row[1] += size
+                    row[2] = min(row[2], t)
 
-    def group(key_of: Callable[[Unfreed], int]) -> list[UnfreedGroup]:
-        acc: dict[int, list[Unfreed]] = {}
-        for p in tr.processes:
-            for u in p.unfreed:
-                acc.setdefault(key_of(u), []).append(u)
-        rows = [
-            UnfreedGroup(k, len(us), sum(u.size for u in us), max(tr.end_time - u.time for u in us))
-            for k, us in acc.items()
-        ]
-        return sorted(rows, key=lambda g: (-g.total_bytes, -g.count, g.key))
+    def rows(acc: dict[int, list[float]]) -> list[UnfreedGroup]:
+        # the oldest block's age: end - earliest time is the largest end - time (rounding keeps order)
+        groups = [UnfreedGroup(k, int(n), int(b), tr.end_time - first) for k, (n, b, first) in acc.items()]
+        return sorted(groups, key=lambda g: (-g.total_bytes, -g.count, g.key))
 
-    return group(lambda u: u.size), group(lambda u: u.tid)
+    return rows(by_size), rows(by_tid)
+
+
+def largest_unfreed(tr: TraceResult, n: int) -> list[Unfreed]:
+    """The ``n`` largest blocks never freed (the oldest first among equal sizes)."""
+    return heapq.nsmallest(n, (u for p in tr.processes for u in p.unfreed), key=lambda u: (-u.size, u.time))
 
 
 @dataclass(frozen=True)

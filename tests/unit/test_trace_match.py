@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from leakhunt.analyze.trace import TraceMatcher, group_by_size, group_by_thread
 from leakhunt.app.tracefeed import replay
-from leakhunt.model import TraceEvent, Unfreed
+from leakhunt.model import BackendInfo, RunInfo, Target, TraceEvent, TraceProcess, TraceResult, Unfreed
 from leakhunt.parse import ParseStats
+from leakhunt.report import views
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -114,6 +115,44 @@ def test_groups_by_size_and_by_thread() -> None:
     ]
     by_thread = group_by_thread(unfreed)
     assert [(g.key, g.count, g.bytes) for g in by_thread] == [(11, 2, 4064), (10, 1, 64)]
+
+
+UNFREED = st.builds(
+    Unfreed,
+    st.integers(0, 2**64 - 1),
+    st.sampled_from([0, 16, 64, 4000, 2**62]),
+    st.sampled_from([10, 11, 12]),
+    st.floats(0, 1e6, allow_nan=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(UNFREED, max_size=40), max_size=3), st.floats(0, 2e6, allow_nan=False))
+def test_report_groups_and_largest_blocks_are_what_the_plain_definitions_give(
+    procs: list[list[Unfreed]], end: float
+) -> None:
+    tr = TraceResult(
+        target=Target(pid=1, comm="app", cmdline=()),
+        backend=BackendInfo(name="bcc", tool="import", version="", argv=(), reason=""),
+        run=RunInfo(started_at="", duration_s=0.0, stop_reason="imported"),
+        processes=tuple(TraceProcess(i, "app", 0, 0, 0, tuple(us)) for i, us in enumerate(procs)),
+        end_time=end,
+    )
+    every = [u for us in procs for u in us]
+    for got, key in zip(views.unfreed_groups(tr), ("size", "tid"), strict=True):
+        acc: dict[int, list[Unfreed]] = {}
+        for u in every:
+            acc.setdefault(getattr(u, key), []).append(u)
+        want = sorted(
+            (
+                views.UnfreedGroup(k, len(us), sum(u.size for u in us), max(end - u.time for u in us))
+                for k, us in acc.items()
+            ),
+            key=lambda g: (-g.total_bytes, -g.count, g.key),
+        )
+        assert got == want
+    for n in (0, 1, 5, 500):
+        assert views.largest_unfreed(tr, n) == sorted(every, key=lambda u: (-u.size, u.time))[:n]
 
 
 def test_rate_over_time_and_coarser_buckets_for_long_traces() -> None:
