@@ -9,7 +9,8 @@ by time first (``analyze.trace.SORT_WINDOW_S``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -36,20 +37,45 @@ def feed_blocks(
     matcher: TraceMatcher, blocks: Iterable[bytes], stats: ParseStats | None = None
 ) -> TraceParser:
     """``feed_lines`` for UTF-8 text (``inputfile.read_byte_blocks``): pieces of whole lines, the
-    last one perhaps without its newline."""
+    last one perhaps without its newline.
+
+    Each block is parsed (``parse_tuple_block``: pure, numpy, mostly without the GIL) in a second
+    thread while the one before it is matched, so reading, parsing and matching overlap on a
+    machine with two cores; blocks are matched in order, one at a time, as without the thread.
+    """
     parser = TraceParser(stats)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leakhunt-parse") as pool:
+        waiting: Future[tuple[bytes, TupleBlock]] | None = None
+        for data in _whole_blocks(blocks):
+            ahead = pool.submit(_parsed, data)
+            if waiting is not None:
+                _feed_block(matcher, parser, *waiting.result())
+            waiting = ahead
+        if waiting is not None:
+            _feed_block(matcher, parser, *waiting.result())
+    return parser
+
+
+def _whole_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The pieces joined into blocks of at least ``BLOCK_CHARS`` bytes, each ending in a newline."""
     pending: list[bytes] = []
     size = 0
-    for piece in blocks:
+    for piece in pieces:
         pending.append(piece)
         size += len(piece)
         if size >= BLOCK_CHARS:
-            _feed_block(matcher, parser, b"".join(pending) if len(pending) > 1 else pending[0])
+            data = b"".join(pending) if len(pending) > 1 else pending[0]
             pending.clear()
             size = 0
+            yield data if data.endswith(b"\n") else data + b"\n"
     if pending:
-        _feed_block(matcher, parser, b"".join(pending))
-    return parser
+        data = b"".join(pending)
+        if data:
+            yield data if data.endswith(b"\n") else data + b"\n"
+
+
+def _parsed(data: bytes) -> tuple[bytes, TupleBlock]:
+    return data, parse_tuple_block(data)
 
 
 def feed_line(matcher: TraceMatcher, parser: TraceParser, line: str) -> None:
@@ -80,10 +106,7 @@ def replay(
     return matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
 
 
-def _feed_block(matcher: TraceMatcher, parser: TraceParser, data: bytes) -> None:
-    if data and not data.endswith(b"\n"):
-        data += b"\n"  # (a block's pieces end in one; so would the last line)
-    block = parse_tuple_block(data)
+def _feed_block(matcher: TraceMatcher, parser: TraceParser, data: bytes, block: TupleBlock) -> None:
 
     def line_at(i: int) -> str:
         return data[block.starts[i] : block.ends[i]].decode("utf-8", "surrogatepass")
