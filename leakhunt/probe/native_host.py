@@ -34,6 +34,7 @@ Errors go to stderr with a non-zero exit status.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -53,7 +54,9 @@ COUNTERS = (
     "sampled_out",
     "replaced",
     "stack_cached",
+    "copy_deferred",
 )
+HELD_COPIES = 4096  # stack copies drained from the kernel and not sent yet (at most 8 KiB each)
 LOST_STACK = 0xFFFFFFFF
 _PROGRAMS = {
     "lh_enter_alloc0",
@@ -142,6 +145,9 @@ class Host:
         self.symbols: dict[int, str] = {}
         self.dwarf = bool(config.get("unwind_dwarf"))
         self.sent_copies: set[int] = set()
+        # key -> (ip, sp, bp, stack bytes): copies taken out of the kernel's pending map (1,024
+        # entries) every tick, so that stacks freed before any snapshot do not hold its room
+        self.held: collections.OrderedDict[int, tuple[int, int, int, bytes]] = collections.OrderedDict()
         self.ranges: list[tuple[int, int]] = []
         self.sample_bytes = int(config["sample_bytes"])  # type: ignore[call-overload]
         if self.sample_bytes:
@@ -227,21 +233,58 @@ class Host:
         ok[ok.Key(0)] = ok.Leaf(1)
         self.ranges = ranges
 
+    def drain_copies(self) -> None:
+        """DWARF mode: move the stack copies of new keys out of the kernel's pending map into
+        ``held`` (the oldest go beyond HELD_COPIES), and free their kernel memory for the next
+        new keys. A key freed before any snapshot would otherwise keep its room for good, and
+        once the map is full every new stack, the leak's too, would never be unwound."""
+        if not self.dwarf:
+            return
+        copies = self.bpf["ucopies"]
+        try:
+            entries = list(copies.items())
+        except Exception:  # BCC raises plain Exception when a key vanishes during the walk
+            return
+        for k, c in entries:
+            key = int(k.value)
+            if key not in self.sent_copies:
+                length = min(int(c.len), len(c.data))
+                self.held[key] = (int(c.ip), int(c.sp), int(c.bp), bytes(bytearray(c.data)[:length]))
+                self.held.move_to_end(key)
+            with contextlib.suppress(KeyError):
+                del copies[k]
+        while len(self.held) > HELD_COPIES:
+            self.held.popitem(last=False)
+
+    def resend_copies(self, keys: set[int]) -> None:
+        """Ask the program for these keys' copies again (their copy was pushed out of its LRU
+        map before the host read it): forget that it knows them, and drop the call sites that
+        point to them, so that the next allocation from such a stack copies it again."""
+        if not keys:
+            return
+        known = self.bpf["ukeys"]
+        for key in keys:
+            with contextlib.suppress(KeyError):
+                del known[known.Key(key)]
+        sites = self.bpf["sites"]
+        try:
+            stale = [k for k, site in sites.items() if int(site.key) in keys]
+        except Exception:  # BCC raises plain Exception when an entry vanishes during the walk
+            return
+        for k in stale:
+            with contextlib.suppress(KeyError):
+                del sites[k]
+
     def _copy_line(self, key: int) -> str | None:
         """The ``R`` line of a stack key not sent yet (its registers and stack copy), or None."""
         if key in self.sent_copies or key == LOST_STACK:
             return None
-        copies = self.bpf["ucopies"]
-        try:
-            c = copies[copies.Key(key)]
-        except KeyError:
+        held = self.held.pop(key, None)
+        if held is None:
             return None
-        length = min(int(c.len), len(c.data))
-        data = bytes(bytearray(c.data)[:length])
+        ip, sp, bp, data = held
         self.sent_copies.add(key)
-        with contextlib.suppress(KeyError):
-            del copies[copies.Key(key)]  # sent once: its kernel memory is free for the next new key
-        return f"R {key} {c.ip:#x} {c.sp:#x} {c.bp:#x} {data.hex()}"
+        return f"R {key} {ip:#x} {sp:#x} {bp:#x} {data.hex()}"
 
     def _symbol(self, addr: int) -> str:
         text = self.symbols.get(addr)
@@ -285,15 +328,19 @@ class Host:
         return out
 
     def snapshot(self) -> None:
+        self.drain_copies()
         rows = self._rows()
         stacks = self.bpf["stack_traces"]
         out = [f"T {time.strftime('%H:%M:%S')} {time.monotonic() - self.t0:.3f}"]
         retried = False
+        missing: set[int] = set()
         for sid, nbytes, cblocks, kept, var in sorted(rows, key=lambda r: -r[1]):
             if self.dwarf:
                 copy = self._copy_line(sid)
                 if copy is not None:
                     out.append(copy)
+                elif sid not in self.sent_copies and sid != LOST_STACK:
+                    missing.add(sid)
                 out.append(f"S {nbytes} {(cblocks + 32768) >> 16} {kept} {var} 0")
                 if sid != LOST_STACK:
                     out.append(f"U {sid}")
@@ -316,6 +363,7 @@ class Host:
             blocks = (cblocks + 32768) >> 16
             out.append(f"S {nbytes} {blocks} {kept} {var} {len(frames)}")
             out.extend(f"F {a:#018x} {t}" for a, t in zip(frames, texts, strict=True))
+        self.resend_copies(missing)
         counters = self.counters()
         counters["tracked"] = sum(r[3] for r in rows)
         out.append("C " + " ".join(f"{k}={v}" for k, v in counters.items()))
@@ -383,6 +431,7 @@ def main(argv: list[str]) -> int:
         if left > 0:
             time.sleep(min(left, 0.1))
             host.refresh_ranges()  # a library loaded, or the launched command exec'd
+            host.drain_copies()
             continue
         host.snapshot()
         due += interval

@@ -31,6 +31,7 @@ class DwarfStacks:
         self.stacks: dict[int, Stack] = {}
         self.stops: Counter[str] = Counter()  # incomplete walks by reason
         self.unwound = 0
+        self.not_sent: set[int] = set()  # keys whose copy has not come (yet)
 
     def stack(self, key: int) -> Stack:
         known = self.stacks.get(key)
@@ -38,7 +39,9 @@ class DwarfStacks:
             return known
         raw = self.raw.get(key)
         if raw is None:
+            self.not_sent.add(key)
             return Stack((Frame(NOT_SENT),))
+        self.not_sent.discard(key)
         walked = unwind(Registers(raw.ip, raw.sp, raw.bp), raw.data, self.space, self.objects)
         if walked.stop == "not-code" and len(walked.pcs) <= 1:
             # a library mapped after the last read: read the mappings again and retry
@@ -95,6 +98,12 @@ class DwarfStacks:
             notes.append(
                 f"{n} of {self.unwound} stacks could not be unwound to the program's entry (they end in a "
                 f"'[callers lost]' frame): {STOP_ADVICE.get(reason, reason)}"
+            )
+        if self.not_sent:
+            notes.append(
+                f"{len(self.not_sent)} stacks have no frames ({NOT_SENT!r}): a burst of new stacks "
+                "pushed their copies out of the probe's room for 1,024 before they were read (a stack "
+                "that allocates again is copied again)"
             )
         truncated = q.truncated_stacks + self.stops.get("depth", 0) + self.stops.get("copy-short", 0)
         notes += [n for n in self.symbolizer.quality_notes() if n not in notes]

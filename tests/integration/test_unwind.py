@@ -104,3 +104,31 @@ def test_operator_new_named_at_its_caller_through_shrink_wrapping(
     assert add.endswith(f"({src}:{line_of(src, 'items.push_back(std::make_unique<T>())')})")
     assert main.endswith(f"({src}:{line_of(src, 'registry.add(100);')})")
     assert "libstdc++" in new
+
+
+def test_a_leak_after_thousands_of_short_lived_stacks_is_unwound(
+    probe_env: None, build_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The stack copies of new keys wait in a kernel map of 1,024 until the host program reads
+    them. 4,096 start-up stacks freed before any snapshot used to keep that map full for good, so
+    every stack that came after, the leak's too, was reported as '[callers lost] the probe's stack
+    copy never reached leakhunt' (python3's start-up did this)."""
+    binary = build_target("startup_churn", flags=("-O2",))
+    report = run_native(binary, tmp_path, "4")
+    assert report["findings"], report["quality"]
+    top = report["findings"][0]
+    assert chain(top["frames"], ["leak_after_startup", "main"])
+    found = re.search(r"startup_churn\.c:(\d+)", top["frames"][0])
+    assert found is not None, top["frames"]
+    lines = range(line_of("startup_churn.c", "malloc(4096)"), line_of("startup_churn.c", "never freed") + 1)
+    assert int(found.group(1)) in lines, top["frames"]
+    assert top["outstanding_bytes"] >= 100 * 4096, top
+    # path 0 keeps a block every 100 ms after start-up: named, with most of its blocks
+    kept = [f for f in report["findings"] if f["frames"] and function(f["frames"][0]) == "churn_leaf"]
+    assert sum(f["count"] for f in kept) >= 20, kept
+    assert all(chain(f["frames"], ["churn_leaf", "walk_a", "main"]) for f in kept)
+    # at most the odd block of a start-up stack seen once may lack its copy, and it is said
+    lost = [f for f in report["findings"] if f["frames"] and "never reached leakhunt" in f["frames"][0]]
+    assert sum(f["count"] for f in lost) <= 3, lost
+    if lost:
+        assert any("have no frames" in n for n in report["quality"]["notes"]), report["quality"]
