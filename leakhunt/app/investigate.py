@@ -34,7 +34,7 @@ from leakhunt.probe import kernel as kernel_backend
 from leakhunt.probe import native as native_backend
 from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 from leakhunt.probe.choose import choose_backend
-from leakhunt.probe.live import LiveRun, run_live
+from leakhunt.probe.live import LivePolicy, LiveRun, run_live
 from leakhunt.symbols.dwarfstacks import DwarfStacks
 from leakhunt.symbols.maps import Mapping, read_maps
 from leakhunt.symbols.symbolize import LiveSymbols
@@ -65,6 +65,7 @@ def run_investigation(
     options: ProbeOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
     backend: Backend | None = None,
+    deliver: Callable[[Investigation], None] | None = None,
 ) -> Investigation:
     """Probe a running process (``pid``) or a command leakhunt starts (``command``) and analyse it.
 
@@ -77,6 +78,9 @@ def run_investigation(
 
     ``progress`` is called from this thread with a ``Progress`` at every state change and snapshot.
     ``backend`` is a ``choose_backend()`` result when the caller already chose (it announced it).
+    ``deliver`` is called with the result as soon as it is made, which for most backends is while
+    the probe tool still exits (detaching probes takes the kernel seconds): the caller writes its
+    reports meanwhile. The result is returned once the tool is gone, delivered or not.
     """
     opts = options or ProbeOptions()
     _check_options(opts)
@@ -89,9 +93,28 @@ def run_investigation(
     if opts.mode == "kernel":
         kernel_backend.check_options(opts, chosen.name, pid if command is None else 0)
     job = _Investigation(opts, progress, tuple(command) if command is not None else None)
+    made: list[Investigation] = []
+
+    def on_data(run: LiveRun) -> None:
+        # the tool's data is complete: rank, symbolize and deliver while it exits
+        made.append(job.result(run))
+        if deliver is not None:
+            deliver(made[0])
+
     with runner.sigterm_as_interrupt():
-        run = run_live(chosen, job, pid=pid, command=tuple(command) if command is not None else None)
-    return job.result(run)
+        run = run_live(
+            chosen,
+            job,
+            pid=pid,
+            command=tuple(command) if command is not None else None,
+            policy=LivePolicy(on_data=on_data),
+        )
+    if made:
+        return made[0]
+    inv = job.result(run)
+    if deliver is not None:
+        deliver(inv)
+    return inv
 
 
 def _check_options(opts: ProbeOptions) -> None:

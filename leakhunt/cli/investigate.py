@@ -250,8 +250,9 @@ def investigate(
     pid = pid if pid is not None else pid_option
     if pid is None and opts.mode != "kernel":
         raise UsageError("no PID given", hint="leakhunt investigate PID (or --kernel for the kernel)")
-    inv = _probe(opts, pid=pid, redact=not no_redact)
-    _finish(inv, opts, output_dir, formats, no_redact)
+    reports = _Reports(output_dir, formats, no_redact)
+    inv = _probe(opts, pid=pid, redact=not no_redact, deliver=reports)
+    _finish(inv, opts, reports)
     return exit_status(inv)
 
 
@@ -280,8 +281,9 @@ def run(
     opts = _options(kw)
     tools.require_root()  # the first thing a user without root must hear
     check_output_dir(output_dir)  # before probing: a report that cannot be written loses the run
-    inv = _probe(opts, command=command, redact=not no_redact)
-    _finish(inv, opts, output_dir, formats, no_redact)
+    reports = _Reports(output_dir, formats, no_redact)
+    inv = _probe(opts, command=command, redact=not no_redact, deliver=reports)
+    _finish(inv, opts, reports)
     return exit_status(inv)
 
 
@@ -294,6 +296,7 @@ def _probe(
     pid: int | None = None,
     command: tuple[str, ...] | None = None,
     redact: bool = True,
+    deliver: Callable[[Investigation], None] | None = None,
 ) -> Investigation:
     err = SafeConsole(stderr=True, highlight=False)
     if command is not None and not command:
@@ -358,25 +361,44 @@ def _probe(
     try:
         with view:
             return session.run_investigation(
-                pid, command=command, options=opts, progress=on_progress, backend=choice
+                pid, command=command, options=opts, progress=on_progress, backend=choice, deliver=deliver
             )
     finally:
         if bar is not None:
             bar.stop()
 
 
-def _finish(
-    inv: Investigation,
-    opts: session.ProbeOptions,
-    output_dir: Path,
-    formats: tuple[str, ...],
-    no_redact: bool,
-) -> None:
+class _Reports:
+    """Writes the reports as soon as the result is made, while the probe tool still exits (its
+    probes take the kernel seconds to detach), and keeps what it has to say for after the summary."""
+
+    def __init__(self, output_dir: Path, formats: tuple[str, ...], no_redact: bool) -> None:
+        self.output_dir = output_dir
+        self.formats = formats
+        self.redact = not no_redact
+        self.said: list[str] = []
+        self.error: UsageError | None = None
+        self.written = False
+
+    def __call__(self, inv: Investigation) -> None:
+        try:
+            write_despite_interrupt(
+                inv, self.output_dir, self.formats, redact=self.redact, echo=self.said.append
+            )
+        except UsageError as err:  # raised after the summary (the probe's data is saved)
+            self.error = err
+        self.written = True
+
+
+def _finish(inv: Investigation, opts: session.ProbeOptions, reports: _Reports) -> None:
     out = SafeConsole(highlight=False, soft_wrap=True)  # a path or a note must never be cut in two
     _summary(out, inv, opts.top)
-    write_despite_interrupt(
-        inv, output_dir, formats, redact=not no_redact, echo=lambda line: out.print(line, markup=False)
-    )
+    if not reports.written:
+        reports(inv)
+    for line in reports.said:
+        out.print(line, markup=False)
+    if reports.error is not None:
+        raise reports.error
 
 
 def _summary(out: Console, inv: Investigation, top: int) -> None:

@@ -104,6 +104,17 @@ class ProbeCommand:
     # the program prints gauges of the allocator calls it saw (bpftrace's @allocs/@frees); else
     # the parser counts them (native) or nobody does (memleak)
     counts_calls: bool = False
+    # Stopping without waiting for the tool's exit (its probes take the kernel seconds to detach):
+    # ``data_done`` is the line a tool prints once it printed all its data after SIGINT (the native
+    # host, after its last snapshot); a tool that prints no data on SIGINT tells the first and the
+    # last line of each snapshot (``block_start``/``block_end``: bpftrace's script), so that a
+    # snapshot half printed at the stop is awaited. ``cleanup_follows``: a line after which the
+    # tool only cleans up (bpftrace's END: it clears its maps key by key, seconds after a long
+    # run), so it is killed then. See ``probe.live``.
+    data_done: Callable[[str], bool] | None = None
+    block_start: Callable[[str], bool] | None = None
+    block_end: Callable[[str], bool] | None = None
+    cleanup_follows: Callable[[str], bool] | None = None
 
 
 class Backend(Protocol):

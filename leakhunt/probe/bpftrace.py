@@ -18,18 +18,21 @@ stdout since); its own ``attached_probes`` event and BEGIN come *before* the upr
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from leakhunt.errors import TargetError, UsageError
 from leakhunt.model import AllocatorHook, AllocatorInfo, BackendInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
-from leakhunt.parse.bpftrace import BpftraceParser
+from leakhunt.parse.bpftrace import BpftraceParser, parse_gauge
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import placement, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
 
 ATTACHED_MARKER = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+END_MARKER = "leakhunt: end"  # investigate.bt.j2's END prints it first; only cleanup follows
+_TIME_EVENT = re.compile(r'^\{"type": ?"time"')
 TRACE_ATTACHED_PREFIX = "leakhunt: tracing pid"  # printed by trace.bt.j2's BEGIN, after every attach
 STACK_DEPTH = 64  # frames kept per stack: the allocation site is innermost, outer frames matter less
 # From 0.22, bpftrace attaches uprobes at an offset it cannot check (no libopcodes in distribution
@@ -154,6 +157,7 @@ class BpftraceBackend(BaseBackend):
             max_tracked=options.map_keys,
             notes=(note,) if note else (),
             counts_calls=True,
+            snapshot_lines=True,
         )
 
     def trace(
@@ -186,10 +190,13 @@ def json_command(
     max_tracked: int | None = None,
     notes: tuple[str, ...] = (),
     counts_calls: bool = False,
+    snapshot_lines: bool = False,
 ) -> ProbeCommand:
     """A bpftrace program printing maps as JSON (``-f json``): the alloc probes, growth mode and
     kernel mode share its environment, attach signal and parser; ``run_live`` writes ``script``
-    at ``script_path``. ``one_pid``: the program's stacks are all of one process (``-p``)."""
+    at ``script_path``. ``one_pid``: the program's stacks are all of one process (``-p``).
+    ``snapshot_lines``: the program is investigate.bt.j2, whose snapshots start with a time event
+    and end with the @frees gauge, and whose END prints END_MARKER (for ``run_live``'s stop)."""
     env = dict(tools.bpftrace_map_env(options.map_keys))
     env[ATTACHED_MARKER] = "1"
     if one_pid:
@@ -202,14 +209,39 @@ def json_command(
         env=tuple(env.items()),
         new_parser=parser,
         attached=attached,
-        is_chatter=lambda line: line.strip() == ATTACHED_MARKER,
+        is_chatter=is_chatter,
         arm=arm,
         script=script,
         script_path=script_path,
         max_tracked=max_tracked,
         notes=notes,
         counts_calls=counts_calls,
+        block_start=starts_snapshot if snapshot_lines else None,
+        block_end=ends_snapshot if snapshot_lines else None,
+        cleanup_follows=is_end if snapshot_lines else None,
     )
+
+
+def is_chatter(line: str) -> bool:
+    """The attach marker and END's marker: signs for ``run_live``, not data."""
+    return line.strip() == ATTACHED_MARKER or is_end(line)
+
+
+def is_end(line: str) -> bool:
+    """True for END_MARKER, printed by END before the maps are cleared (JSON or text output)."""
+    text = line.strip()
+    return text == END_MARKER or (text.startswith("{") and f'"{END_MARKER}\\n"' in text)
+
+
+def starts_snapshot(line: str) -> bool:
+    """The time event that starts each snapshot of investigate.bt.j2 (``-f json``)."""
+    return _TIME_EVENT.match(line) is not None
+
+
+def ends_snapshot(line: str) -> bool:
+    """The @frees gauge, the last line of each snapshot of investigate.bt.j2."""
+    gauge = parse_gauge(line)
+    return gauge is not None and gauge[0] == "frees"
 
 
 def render_trace_script(pid: int, lib: str, hooks: tuple[AllocatorHook, ...] | None = None) -> str:

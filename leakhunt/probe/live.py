@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -47,6 +48,9 @@ POLL = 0.2
 _log = logging.getLogger(__name__)
 ATTACH_RETRY_PAUSE_S = 3.0
 BACKLOG_QUIET_S = 1.0  # the tool is caught up once it printed nothing for this long...
+# at the stop, a tool that prints nothing on SIGINT has printed all it had once it paused this long
+BLOCK_QUIET_S = 0.1
+BLOCK_QUIET_MAX_S = 0.3  # ... or once it printed for this long
 
 
 class LiveJob(Protocol):
@@ -109,7 +113,7 @@ class LiveRun:
     started_at: str  # ISO-8601, UTC
     duration_s: float  # from the release of the command (or the attach) to the stop
     stop_reason: str  # duration | target-exited | interrupted | error
-    probe_exit: runner.Exit
+    probe_exit: runner.Exit | None  # None: given to LivePolicy.on_data while the tool still exits
     probe_stderr: str
 
 
@@ -122,6 +126,10 @@ class LivePolicy:
     switch: Callable[[Backend], Backend | None] | None = None  # the other backend to try at once
     backlog_s: tuple[float, float] | None = None  # read the tool's backlog (target gone, alive) s
     say: Callable[[str], None] = lambda _message: None
+    # Called once the tool's data is complete and the job finished, while the tool still exits
+    # (its probes take the kernel seconds to detach): results made here are ready when it is gone.
+    # Not called when the tool's data is only complete at its exit, nor when nothing was gathered.
+    on_data: Callable[[LiveRun], None] | None = None
 
 
 # The "process" of a kernel-mode run over every task (reports show pid 0, comm "kernel").
@@ -160,6 +168,9 @@ class _Live:
         self.cmd: ProbeCommand | None = None
         self.told_gone = False  # job.target_gone() was called
         self.children: list[runner.Child] = []  # every tool started (attach retries start it again)
+        self.in_block = False  # the tool is printing a snapshot (ProbeCommand.block_start/block_end)
+        self.block_lines: list[str] = []  # its lines so far, fed to the job once it is complete
+        self.killed_in_cleanup = False  # killed once it said only cleanup follows (not a failure)
 
     def run(self, pid: int | None, command: tuple[str, ...] | None) -> LiveRun:
         job = self.job
@@ -205,16 +216,33 @@ class _Live:
             if self.policy.backlog_s is not None:
                 gone, alive = self.policy.backlog_s
                 # a target that exited goes quiet: wait for the tool to catch up; a live one never does
-                _drain_backlog(probe, gone if stop_reason == "target-exited" else alive, job.feed)
-            probe_exit = probe.stop(grace=self.policy.stop_grace)
-            for line in probe.drain(0.5):
-                job.feed(line)
+                _drain_backlog(probe, gone if stop_reason == "target-exited" else alive, self._feed)
+            # SIGINT, then the tool's last lines: with some tools its data is complete long before
+            # it has exited (detaching the probes takes the kernel seconds)
+            probe_exit = self._stop_for_data(probe, cmd)
             job.finish(probe.stderr_text)
-            if probe_exit.killed:
+            if probe_exit is not None and probe_exit.killed:
                 job.notes.append(f"{cmd.info.name} did not stop on SIGINT and was killed")
             if gate is not None:
                 exit_code = _finish_command(gate, job.notes)
-            if probe_exit.returncode not in (0, -2, 130) and not job.gathered() and stop_reason == "duration":
+            if probe_exit is None and self.policy.on_data is not None and job.gathered():
+                # the results are made while the tool exits
+                self.policy.on_data(
+                    self._result(
+                        pid=pid,
+                        info=info,
+                        command=command,
+                        exit_code=exit_code,
+                        started_at=started_at,
+                        duration=duration,
+                        stop_reason=stop_reason,
+                        probe_exit=None,
+                    )
+                )
+            if probe_exit is None:
+                probe_exit = self._reap(probe, cmd)
+            failed = probe_exit.returncode not in (0, -2, 130) and not self.killed_in_cleanup
+            if failed and not job.gathered() and stop_reason == "duration":
                 raise ProbeFailed(
                     f"{cmd.info.name} ended with {probe_exit.describe()} before printing anything",
                     hint=hint_for(probe.stderr_text),
@@ -223,6 +251,31 @@ class _Live:
         finally:
             stop_leftovers(self.children, gate)
             shutil.rmtree(workdir, ignore_errors=True)
+        return self._result(
+            pid=pid,
+            info=info,
+            command=command,
+            exit_code=exit_code,
+            started_at=started_at,
+            duration=duration,
+            stop_reason=stop_reason,
+            probe_exit=probe_exit,
+        )
+
+    def _result(
+        self,
+        *,
+        pid: int | None,
+        info: sample.ProcessInfo,
+        command: tuple[str, ...] | None,
+        exit_code: int | None,
+        started_at: str,
+        duration: float,
+        stop_reason: str,
+        probe_exit: runner.Exit | None,
+    ) -> LiveRun:
+        probe, cmd = self.probe, self.cmd
+        assert probe is not None and cmd is not None
         target = Target(
             pid=pid or 0,
             comm=info.comm,
@@ -242,6 +295,95 @@ class _Live:
             probe_exit=probe_exit,
             probe_stderr=probe.stderr_text,
         )
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _feed(self, line: str) -> None:
+        """One line to the job. A tool that tells its snapshots' first and last lines
+        (``ProbeCommand.block_start``/``block_end``) has each snapshot fed whole, at its last line:
+        one it was printing when stopped is never finished (bpftrace 0.17 drops the rest of the
+        block on SIGINT) and is left out instead of taken for the last state."""
+        cmd = self.cmd
+        assert cmd is not None
+        if cmd.block_start is None or cmd.block_end is None:
+            self.job.feed(line)
+            return
+        if cmd.block_start(line):
+            self._flush()  # a block without its last line (another script): fed as it is
+            self.in_block = True
+        if not self.in_block:
+            self.job.feed(line)
+            return
+        self.block_lines.append(line)
+        if cmd.block_end(line):
+            self._flush()
+
+    def _flush(self) -> None:
+        lines, self.block_lines, self.in_block = self.block_lines, [], False
+        for line in lines:
+            self.job.feed(line)
+
+    def _stop_for_data(self, probe: runner.Child, cmd: ProbeCommand) -> runner.Exit | None:
+        """SIGINT to the tool, then its lines to the job until it has printed all its data.
+
+        Returns how the tool ended, or None when its data is complete while it still exits: it
+        printed ``cmd.data_done`` (the native host, after its last snapshot), or it prints no data
+        on SIGINT (``cmd.block_end``: bpftrace's script), so what it printed before is all (a
+        snapshot half printed is left out, with a note). Without either, the tool is waited for
+        (then killed after ``stop_grace``) and its last lines read.
+        """
+        if cmd.data_done is None and cmd.block_end is None:
+            probe_exit = probe.stop(grace=self.policy.stop_grace)
+            for line in probe.drain(0.5):
+                self._feed(line)
+            return probe_exit
+        probe.signal_group(probe.stop_signal)
+        deadline = time.monotonic() + self.policy.stop_grace
+        if cmd.data_done is None:
+            # what it printed until the signal: read until it pauses
+            until = time.monotonic() + BLOCK_QUIET_MAX_S
+            while not probe.eof and time.monotonic() < until:
+                got = probe.get_line(BLOCK_QUIET_S)
+                if got is None:
+                    break
+                self._feed(got)
+            if self.in_block:
+                self.block_lines, self.in_block = [], False
+                self.job.notes.append(
+                    f"the snapshot {cmd.info.name} was printing when it was stopped is left out (incomplete)"
+                )
+            return None
+        while not probe.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = probe.get_line(min(left, POLL))
+            if got is None:
+                continue
+            self._feed(got)
+            if cmd.data_done(got):
+                return None
+        # the output ended or the grace passed without the data complete: as without the signs
+        probe_exit = probe.stop(grace=max(deadline - time.monotonic(), 0.0))
+        for line in probe.drain(0.5):
+            self._feed(line)
+        return probe_exit
+
+    def _reap(self, probe: runner.Child, cmd: ProbeCommand) -> runner.Exit:
+        """Wait for a tool whose data is complete to exit (SIGINT was sent); what it prints now
+        is not data. A tool that says it only cleans up (``cmd.cleanup_follows``) is killed then."""
+        deadline = time.monotonic() + self.policy.stop_grace
+        while probe.alive() and not probe.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            line = probe.get_line(min(left, POLL))
+            if line is not None and cmd.cleanup_follows is not None and cmd.cleanup_follows(line):
+                _log.debug("%s printed its end: killed instead of waiting for its cleanup", cmd.info.name)
+                probe.signal_group(signal.SIGKILL)
+                self.killed_in_cleanup = True
+                break
+        return probe.stop(grace=max(deadline - time.monotonic(), 0.0))
 
     # --- stages -----------------------------------------------------------------------------
 
@@ -311,7 +453,7 @@ class _Live:
             self.job.attaching(time.monotonic() - started)
             line = probe.get_line(POLL)
             if line is not None:
-                self.job.feed(line)
+                self._feed(line)
             if cmd.attached(line, probe.stderr_text, probe.pid):
                 return
             if not probe.alive() or probe.eof:
@@ -345,7 +487,7 @@ class _Live:
                 self.job.target_gone(now)
                 self.told_gone = True
                 return "target-exited"
-            _read_for(probe, POLL, self.job.feed)
+            _read_for(probe, POLL, self._feed)
             if probe.eof or not probe.alive():
                 self.job.notes.append(f"{cmd.info.name} ended on its own after {now:.1f} s")
                 return "error" if pid is None or runner.pid_alive(pid) else "target-exited"

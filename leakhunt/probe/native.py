@@ -28,6 +28,7 @@ from leakhunt.parse.native import ATTACHED_PREFIX, STATUS_PREFIX, NativeParser
 from leakhunt.probe import placement, runner, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
 
+HOST_STOPPED = "leakhunt-native: stopped"  # native_host.STOPPED: its last snapshot is out
 HOST_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_host.py")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 MAX_STACKS = 16384  # distinct stacks (stack map and per-stack totals)
@@ -303,6 +304,7 @@ def command(
         new_parser=functools.partial(_parser, sample_bytes=options.sample_bytes or 0),
         attached=_attached,
         is_chatter=lambda line: line.startswith(STATUS_PREFIX),
+        data_done=lambda line: line == HOST_STOPPED,
         script=source,
         max_tracked=options.map_keys,
         notes=notes,

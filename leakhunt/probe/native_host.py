@@ -20,6 +20,7 @@ Output, one record per line (read by ``leakhunt.parse.native``)::
     F 0x00007f939ce4224a __libc_start_call_main+0x7a [libc.so.6]
     C calls=10 allocs=9 frees=5 blocks_full=0 stack_lost=0 aggs_full=0 inflight_full=0 ...
     E                                      the snapshot ends
+    leakhunt-native: stopped               after the last snapshot (SIGINT): only the detach follows
 
 With DWARF unwinding (``"unwind": "dwarf"``) a stack is not walked here: its ``S`` line has no
 ``F`` lines but a ``U KEY`` line, and the first snapshot that has the key carries, before it, the
@@ -58,6 +59,7 @@ COUNTERS = (
 )
 HELD_COPIES = 4096  # stack copies drained from the kernel and not sent yet (at most 8 KiB each)
 LOST_STACK = 0xFFFFFFFF
+STOPPED = "leakhunt-native: stopped"  # printed after the last snapshot (leakhunt.probe.native)
 _PROGRAMS = {
     "lh_enter_alloc0",
     "lh_enter_alloc1",
@@ -436,6 +438,8 @@ def main(argv: list[str]) -> int:
         host.snapshot()
         due += interval
     host.snapshot()
+    # leakhunt need not wait for the detach (seconds: the kernel waits for RCU at every probe)
+    _say(STOPPED)
     return 0
 
 

@@ -151,3 +151,15 @@ def test_captured_output_of_a_cpp_target() -> None:
     frames = {f.symbol for s in snaps[-1].stacks for f in s.stack.frames}
     assert any(" " in name and "(" in name for name in frames)  # demangled, with spaces
     assert (stats.allocations_seen or 0) >= 4000 and stats.frees_seen == 0  # the probe's own counters
+
+
+def test_the_hosts_stop_line_is_the_one_leakhunt_waits_for() -> None:
+    """run_live takes the data as complete at this line (the host prints it after its last snapshot)."""
+    from leakhunt.parse.native import STATUS_PREFIX  # noqa: PLC0415
+    from leakhunt.probe import native, native_host  # noqa: PLC0415
+
+    assert native_host.STOPPED == native.HOST_STOPPED
+    assert native.HOST_STOPPED.startswith(STATUS_PREFIX)  # the backend's chatter, not data
+    source = Path(native_host.__file__).read_text()
+    # printed after the last snapshot, before the process exits (and BCC detaches)
+    assert source.index("    host.snapshot()\n    # leakhunt") < source.index("_say(STOPPED)")

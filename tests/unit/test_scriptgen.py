@@ -320,3 +320,31 @@ def test_bpftrace_022_and_later_probe_free_on_an_emulated_instruction(tmp_path: 
     )
     assert "--unsafe" not in cmd_old.argv
     assert cmd_old.script is not None and f"{libc}:free /" in cmd_old.script
+
+
+def test_snapshots_have_a_last_line_and_end_says_only_cleanup_follows() -> None:
+    """run_live's stop reads these signs (probe.bpftrace.starts_snapshot/ends_snapshot/is_end)."""
+    text = script()
+    begin = text[text.index("BEGIN") : text.index("}", text.index("BEGIN"))]
+    assert "@frees = sum(0);" in begin  # printed every interval, even before the first free
+    interval = text[text.index("interval:ms:") :]
+    prints = re.findall(r"print\((@\w+)\)", interval[: interval.index("}")])
+    assert prints[-1] == "@frees"  # the snapshot's last line
+    end = text[text.index("\nEND\n") :]
+    statements = [line.strip() for line in end.splitlines()[3:] if line.strip()]
+    assert statements[0] == f'printf("{bpftrace.END_MARKER}\\n");'  # before the slow clears
+    assert all(s.startswith("clear(") or s == "}" for s in statements[1:])
+
+
+def test_the_stop_signs_of_bpftrace_output() -> None:
+    # as bpftrace 0.17 prints them with -f json (tests/fixtures/bpftrace-0.17-protocol.json)
+    assert bpftrace.starts_snapshot('{"type": "time", "data": "09:14:31\\n"}')
+    assert bpftrace.starts_snapshot('{"type":"time","data":"09:14:31\\n"}')  # 0.24: no spaces
+    assert not bpftrace.starts_snapshot('{"type": "printf", "data": "time\\n"}')
+    assert bpftrace.ends_snapshot('{"type": "map", "data": {"@frees": 0}}')
+    assert not bpftrace.ends_snapshot('{"type": "map", "data": {"@allocs": 12}}')
+    assert bpftrace.is_end('{"type": "printf", "data": "leakhunt: end\\n"}')
+    assert bpftrace.is_end("leakhunt: end")
+    assert not bpftrace.is_end('{"type": "printf", "data": "leakhunt: ending\\n"}')
+    assert bpftrace.is_chatter('{"type": "printf", "data": "leakhunt: end\\n"}')  # never a note
+    assert not bpftrace.is_chatter('{"type": "printf", "data": "leakhunt: attached\\n"}')
