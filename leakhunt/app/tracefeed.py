@@ -9,6 +9,7 @@ by time first (``analyze.trace.SORT_WINDOW_S``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -20,6 +21,7 @@ from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.parse.trace_block import parse_tuple_block
 
+PARSE_THREADS = 1  # blocks parsed at once beside the matching
 BLOCK_CHARS = 2 << 20  # bytes of text parsed and matched at a time by feed_blocks
 
 
@@ -44,15 +46,14 @@ def feed_blocks(
     machine with two cores; blocks are matched in order, one at a time, as without the thread.
     """
     parser = TraceParser(stats)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leakhunt-parse") as pool:
-        waiting: Future[tuple[bytes, TupleBlock]] | None = None
+    with ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="leakhunt-parse") as pool:
+        waiting: deque[Future[tuple[bytes, TupleBlock]]] = deque()
         for data in _whole_blocks(blocks):
-            ahead = pool.submit(_parsed, data)
-            if waiting is not None:
-                _feed_block(matcher, parser, *waiting.result())
-            waiting = ahead
-        if waiting is not None:
-            _feed_block(matcher, parser, *waiting.result())
+            waiting.append(pool.submit(_parsed, data))
+            if len(waiting) > PARSE_THREADS:
+                _feed_block(matcher, parser, *waiting.popleft().result())
+        while waiting:
+            _feed_block(matcher, parser, *waiting.popleft().result())
     return parser
 
 

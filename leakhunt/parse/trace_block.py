@@ -24,6 +24,8 @@ combined eight at a time (SIMD within a register), many lines per numpy operatio
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,6 +33,7 @@ from leakhunt.model import TupleBlock
 from leakhunt.parse.trace import MAX_LINE
 
 Ints = npt.NDArray[np.int64]
+G = TypeVar("G", bound=np.generic)
 Words = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 Bytes = npt.NDArray[np.uint8]
@@ -39,10 +42,11 @@ _PAD = 32  # zero bytes around the block: every window read stays inside the buf
 _WIDTH = 16  # widest number read: 16 digits (sizes below 10**16; 64-bit addresses)
 _TID_WIDTH = 8
 _NL, _Q, _C = ord("\n"), ord("'"), ord(",")
-# a plain event line's last 13 separators, from its newline back (then 3 more quotes: 16 bytes)
-_EVENT_BACK = np.frombuffer(
-    bytes([_NL, _Q, _C, _C, _Q, _C, _C, _Q, _Q, _C, _C, _C, _Q, _Q, _Q, _Q]), np.uint64
-)
+# the kinds of a line's last 16 separators (its newline last), as two words: a plain event line's
+# last 13, an "alloc entered" line's last 4 (the bytes before them: any)
+_EVENT_KINDS = np.frombuffer(bytes([0, 0, 0, _Q, _C, _C, _C, _Q, _Q, _C, _C, _Q, _C, _C, _Q, _NL]), np.uint64)
+_EVENT_MASK = np.frombuffer(bytes([0, 0, 0]) + b"\xff" * 13, np.uint64)
+_ENTERED_KINDS = int.from_bytes(bytes([_Q, _C, _Q, _NL]), "little")
 _ENTERED = b"alloc entered, size = "
 _EXITED = b"alloc exited, size = "
 _FREE = b"free entered, address = "
@@ -209,9 +213,17 @@ def _timestamp(buf: Bytes, start: Ints, end: Ints) -> tuple[npt.NDArray[np.float
     return digits.astype(np.float64) / scale.astype(np.float64), ok
 
 
-def _lines(data: bytes) -> tuple[Bytes, Ints, Ints, Ints]:
-    """The padded buffer, every separator's position, the separator index of each line's newline,
-    and each line's first byte (positions in the buffer)."""
+def _runs(values: npt.NDArray[G], at: Ints, k: int) -> npt.NDArray[G]:
+    """``values[at + j]`` for j in 0..k-1, a row per position (each row copied at once)."""
+    size = values.itemsize
+    count = max(len(values) - k + 1, 0)
+    rows = np.ndarray((count,), np.dtype((np.void, k * size)), buffer=values, strides=(size,))
+    return rows[at].view(values.dtype).reshape(len(at), k)
+
+
+def _lines(data: bytes) -> tuple[Bytes, Ints, Bytes, Ints, Ints]:
+    """The padded buffer, every separator's position and kind (16 zeros first), the separator
+    index of each line's newline, and each line's first byte (positions in the buffer)."""
     tail = 0 if data.endswith(b"\n") or not data else 1
     buf = np.empty(len(data) + tail + 2 * _PAD, np.uint8)  # (cheaper than joining bytes)
     buf[:_PAD] = 0
@@ -220,10 +232,12 @@ def _lines(data: bytes) -> tuple[Bytes, Ints, Ints, Ints]:
     if tail:
         buf[_PAD + len(data)] = _NL
     sep = np.flatnonzero((buf == _NL) | (buf == _Q) | (buf == _C))
-    newline = np.flatnonzero(buf[sep] == _NL)
+    kinds = np.zeros(16 + len(sep), np.uint8)
+    kinds[16:] = buf[sep]
+    newline = np.flatnonzero(kinds[16:] == _NL)
     ends = sep[newline]
     starts = np.concatenate(([_PAD], ends[:-1] + 1)) if len(ends) else ends
-    return buf, sep, newline, starts
+    return buf, sep, kinds, newline, starts
 
 
 def parse_tuple_block(data: bytes) -> TupleBlock:
@@ -231,25 +245,29 @@ def parse_tuple_block(data: bytes) -> TupleBlock:
 
     Pure, and never raises: bytes that are no plain tuple only make their line not plain.
     """
-    buf, sep, newline, starts = _lines(data)
+    buf, sep, kind_of, newline, starts = _lines(data)
     ends = sep[newline]
     n = len(ends)
-    count = np.diff(newline, prepend=-1)  # separators per line, its newline included
     length = ends - starts
     fits = (length <= MAX_LINE) & (length >= 30) & (buf[starts] == ord("(")) & (buf[starts + 1] == ord("b"))
     fits &= buf[ends - 1] == ord(")")
     plain = np.zeros(n, np.bool_)
-    entered = np.flatnonzero(fits & (count >= 4))
+    candidates = np.flatnonzero(fits)
+    # the kinds of each line's last 16 separators (the previous lines' or the zeros' before it)
+    kinds = _runs(kind_of, newline[candidates] + 1, 16).view(np.uint64)
+    entered = candidates[kinds[:, 1] >> np.uint64(32) == _ENTERED_KINDS]
     plain[entered] = _entered(buf, sep, newline[entered])
-    events = np.flatnonzero(fits & (count >= 13) & ~plain)
-    p = sep[newline[events, None] - np.minimum(np.arange(16), 12)]  # separators from the newline back
-    kinds = np.ascontiguousarray(buf[p]).view(np.uint64)
-    ok = (kinds[:, 0] == _EVENT_BACK[0]) & (kinds[:, 1] == _EVENT_BACK[1])
-    nl, q5, c11, c10, q4, c8, c7, q3, q2, c4, c3, c2, q1 = (p[:, j] for j in range(13))
-    ok &= (q5 == nl - 2) & (q4 == c8 + 3) & (c7 == q3 + 1) & (q2 == c4 + 3) & (q1 == c2 - 1)
-    for c in (c11, c10, c8, c7, c4, c3, c2):  # a space after each comma
-        ok &= buf[c + 1] == ord(" ")
-    ok &= (buf[c8 + 2] == ord("b")) & (buf[c4 + 2] == ord("b"))  # ", b'" before message and flags
+    events = candidates[
+        ((kinds[:, 0] & _EVENT_MASK[0]) == _EVENT_KINDS[0]) & (kinds[:, 1] == _EVENT_KINDS[1])
+    ]
+    p = _runs(sep, newline[events] - 12, 13)  # their last 13 separators' positions
+    q1, c2, c3, c4, _, q3, c7, c8, q4, _, c11, q5, nl = (p[:, j] for j in range(13))
+    # the bytes around them: "', " after the task and the flags, ", " after the thread id, ", b'"
+    # before the flags and the message (the separators between follow: q1 == c2 - 1, q2 == c4 + 3,
+    # c7 == q3 + 1, q4 == c8 + 3); the message's and the middle's texts hold c10's and c11's space
+    ok: Bools = q5 == nl - 2
+    for at, text in ((q1, b"', "), (q3, b"', "), (c3, b", "), (c4, b", b'"), (c8, b", b'")):
+        ok &= _matches(_words(buf, at, 8), text)
     tid, tid_ok = _decimal(buf, c2 + 2, c3, _TID_WIDTH)
     ok &= tid_ok & (tid > 0)
     t, t_ok = _timestamp(buf, c7 + 2, c8)
