@@ -315,13 +315,25 @@ class SnapshotWindow:
         self._latest_totals: dict[Stack, tuple[int, int]] = {}
         # stacks with allocations the probe could not track (map full), and how many
         self.untracked: dict[Stack, int] = {}
+        # the time of the first snapshot taken after the target exited (its clean-up at exit, an
+        # interpreter's or C++ destructors', frees what it held while it ran)
+        self.exit_t: float | None = None
+        self._exited = False
 
     def __len__(self) -> int:
         return len(self.snapshots_view())
 
+    def mark_exited(self) -> None:
+        """The target has exited: the snapshots added from now on show what it freed on its way
+        out. A stack that grew like a leak while the program ran and was freed by that clean-up
+        is judged on the snapshots before the exit (``_finding``)."""
+        self._exited = True
+
     def add(self, snap: Snapshot) -> None:
         """Record the next snapshot (not older than the previous one)."""
         self.taken += 1
+        if self._exited and self.exit_t is None:
+            self.exit_t = snap.t
         self._latest = snap
         totals = _totals(snap)
         for stack, n in snap.untracked:
@@ -402,7 +414,7 @@ class SnapshotWindow:
     ) -> tuple[Finding, ...]:
         """Every stack (or the ``only`` ones) judged and ranked leak-first (rank 1 = most likely leak)."""
         findings = [
-            _finding(stack, *self.columns(stack), min_growth_bytes)
+            _finding(stack, *self.columns(stack), min_growth_bytes, exit_t=self.exit_t)
             for stack in (self._bytes if only is None else only)
         ]
         return rank(_unknown_if_untracked(f, self.untracked.get(f.stack, 0)) for f in findings)
@@ -452,15 +464,43 @@ def _totals(snap: Snapshot) -> dict[Stack, tuple[int, int]]:
     return totals
 
 
-def _finding(stack: Stack, ts: FloatArray, ys: IntArray, counts: IntArray, min_growth_bytes: int) -> Finding:
+def _finding(
+    stack: Stack,
+    ts: FloatArray,
+    ys: IntArray,
+    counts: IntArray,
+    min_growth_bytes: int,
+    *,
+    exit_t: float | None = None,
+) -> Finding:
     n = int(ys.size)
     st = _stats(ts, ys)
     peak = int(ys.max()) if n else 0
     last = int(ys[-1]) if n else 0
+    last_count = int(counts[-1]) if n else _NO_COUNT
     span = float(ts[-1] - ts[0]) if n else 0.0
     verdict, confidence, reason = _judge(
         st, n=n, span=span, last=last, peak=peak, min_growth_bytes=min_growth_bytes
     )
+    k = int(np.searchsorted(ts, exit_t)) if exit_t is not None and verdict != "leak" else 0
+    if 2 <= k < n and ys[-1] < ys[k - 1]:
+        # freed at exit: a leak while the program ran is one, whatever its clean-up freed
+        before = _stats(ts[:k], ys[:k])
+        held = int(ys[k - 1])
+        v, c, r = _judge(
+            before,
+            n=k,
+            span=float(ts[k - 1] - ts[0]),
+            last=held,
+            peak=int(ys[:k].max()),
+            min_growth_bytes=min_growth_bytes,
+        )
+        if v == "leak":
+            st, verdict, confidence, last, last_count = before, v, c, held, int(counts[k - 1])
+            reason = (
+                f"{r}; freed only when the program exited ({_size(held - int(ys[-1]))} released by "
+                f"its clean-up), so judged on the {k} snapshots before the exit"
+            )
     if attribute(stack)[1]:
         reason = ALLOCATOR_ONLY + reason
     present = np.flatnonzero(ys > 0)
@@ -470,7 +510,6 @@ def _finding(stack: Stack, ts: FloatArray, ys: IntArray, counts: IntArray, min_g
         SeriesPoint(t=t, outstanding_bytes=b, count=None if c == _NO_COUNT else c)
         for t, b, c in zip(ts.tolist(), ys.tolist(), counts.tolist(), strict=True)
     )
-    last_count = int(counts[-1]) if n else _NO_COUNT
     return Finding(
         rank=0,
         stack=stack,

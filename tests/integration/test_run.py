@@ -181,3 +181,24 @@ def test_a_full_bpftrace_map_never_makes_a_leak(
     assert "Incomplete data: the probe's map of live allocations was full" in md.split("\n\n")[1], md[:800]
     assert any("were not tracked" in note for note in report["quality"]["notes"])
     assert_no_probe_left(report["target"]["pid"])
+
+
+def test_a_leak_the_program_frees_as_it_exits_is_still_a_leak(probe_env: None, tmp_path: Path) -> None:
+    """python3 (no frame pointers) grows a list for 6 s; at exit the interpreter frees it, so the
+    last snapshot holds nothing. Judged on that snapshot, the run looked clean ("no stack kept
+    growing"); the verdict comes from the snapshots taken while the program ran."""
+    script = Path(__file__).resolve().parent.parent / "targets" / "py_exit_cleanup.py"
+    code, _out, err = run_leakhunt(
+        ["run", "--duration", "60", "--interval", "1", "--output-dir", str(tmp_path), "--format", "json,md",
+         "--", "/usr/bin/python3", str(script), "6"],
+        timeout=240,
+    )  # fmt: skip
+    assert code == 0, err
+    report = load_report(tmp_path)
+    assert report["target"]["exit_code"] == 0
+    first = report["findings"][0]
+    assert first["verdict"] == "leak", report["findings"][:3]
+    # about 4,000 B every 2-3 ms for 6 s: megabytes, held until the exit
+    assert first["outstanding_bytes"] >= 2_000_000, first
+    assert "never reached leakhunt" not in first["frames"][0]
+    assert_no_probe_left(report["target"]["pid"])

@@ -269,3 +269,34 @@ def test_stack_identity_survives_the_window() -> None:
     window = stacks.window_of([Snapshot(t=0.0, stacks=(StackSample(a, 5, 1),))])
     (finding,) = window.findings()
     assert finding.stack == stack("y")
+
+
+def _run_freed_at_exit(mark: bool) -> stacks.SnapshotWindow:
+    """A stack growing 100 KiB a second for 8 s, a plateau, then a snapshot after the program
+    exited, whose clean-up freed both (an interpreter's teardown, C++ destructors)."""
+    window = stacks.SnapshotWindow()
+    leak, cache = stack("leak"), stack("cache")
+    for i in range(8):
+        window.add(
+            Snapshot(
+                t=float(i), stacks=(StackSample(leak, i * 102_400, i * 25), StackSample(cache, 65_536, 16))
+            )
+        )
+    if mark:
+        window.mark_exited()
+    window.add(Snapshot(t=8.2, stacks=(StackSample(leak, 4096, 1),)))
+    return window
+
+
+def test_a_leak_freed_only_at_exit_is_judged_on_the_snapshots_before_the_exit() -> None:
+    by_top = {f.stack.top: f for f in _run_freed_at_exit(mark=True).findings()}
+    leak = by_top["leak"]
+    assert leak.verdict == "leak", leak.reason
+    assert leak.outstanding_bytes == 7 * 102_400 and leak.count == 175
+    assert leak.growth_bytes_per_sec == pytest.approx(102_400, rel=0.01)
+    assert (
+        "freed only when the program exited" in leak.reason and "8 snapshots before the exit" in leak.reason
+    )
+    assert by_top["cache"].verdict != "leak"  # freed at exit too, but it never grew
+    # without the exit mark (the target still running), the same fall is what it looks like
+    assert {f.stack.top: f for f in _run_freed_at_exit(mark=False).findings()}["leak"].verdict != "leak"
