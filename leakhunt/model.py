@@ -419,8 +419,8 @@ class TraceProcess:
     def unfreed_count(self) -> int:
         return len(self.unfreed)
 
-    @property
-    def unfreed_bytes(self) -> int:
+    @cached_property
+    def unfreed_bytes(self) -> int:  # (cached: read by every report and the summary)
         return sum(u.size for u in self.unfreed)
 
 

@@ -17,17 +17,14 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.app.common import run_info
-from leakhunt.app.tracefeed import build_result, feed_blocks
+from leakhunt.app.tracefeed import BLOCK_CHARS, build_result, feed_blocks
 from leakhunt.errors import ReportError
 from leakhunt.inputfile import open_input, read_byte_blocks
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats, lines_of
-from leakhunt.parse.bpftrace import parse_bpftrace
 from leakhunt.parse.detect import DESCRIPTIONS, detect_kind
-from leakhunt.parse.memleak import parse_memleak
 
 _PID_NOTES = (
     re.compile(r"Attaching to pid (\d+), Ctrl\+C to quit\."),
@@ -87,7 +84,8 @@ def _open(name: str, stack: ExitStack) -> tuple[Iterator[bytes], str]:
     else:
         when = datetime.fromtimestamp(st.st_mtime, UTC)
     shown = "standard input" if name == "-" else name
-    return read_byte_blocks(stream, shown, st), when.isoformat(timespec="seconds")
+    # blocks as large as the trace parser's: passed on without joining
+    return read_byte_blocks(stream, shown, st, size=BLOCK_CHARS), when.isoformat(timespec="seconds")
 
 
 def _decoded(blocks: Iterable[bytes], seen: list[bytes] | None = None) -> Iterator[str]:
@@ -110,6 +108,11 @@ def _backend(kind: str, name: str) -> BackendInfo:
 
 
 def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int) -> Investigation:
+    # (loaded here: a trace log needs none of them)
+    from leakhunt.analyze.stacks import SnapshotWindow  # noqa: PLC0415
+    from leakhunt.parse.bpftrace import parse_bpftrace  # noqa: PLC0415
+    from leakhunt.parse.memleak import parse_memleak  # noqa: PLC0415
+
     stats = ParseStats()
     parse = parse_memleak if kind == "memleak" else parse_bpftrace
     # bounded: a long log keeps an evenly spaced window of its snapshots (as a live run does)

@@ -21,7 +21,7 @@ from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.parse.trace_block import parse_tuple_block
 
-PARSE_THREADS = 1  # blocks parsed at once beside the matching
+PARSE_THREADS = 2  # blocks parsed at once beside the matching (2 cores: the matching waits less)
 BLOCK_CHARS = 2 << 20  # bytes of text parsed and matched at a time by feed_blocks
 
 
@@ -41,9 +41,10 @@ def feed_blocks(
     """``feed_lines`` for UTF-8 text (``inputfile.read_byte_blocks``): pieces of whole lines, the
     last one perhaps without its newline.
 
-    Each block is parsed (``parse_tuple_block``: pure, numpy, mostly without the GIL) in a second
-    thread while the one before it is matched, so reading, parsing and matching overlap on a
-    machine with two cores; blocks are matched in order, one at a time, as without the thread.
+    Blocks are parsed (``parse_tuple_block``: pure, numpy, mostly without the GIL) in
+    ``PARSE_THREADS`` worker threads, ahead of the one being matched, so reading, parsing and
+    matching overlap on a machine with two cores or more; blocks are matched in order, one at a
+    time, as without the threads.
     """
     parser = TraceParser(stats)
     with ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="leakhunt-parse") as pool:
@@ -58,13 +59,13 @@ def feed_blocks(
 
 
 def _whole_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """The pieces joined into blocks of at least ``BLOCK_CHARS`` bytes, each ending in a newline."""
+    """The pieces joined into blocks of about ``BLOCK_CHARS`` bytes, each ending in a newline."""
     pending: list[bytes] = []
     size = 0
     for piece in pieces:
         pending.append(piece)
         size += len(piece)
-        if size >= BLOCK_CHARS:
+        if size >= BLOCK_CHARS - (BLOCK_CHARS >> 2):  # (a read of BLOCK_CHARS, less its last line)
             data = b"".join(pending) if len(pending) > 1 else pending[0]
             pending.clear()
             size = 0

@@ -113,7 +113,7 @@ def _field(buf: Bytes, start: Ints, end: Ints, width: int) -> tuple[list[Words],
     (the most significant first), and whether it has 1 to ``width`` bytes."""
     n = end - start
     fits = (n >= 1) & (n <= width)
-    k = np.clip(n, 0, width)
+    k = np.where(fits, n, 0)  # (np.clip costs more)
     rows = _words(buf, end - width, width)
     keep = _KEEP[width]
     out = []
@@ -207,7 +207,7 @@ def _timestamp(buf: Bytes, start: Ints, end: Ints) -> tuple[npt.NDArray[np.float
         [w ^ ((d >> np.uint64(7)) * swap) for w, d in zip(words, dots, strict=True)]
     )
     ok &= digits_ok
-    scale = _POW10[np.clip(place, 0, 15)]
+    scale = _POW10[np.where(ok, place, 1)]
     digits = value // (scale * 10) * scale + value % scale  # the dot was read as a 0 digit
     # both exact below 2**53: one correctly rounded division, as float(text) rounds
     return digits.astype(np.float64) / scale.astype(np.float64), ok
