@@ -395,8 +395,13 @@ def _trace(tr: TraceResult) -> dict[str, object]:
                 "unknown_frees": p.unknown_frees,
                 "unfreed_count": p.unfreed_count,
                 "unfreed_bytes": p.unfreed_bytes,
-                "unfreed": [
-                    {"address": _hex(u.address), "size": u.size, "tid": u.tid, "time": _num(u.time)}
+                "unfreed": [  # (_hex and _num inlined: one block per allocation never freed)
+                    {
+                        "address": f"{u.address:#x}",
+                        "size": u.size,
+                        "tid": u.tid,
+                        "time": u.time if math.isfinite(u.time) else None,
+                    }
                     for u in p.unfreed
                 ],
             }

@@ -283,6 +283,33 @@ def test_many_plain_events_take_the_array_path() -> None:
     assert s == line_by_line(lines, None)[0]
 
 
+def test_blocks_beyond_64_bits_stay_exact_between_array_blocks() -> None:
+    """A size of 20 digits (read by TraceParser, not by the block parser) cannot go into the
+    matcher's arrays: the blocks around it are matched one event at a time, with the same result."""
+    lines = ["leakhunt: tid 100 pid 100"]
+    t = 1000.0
+    for round_ in range(3):
+        for i in range(40):
+            t += 0.000001
+            head = f"(b'app', 100, 1, b'...11', {t:.6f}, "
+            if i == 5:
+                lines.append(head + f"b'alloc exited, size = {10**19 + round_}, result = abc0')")
+            elif i == 30 and round_ == 1:
+                lines.append(head + "b'free entered, address = abc0, size = 0')")
+            elif i % 3 == 2:
+                lines.append(head + f"b'free entered, address = {0x1000 + (i - 2) * 16:x}, size = 0')")
+            else:
+                lines.append(head + f"b'alloc exited, size = {i}, result = {0x1000 + i * 16:x}')")
+    old = tracefeed.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS
+    tracefeed.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS = 2000, 2
+    try:
+        got = assert_same(lines)
+    finally:
+        tracefeed.BLOCK_CHARS, trace_analysis._MIN_ARRAY_EVENTS = old
+    (proc,) = got.processes
+    assert any(u.size >= 10**19 for u in proc.unfreed)
+
+
 # --- reading in blocks -------------------------------------------------------------------------
 
 
