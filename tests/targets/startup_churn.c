@@ -31,35 +31,27 @@ __attribute__((noinline)) static void churn_leaf(void) {
 }
 
 static unsigned volatile visits_a, visits_b;
+static void walk_a(int depth, unsigned path);
 static void walk_b(int depth, unsigned path);
 
 /* Two functions that call each other or themselves as the path's bits say: each level's return
- * address tells which of the four calls it was. */
-__attribute__((noinline)) static void walk_a(int depth, unsigned path) {
-    visits_a++;
-    if (depth == LEVELS) {
-        churn_leaf();
-        return;
+ * address tells which of the four calls it was. Each counts its visits in its own variable, so
+ * that the compiler cannot fold them into one function. */
+#define WALK(name, visits)                                                   \
+    __attribute__((noinline)) static void name(int depth, unsigned path) {   \
+        visits++;                                                            \
+        if (depth == LEVELS) {                                               \
+            churn_leaf();                                                    \
+            return;                                                          \
+        }                                                                    \
+        if (path & (1u << depth))                                            \
+            walk_a(depth + 1, path);                                         \
+        else                                                                 \
+            walk_b(depth + 1, path);                                         \
+        __asm__ volatile("" ::: "memory"); /* not a tail call: frames stay */ \
     }
-    if (path & (1u << depth))
-        walk_a(depth + 1, path);
-    else
-        walk_b(depth + 1, path);
-    __asm__ volatile("" ::: "memory"); /* not a tail call: every level keeps its frame */
-}
-
-__attribute__((noinline)) static void walk_b(int depth, unsigned path) {
-    visits_b++;
-    if (depth == LEVELS) {
-        churn_leaf();
-        return;
-    }
-    if (path & (1u << depth))
-        walk_a(depth + 1, path);
-    else
-        walk_b(depth + 1, path);
-    __asm__ volatile("" ::: "memory");
-}
+WALK(walk_a, visits_a)
+WALK(walk_b, visits_b)
 
 __attribute__((noinline)) void leak_after_startup(void) {
     void *p = malloc(4096);
