@@ -484,7 +484,7 @@ def _finding(
     )
     k = int(np.searchsorted(ts, exit_t)) if exit_t is not None and verdict != "leak" else 0
     if 2 <= k < n and ys[-1] < ys[k - 1]:
-        # freed at exit: a leak while the program ran is one, whatever its clean-up freed
+        # freed at exit: what grew while the program ran is judged so, whatever its clean-up freed
         before = _stats(ts[:k], ys[:k])
         held = int(ys[k - 1])
         v, c, r = _judge(
@@ -495,7 +495,7 @@ def _finding(
             peak=int(ys[:k].max()),
             min_growth_bytes=min_growth_bytes,
         )
-        if v == "leak":
+        if v in ("leak", "plateau"):  # it grew while the program ran (plateau: too few points)
             st, verdict, confidence, last, last_count = before, v, c, held, int(counts[k - 1])
             reason = (
                 f"{r}; freed only when the program exited ({_size(held - int(ys[-1]))} released by "

@@ -300,3 +300,16 @@ def test_a_leak_freed_only_at_exit_is_judged_on_the_snapshots_before_the_exit() 
     assert by_top["cache"].verdict != "leak"  # freed at exit too, but it never grew
     # without the exit mark (the target still running), the same fall is what it looks like
     assert {f.stack.top: f for f in _run_freed_at_exit(mark=False).findings()}["leak"].verdict != "leak"
+
+
+def test_growth_freed_at_exit_seen_in_two_snapshots_is_shown_with_what_it_held() -> None:
+    """A 12 s program at the default 5 s interval: two snapshots while it ran, one after its exit."""
+    window = stacks.SnapshotWindow()
+    grown = stack("grown")
+    window.add(Snapshot(t=5.0, stacks=(StackSample(grown, 8_000_000, 2000),)))
+    window.add(Snapshot(t=10.0, stacks=(StackSample(grown, 17_000_000, 4250),)))
+    window.mark_exited()
+    window.add(Snapshot(t=12.2, stacks=()))
+    (f,) = window.findings()
+    assert f.verdict == "plateau" and f.outstanding_bytes == 17_000_000 and f.count == 4250, f.reason
+    assert "freed only when the program exited" in f.reason
