@@ -17,11 +17,13 @@ import io
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
+from leakhunt import LOG
 from leakhunt.analyze.diff import DiffResult
 from leakhunt.errors import UsageError
 from leakhunt.model import ScanResult
@@ -81,6 +83,26 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     if not out:
         raise UsageError("no report format given", hint=f"choose among {', '.join(FORMATS)}")
     return tuple(out)
+
+
+def preload_trace_templates() -> None:
+    """Load the HTML and Markdown renderers of a trace and compile their templates (jinja2 does
+    it at a template's first use: a tenth of a second) in a background thread, while the caller
+    computes the trace. Only a head start: rendering loads whatever is missing, and says what is
+    wrong if anything is."""
+
+    def load() -> None:
+        try:
+            from leakhunt.report import html, markdown  # noqa: F401, PLC0415 - html: its imports
+            from leakhunt.templating import html_env  # noqa: PLC0415
+
+            html_env().get_template("report/trace.html.j2")
+            markdown.environment().get_template("report/trace.md.j2")
+        except Exception:  # rendering reports it
+            LOG.debug("preloading the trace templates failed", exc_info=True)
+
+    # not a daemon: the interpreter waits for it (at most that tenth of a second) before it exits
+    threading.Thread(target=load, name="leakhunt-templates", daemon=False).start()
 
 
 def renderer(doc: Document | DiffResult, fmt: str) -> Renderer[Any]:
