@@ -195,15 +195,19 @@ def num(d: dict[str, object], *keys: str) -> float:
 
 
 class _StopMark(logging.Handler):
-    """Notes when the runner says the probe tool has exited (its own time to stop)."""
+    """Notes when the runner says the probe tool has exited (its own time to stop), and when
+    run_live says the tool's data is complete."""
 
     def __init__(self, marks: dict[str, float]) -> None:
         super().__init__(logging.DEBUG)
         self.marks = marks
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("stopped ") and "exited" not in self.marks:
+        message = record.getMessage()
+        if message.startswith("stopped ") and "exited" not in self.marks:
             self.marks["exited"] = time.perf_counter()
+        if "data is complete" in message and "complete" not in self.marks:
+            self.marks["complete"] = time.perf_counter()
 
 
 def _lock_holders(path: str) -> set[int]:
@@ -261,6 +265,9 @@ def _live_run(binary: Path, seconds: float, out_dir: Path, backend: str) -> None
     runner_log = logging.getLogger("leakhunt.probe.runner")
     runner_log.setLevel(logging.DEBUG)
     runner_log.addHandler(_StopMark(marks))
+    live_log = logging.getLogger("leakhunt.probe.live")
+    live_log.setLevel(logging.DEBUG)
+    live_log.addHandler(_StopMark(marks))
     paths: list[Path] = []
 
     def progress(p: session.Progress) -> None:
@@ -294,6 +301,8 @@ def _live_run(binary: Path, seconds: float, out_dir: Path, backend: str) -> None
         f"of many_stacks for {seconds:g} s: {marks['snapshots']:.0f} snapshots, {len(inv.snapshots)} kept, "
         f"{len(inv.findings)} stacks, {leaks} leaks"
     )
+    if "complete" in marks:
+        print(f"  probe stopped -> its data complete (last lines read):   {marks['complete'] - stop:6.2f} s")
     print(f"  probe stopped -> data complete, ranked, symbolized:     {analysed - stop:6.2f} s")
     print(f"    the ranking alone (timed again on the result):         {rank_s:6.2f} s")
     print(f"  reports written (html, md, json):                        {written - analysed:6.2f} s")

@@ -295,6 +295,8 @@ class _Investigation:
         if self.pid is not None and self.target_gone_at is None:
             # kept from the last read while the target lives: frames are placed in files at the end
             self.maps = read_maps(self.pid) or self.maps
+        if self.stopping_:
+            return  # the last lines: the full ranking follows at once, no live one for the view
         leaders: tuple[Finding, ...] = ()
         if self.window.taken >= 2:
             # bounded: only the stacks that grew most are judged, over the window's kept snapshots

@@ -220,6 +220,8 @@ class _Live:
             # SIGINT, then the tool's last lines: with some tools its data is complete long before
             # it has exited (detaching the probes takes the kernel seconds)
             probe_exit = self._stop_for_data(probe, cmd)
+            if probe_exit is None:
+                _log.debug("%s: its data is complete; it still exits", cmd.info.name)
             job.finish(probe.stderr_text)
             if probe_exit is not None and probe_exit.killed:
                 job.notes.append(f"{cmd.info.name} did not stop on SIGINT and was killed")
