@@ -177,7 +177,13 @@ class Symbolizer:
 def map_stacks(inv: Investigation, fn: dict[Stack, Stack]) -> Investigation:
     """``inv`` with every stack replaced by ``fn[stack]`` (stacks that become equal are summed)."""
 
-    def samples(ss: Iterable[StackSample]) -> tuple[StackSample, ...]:
+    def samples(ss: tuple[StackSample, ...]) -> tuple[StackSample, ...]:
+        # built directly (dataclasses.replace costs ~3 us a sample: 500 stacks x 512 snapshots)
+        out = tuple(
+            StackSample(fn.get(s.stack, s.stack), s.outstanding_bytes, s.count, s.addresses) for s in ss
+        )
+        if len({s.stack for s in out}) == len(out):
+            return out  # no two became one (adding source lines never merges stacks)
         merged: dict[Stack, StackSample] = {}
         for s in ss:
             new = fn.get(s.stack, s.stack)
