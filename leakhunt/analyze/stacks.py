@@ -129,7 +129,8 @@ def thin_indices(n: int, limit: int = STAT_POINTS) -> IntArray:
     keep = np.empty(idx.size, dtype=np.bool_)
     keep[0] = True
     np.not_equal(idx[1:], idx[:-1], out=keep[1:])
-    return idx[keep]
+    kept: IntArray = idx[keep]
+    return kept
 
 
 def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
@@ -316,6 +317,9 @@ class SnapshotWindow:
         self._times = array("d")
         self._bytes: dict[Stack, array[int]] = {}  # per stack, aligned with _times
         self._counts: dict[Stack, array[int]] = {}
+        # the same as the findings' series points (None: unknown there), built as snapshots arrive so
+        # that the ranking at the end of a long run does not build 500 x 512 of them at once
+        self._points: dict[Stack, list[SeriesPoint | None]] = {}
         # the newest snapshot's values when it is not among the kept ones
         self._latest_totals: dict[Stack, tuple[int, int]] = {}
         # stacks with allocations the probe could not track (map full), and how many
@@ -357,6 +361,8 @@ class SnapshotWindow:
                 del column[1::2]
             for column in self._counts.values():
                 del column[1::2]
+            for points in self._points.values():
+                del points[1::2]
             self.stride *= 2
         self._append(snap, totals)
 
@@ -369,16 +375,20 @@ class SnapshotWindow:
             # new stack: nothing outstanding at the complete snapshots before, unknown at truncated ones
             self._bytes[stack] = array("q", (0 if not s.truncated else _UNKNOWN for s in self._kept))
             self._counts[stack] = array("q", (0 if not s.truncated else _NO_COUNT for s in self._kept))
+            self._points[stack] = [None if s.truncated else SeriesPoint(s.t, 0, 0) for s in self._kept]
         self._kept.append(snap)
         self._times.append(snap.t)
+        absent = None if snap.truncated else SeriesPoint(snap.t, 0, 0)
         for stack, column in self._bytes.items():
             value = totals.get(stack)
             if value is None:
                 column.append(missing)
                 self._counts[stack].append(0 if not snap.truncated else _NO_COUNT)
+                self._points[stack].append(absent)
             else:
                 column.append(value[0])
                 self._counts[stack].append(value[1])
+                self._points[stack].append(_point(snap.t, value))
         assert all(len(c) == k + 1 for c in self._bytes.values())
 
     def snapshots_view(self) -> list[Snapshot]:
@@ -414,12 +424,26 @@ class SnapshotWindow:
             times, b, c = times[known], b[known], c[known]
         return times, b, c
 
+    def series(self, stack: Stack) -> tuple[SeriesPoint, ...]:
+        """The points of ``columns(stack)`` (what a finding's series holds)."""
+        out = [p for p in self._points[stack] if p is not None]
+        latest = self._latest
+        if latest is not None and (not self._kept or self._kept[-1] is not latest):
+            value = self._latest_totals.get(stack)
+            if value is not None:
+                out.append(_point(latest.t, value))
+            elif not latest.truncated:
+                out.append(SeriesPoint(latest.t, 0, 0))
+        return tuple(out)
+
     def findings(
         self, *, min_growth_bytes: int = 4096, only: Iterable[Stack] | None = None
     ) -> tuple[Finding, ...]:
         """Every stack (or the ``only`` ones) judged and ranked leak-first (rank 1 = most likely leak)."""
         findings = [
-            _finding(stack, *self.columns(stack), min_growth_bytes, exit_t=self.exit_t)
+            _finding(
+                stack, *self.columns(stack), min_growth_bytes, exit_t=self.exit_t, series=self.series(stack)
+            )
             for stack in (self._bytes if only is None else only)
         ]
         return rank(_unknown_if_untracked(f, self.untracked.get(f.stack, 0)) for f in findings)
@@ -469,6 +493,10 @@ def _totals(snap: Snapshot) -> dict[Stack, tuple[int, int]]:
     return totals
 
 
+def _point(t: float, value: tuple[int, int]) -> SeriesPoint:
+    return SeriesPoint(t, value[0], None if value[1] == _NO_COUNT else value[1])
+
+
 def _finding(
     stack: Stack,
     ts: FloatArray,
@@ -477,6 +505,7 @@ def _finding(
     min_growth_bytes: int,
     *,
     exit_t: float | None = None,
+    series: tuple[SeriesPoint, ...] | None = None,
 ) -> Finding:
     n = int(ys.size)
     st = _stats(ts, ys)
@@ -511,10 +540,11 @@ def _finding(
     present = np.flatnonzero(ys > 0)
     if present.size == 0:
         present = np.arange(n)
-    series = tuple(
-        SeriesPoint(t=t, outstanding_bytes=b, count=None if c == _NO_COUNT else c)
-        for t, b, c in zip(ts.tolist(), ys.tolist(), counts.tolist(), strict=True)
-    )
+    if series is None:  # else the window's, the same points (SnapshotWindow.series)
+        series = tuple(
+            SeriesPoint(t=t, outstanding_bytes=b, count=None if c == _NO_COUNT else c)
+            for t, b, c in zip(ts.tolist(), ys.tolist(), counts.tolist(), strict=True)
+        )
     return Finding(
         rank=0,
         stack=stack,

@@ -154,3 +154,27 @@ def test_arbitrary_series_never_raise_and_ranks_are_dense(raw: list[dict[str, in
     verdict_ranks = [order.index(f.verdict) for f in findings]
     assert verdict_ranks == sorted(verdict_ranks)
     assert all(0.0 <= f.confidence <= 1.0 for f in findings)
+
+
+def test_the_window_keeps_each_stacks_series_as_its_columns_say() -> None:
+    """SnapshotWindow builds the series points as snapshots arrive (for the ranking at the stop):
+    the same points as built from ``columns()``, through thinning, truncated snapshots, stacks that
+    appear late and counts the tool did not give."""
+    from leakhunt.analyze import stacks as mod  # noqa: PLC0415
+
+    rng = random.Random(7)
+    pool = [Stack((Frame(f"f{k}", 3, "prog"), Frame("main", 9, "prog"))) for k in range(12)]
+    window = mod.SnapshotWindow(capacity=8)
+    for i in range(75):
+        present = [s for k, s in enumerate(pool) if k <= i // 6 and rng.random() < 0.8]
+        samples = tuple(
+            StackSample(s, rng.randint(1, 10_000), None if i % 11 == 0 else rng.randint(1, 50))
+            for s in present
+        )
+        window.add(Snapshot(t=float(i), stacks=samples, truncated=i % 7 == 3))
+        if i % 5 == 0 or i == 74:
+            for stack in window._bytes:
+                built = mod._finding(stack, *window.columns(stack), 4096)
+                assert window.series(stack) == built.series, (i, stack.top)
+                assert window.findings(only=[stack])[0] == mod.rank([built])[0]
+    assert window.stride > 1  # thinned on the way
