@@ -413,17 +413,16 @@ def test_sweeper_keeps_bounded_state_for_processes_that_exited() -> None:
     grow = "import time\nx=[]\nfor _ in range(5):\n    x.append(bytearray(4<<20)); time.sleep(0.08)\n"
     quiet = "import time\ntime.sleep(0.3)\n"
     me = os.getpid()
-    with Sweeper(
-        accept=lambda c: me != c.pid and "leakhunt-churn" in " ".join(c.cmdline), max_finished=5
-    ) as sw:
+    mark = f"leakhunt-churn-{me}"  # this run's children only (another suite may run at once)
+    with Sweeper(accept=lambda c: me != c.pid and mark in " ".join(c.cmdline), max_finished=5) as sw:
         grower_pid = -1
         for i in range(30):
             code = grow if i == 20 else quiet
-            child = subprocess.Popen([sys.executable, "-c", code, "leakhunt-churn"])
+            child = subprocess.Popen([sys.executable, "-c", code, mark])
             grower_pid = child.pid if i == 20 else grower_pid
             deadline = time.monotonic() + 10
             # met before its exec, it would show pytest's command line and be filtered out
-            while b"leakhunt-churn" not in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+            while mark.encode() not in Path(f"/proc/{child.pid}/cmdline").read_bytes():
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
             while child.poll() is None and time.monotonic() < deadline:
