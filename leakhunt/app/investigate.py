@@ -254,6 +254,9 @@ class _Investigation:
 
     def feed(self, line: str) -> None:
         assert self.cmd is not None and self.parser is not None
+        if self.cmd.target_exited is not None and self.cmd.target_exited(line):
+            self.window.mark_exited()
+            return
         if self.cmd.is_chatter(line) or line.strip() == bpftrace_backend.ATTACHED_MARKER:
             return
         gauge = parse_gauge(line)

@@ -112,6 +112,9 @@ class ProbeCommand:
     # tool only cleans up (bpftrace's END: it clears its maps key by key, seconds after a long
     # run), so it is killed then. See ``probe.live``.
     data_done: Callable[[str], bool] | None = None
+    # a line the tool prints, among its snapshots, when the target has exited (the native host):
+    # the snapshots after it show the target's clean-up at exit, however late leakhunt reads them
+    target_exited: Callable[[str], bool] | None = None
     block_start: Callable[[str], bool] | None = None
     block_end: Callable[[str], bool] | None = None
     cleanup_follows: Callable[[str], bool] | None = None

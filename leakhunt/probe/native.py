@@ -29,6 +29,7 @@ from leakhunt.probe import placement, runner, scriptgen, tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions
 
 HOST_STOPPED = "leakhunt-native: stopped"  # native_host.STOPPED: its last snapshot is out
+HOST_TARGET_EXITED = "leakhunt-native: target exited"  # native_host.TARGET_EXITED
 HOST_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_host.py")
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 MAX_STACKS = 16384  # distinct stacks (stack map and per-stack totals)
@@ -305,6 +306,7 @@ def command(
         attached=_attached,
         is_chatter=lambda line: line.startswith(STATUS_PREFIX),
         data_done=lambda line: line == HOST_STOPPED,
+        target_exited=lambda line: line == HOST_TARGET_EXITED,
         script=source,
         max_tracked=options.map_keys,
         notes=notes,

@@ -20,6 +20,9 @@ Output, one record per line (read by ``leakhunt.parse.native``)::
     F 0x00007f939ce4224a __libc_start_call_main+0x7a [libc.so.6]
     C calls=10 allocs=9 frees=5 blocks_full=0 stack_lost=0 aggs_full=0 inflight_full=0 ...
     E                                      the snapshot ends
+    leakhunt-native: target exited         the target has no address space any more (gone or a
+                                           zombie): the snapshots after it show what it freed on
+                                           its way out, and blocks no one will free
     leakhunt-native: stopped               after the last snapshot (SIGINT): only the detach follows
 
 With DWARF unwinding (``"unwind": "dwarf"``) a stack is not walked here: its ``S`` line has no
@@ -60,6 +63,7 @@ COUNTERS = (
 HELD_COPIES = 4096  # stack copies drained from the kernel and not sent yet (at most 8 KiB each)
 LOST_STACK = 0xFFFFFFFF
 STOPPED = "leakhunt-native: stopped"  # printed after the last snapshot (leakhunt.probe.native)
+TARGET_EXITED = "leakhunt-native: target exited"  # in the stream, before the next snapshot
 _PROGRAMS = {
     "lh_enter_alloc0",
     "lh_enter_alloc1",
@@ -428,10 +432,16 @@ def main(argv: list[str]) -> int:
         host.arm()
     _say(f"leakhunt-native: attached {n} probes")
     due = time.monotonic() + interval
+    exited = False
     while not stop:
         left = due - time.monotonic()
         if left > 0:
             time.sleep(min(left, 0.1))
+            if not exited and not _has_mappings(host.pid):
+                # said in the stream, so that leakhunt places the exit between the right
+                # snapshots however far behind it is in reading them
+                exited = True
+                _say(TARGET_EXITED)
             host.refresh_ranges()  # a library loaded, or the launched command exec'd
             host.drain_copies()
             continue

@@ -163,3 +163,46 @@ def test_the_hosts_stop_line_is_the_one_leakhunt_waits_for() -> None:
     source = Path(native_host.__file__).read_text()
     # printed after the last snapshot, before the process exits (and BCC detaches)
     assert source.index("    host.snapshot()\n    # leakhunt") < source.index("_say(STOPPED)")
+
+
+def test_the_hosts_exit_line_marks_the_exit_in_the_window() -> None:
+    """The host says, among its snapshots, when the target has no address space any more; the
+    session marks its window there, so a stack freed by the clean-up at exit is judged on the
+    snapshots before it, however late leakhunt itself noticed the exit."""
+    from leakhunt.app.investigate import _Investigation  # noqa: PLC0415
+    from leakhunt.model import BackendInfo  # noqa: PLC0415
+    from leakhunt.probe import native, native_host  # noqa: PLC0415
+    from leakhunt.probe.backend import ProbeCommand, ProbeOptions  # noqa: PLC0415
+
+    assert native_host.TARGET_EXITED == native.HOST_TARGET_EXITED
+    assert native.HOST_TARGET_EXITED.startswith("leakhunt-native: ")
+
+    def lines(exit_line: bool) -> list[str]:
+        out = []
+        for i in range(6):
+            if i == 5 and exit_line:
+                out.append(native.HOST_TARGET_EXITED)
+            held = 0 if i == 5 else (i + 1) * 100_000
+            out += [f"T 12:00:{i:02d} {i + 1}.000", f"S {held} {held // 1000} {held // 1000} 0 1"]
+            out += ["F 0x000055d0c0a1b18b grow+0x12 [prog]", "C calls=1 allocs=1 frees=0", "E"]
+        return out
+
+    verdicts = []
+    for exit_line in (True, False):
+        job = _Investigation(ProbeOptions(backend="native"), None)
+        job.parser = native._parser(job.stats, sample_bytes=0)
+        job.cmd = ProbeCommand(
+            info=BackendInfo(name="native", tool="", version="", argv=()),
+            argv=(),
+            env=(),
+            attached=lambda line, err, pid: True,
+            is_chatter=lambda line: line.startswith("leakhunt-native: "),
+            target_exited=lambda line: line == native.HOST_TARGET_EXITED,
+        )
+        for line in lines(exit_line):
+            job.feed(line)
+        (finding,) = job.window.findings()
+        verdicts.append((finding.verdict, finding.outstanding_bytes))
+    # without the line (and leakhunt not knowing yet), the fall to 0 looks like a transient
+    assert verdicts[0] == ("leak", 500_000)
+    assert verdicts[1][0] != "leak"
