@@ -28,6 +28,7 @@ and the run's times. The job keeps what it gathered and its notes (``job.notes``
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -227,20 +228,18 @@ class _Live:
                 job.notes.append(f"{cmd.info.name} did not stop on SIGINT and was killed")
             if gate is not None:
                 exit_code = _finish_command(gate, job.notes)
+            result = functools.partial(
+                self._result,
+                pid=pid,
+                info=info,
+                command=command,
+                exit_code=exit_code,
+                started_at=started_at,
+                duration=duration,
+                stop_reason=stop_reason,
+            )
             if probe_exit is None and self.policy.on_data is not None and job.gathered():
-                # the results are made while the tool exits
-                self.policy.on_data(
-                    self._result(
-                        pid=pid,
-                        info=info,
-                        command=command,
-                        exit_code=exit_code,
-                        started_at=started_at,
-                        duration=duration,
-                        stop_reason=stop_reason,
-                        probe_exit=None,
-                    )
-                )
+                self.policy.on_data(result(probe_exit=None))  # the results are made while the tool exits
             if probe_exit is None:
                 probe_exit = self._reap(probe, cmd)
             failed = probe_exit.returncode not in (0, -2, 130) and not self.killed_in_cleanup
@@ -253,16 +252,7 @@ class _Live:
         finally:
             stop_leftovers(self.children, gate)
             shutil.rmtree(workdir, ignore_errors=True)
-        return self._result(
-            pid=pid,
-            info=info,
-            command=command,
-            exit_code=exit_code,
-            started_at=started_at,
-            duration=duration,
-            stop_reason=stop_reason,
-            probe_exit=probe_exit,
-        )
+        return result(probe_exit=probe_exit)
 
     def _result(
         self,
