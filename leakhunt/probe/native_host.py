@@ -434,14 +434,15 @@ def main(argv: list[str]) -> int:
     due = time.monotonic() + interval
     exited = False
     while not stop:
+        # said in the stream, so that leakhunt places the exit between the right snapshots however
+        # far behind it is in reading them; checked before every snapshot too (a host whose
+        # snapshots take longer than the interval never sleeps)
+        if not exited and not _has_mappings(host.pid):
+            exited = True
+            _say(TARGET_EXITED)
         left = due - time.monotonic()
         if left > 0:
             time.sleep(min(left, 0.1))
-            if not exited and not _has_mappings(host.pid):
-                # said in the stream, so that leakhunt places the exit between the right
-                # snapshots however far behind it is in reading them
-                exited = True
-                _say(TARGET_EXITED)
             host.refresh_ranges()  # a library loaded, or the launched command exec'd
             host.drain_copies()
             continue
