@@ -291,8 +291,11 @@ class _Investigation:
             # (memleak's block is complete only when the next one starts, an interval later).
             at = _clock_since(snap.clock, self.wall0)
             self.snap_offset = max((at if at is not None else now) - snap.t, 0.0)
-        if self.target_gone_at is not None:
-            self.window.mark_exited()  # what it shows includes the target's clean-up at exit
+        if self.target_gone_at is not None and self.cmd is not None and self.cmd.target_exited is None:
+            # what it shows includes the target's clean-up at exit. Not for a tool that says so in
+            # its stream: leakhunt may read its snapshots long after they were taken (unwinding
+            # thousands of new stacks), and would mark one taken while the target still ran
+            self.window.mark_exited()
         self.window.add(replace(snap, t=round(snap.t + self.snap_offset, 3)))
         self.any_stacks = self.any_stacks or bool(snap.stacks)
         if self.pid is not None and self.target_gone_at is None:

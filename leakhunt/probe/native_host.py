@@ -433,13 +433,18 @@ def main(argv: list[str]) -> int:
     _say(f"leakhunt-native: attached {n} probes")
     due = time.monotonic() + interval
     exited = False
-    while not stop:
+
+    def say_if_exited() -> None:
         # said in the stream, so that leakhunt places the exit between the right snapshots however
-        # far behind it is in reading them; checked before every snapshot too (a host whose
-        # snapshots take longer than the interval never sleeps)
+        # far behind it is in reading them; checked before every snapshot (a host whose snapshots
+        # take longer than the interval never sleeps), the last one included
+        nonlocal exited
         if not exited and not _has_mappings(host.pid):
             exited = True
             _say(TARGET_EXITED)
+
+    while not stop:
+        say_if_exited()
         left = due - time.monotonic()
         if left > 0:
             time.sleep(min(left, 0.1))
@@ -448,6 +453,7 @@ def main(argv: list[str]) -> int:
             continue
         host.snapshot()
         due += interval
+    say_if_exited()
     host.snapshot()
     # leakhunt need not wait for the detach (seconds: the kernel waits for RCU at every probe)
     _say(STOPPED)
