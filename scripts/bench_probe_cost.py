@@ -134,6 +134,31 @@ def measure_loop(row: Row, beside: Beside, argv: list[str], env: dict[str, str] 
     row.beside = beside.between(probed_start, end)
 
 
+def collect_figures(target: subprocess.Popen[str]) -> list[tuple[float, float]]:
+    """The loop's ns/pair figures, each with the time it arrived, gathered in a thread."""
+    values: list[tuple[float, float]] = []
+
+    def collect() -> None:
+        assert target.stdout is not None
+        for line in target.stdout:
+            values.extend((time.monotonic(), v) for v in figures(line))
+
+    threading.Thread(target=collect, daemon=True).start()
+    return values
+
+
+def stop_probe(probe: subprocess.Popen[str], target: subprocess.Popen[str]) -> None:
+    """SIGINT to the probe, the target killed; a probe that ignores SIGINT for 30 s is killed."""
+    probe.send_signal(2)
+    target.kill()
+    try:
+        probe.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        probe.wait()
+    target.wait()
+
+
 def memleak_loop(row: Row, beside: Beside, binary: Path, seconds: float) -> None:
     tool = tools.find_memleak()
     if tool is None:
@@ -144,14 +169,7 @@ def memleak_loop(row: Row, beside: Beside, binary: Path, seconds: float) -> None
         [tool.path, "-p", str(target.pid), "5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    values: list[tuple[float, float]] = []
-
-    def collect() -> None:
-        assert target.stdout is not None
-        for line in target.stdout:
-            values.extend((time.monotonic(), v) for v in figures(line))
-
-    threading.Thread(target=collect, daemon=True).start()
+    values = collect_figures(target)
     try:
         assert probe.stdout is not None
         while not probe.stdout.readline().startswith("Attaching"):
@@ -166,14 +184,7 @@ def memleak_loop(row: Row, beside: Beside, binary: Path, seconds: float) -> None
         row.loop = [v for t, v in values if t > attached + 1.0]
         row.beside = beside.between(attached, time.monotonic())
     finally:
-        probe.send_signal(2)
-        target.kill()
-        try:
-            probe.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            probe.wait()
-        target.wait()
+        stop_probe(probe, target)
 
 
 # The native backend's probes with programs that do nothing: what the traps alone cost (the floor of
@@ -231,14 +242,7 @@ def empty_probe_loop(row: Row, beside: Beside, binary: Path, seconds: float, wor
         target.kill()
         target.wait()
         raise
-    values: list[tuple[float, float]] = []
-
-    def collect() -> None:
-        assert target.stdout is not None
-        for line in target.stdout:
-            values.extend((time.monotonic(), v) for v in figures(line))
-
-    threading.Thread(target=collect, daemon=True).start()
+    values = collect_figures(target)
     try:
         assert probe.stdout is not None
         for line in probe.stdout:
@@ -252,14 +256,7 @@ def empty_probe_loop(row: Row, beside: Beside, binary: Path, seconds: float, wor
         row.loop = [v for t, v in values if t > attached + 1.0]
         row.beside = beside.between(attached, time.monotonic())
     finally:
-        probe.send_signal(2)
-        target.kill()
-        try:
-            probe.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            probe.wait()
-        target.wait()
+        stop_probe(probe, target)
 
 
 def jq_input(path: Path, objects: int) -> None:
