@@ -497,6 +497,23 @@ def _point(t: float, value: tuple[int, int]) -> SeriesPoint:
     return SeriesPoint(t, value[0], None if value[1] == _NO_COUNT else value[1])
 
 
+def _judge_columns(
+    ts: FloatArray, ys: IntArray, min_growth_bytes: int
+) -> tuple[SeriesStats, Verdict, float, str]:
+    """The statistics and ``_judge``'s verdict of one stack's columns (times, bytes)."""
+    n = int(ys.size)
+    st = _stats(ts, ys)
+    verdict, confidence, reason = _judge(
+        st,
+        n=n,
+        span=float(ts[-1] - ts[0]) if n else 0.0,
+        last=int(ys[-1]) if n else 0,
+        peak=int(ys.max()) if n else 0,
+        min_growth_bytes=min_growth_bytes,
+    )
+    return st, verdict, confidence, reason
+
+
 def _finding(
     stack: Stack,
     ts: FloatArray,
@@ -508,27 +525,14 @@ def _finding(
     series: tuple[SeriesPoint, ...] | None = None,
 ) -> Finding:
     n = int(ys.size)
-    st = _stats(ts, ys)
-    peak = int(ys.max()) if n else 0
     last = int(ys[-1]) if n else 0
     last_count = int(counts[-1]) if n else _NO_COUNT
-    span = float(ts[-1] - ts[0]) if n else 0.0
-    verdict, confidence, reason = _judge(
-        st, n=n, span=span, last=last, peak=peak, min_growth_bytes=min_growth_bytes
-    )
+    st, verdict, confidence, reason = _judge_columns(ts, ys, min_growth_bytes)
     k = int(np.searchsorted(ts, exit_t)) if exit_t is not None and verdict != "leak" else 0
     if 2 <= k < n and ys[-1] < ys[k - 1]:
         # freed at exit: what grew while the program ran is judged so, whatever its clean-up freed
-        before = _stats(ts[:k], ys[:k])
         held = int(ys[k - 1])
-        v, c, r = _judge(
-            before,
-            n=k,
-            span=float(ts[k - 1] - ts[0]),
-            last=held,
-            peak=int(ys[:k].max()),
-            min_growth_bytes=min_growth_bytes,
-        )
+        before, v, c, r = _judge_columns(ts[:k], ys[:k], min_growth_bytes)
         if v in ("leak", "plateau"):  # it grew while the program ran (plateau: too few points)
             st, verdict, confidence, last, last_count = before, v, c, held, int(counts[k - 1])
             reason = (

@@ -266,15 +266,19 @@ class Host:
         """Ask the program for these keys' copies again (their copy was pushed out of its LRU
         map before the host read it): forget that it knows them, and drop the call sites that
         point to them, so that the next allocation from such a stack copies it again."""
-        if not keys:
-            return
         known = self.bpf["ukeys"]
+        forgotten = set()
         for key in keys:
             with contextlib.suppress(KeyError):
                 del known[known.Key(key)]
+                forgotten.add(key)
+        # a call site caches only a key the program knew: asked once and not known again since,
+        # a key has none (a one-off stack stays missing: no walk of the sites every snapshot)
+        if not forgotten:
+            return
         sites = self.bpf["sites"]
         try:
-            stale = [k for k, site in sites.items() if int(site.key) in keys]
+            stale = [k for k, site in sites.items() if int(site.key) in forgotten]
         except Exception:  # BCC raises plain Exception when an entry vanishes during the walk
             return
         for k in stale:
