@@ -27,6 +27,10 @@ SCHEMA_VERSION = 2  # 2: series, snapshots and memory samples as arrays (1 is st
 # series is incomplete and no verdict is given (ranked right after the leaks).
 Verdict = Literal["leak", "unknown", "plateau", "transient", "stable"]
 VERDICT_ORDER: tuple[Verdict, ...] = ("leak", "unknown", "plateau", "transient", "stable")
+# how an "unknown" finding's reason starts: allocations the probe could not track, or a stack that
+# grew but was seen in two snapshots only
+UNKNOWN_MAP_FULL = "unknown: map full"
+UNKNOWN_TOO_FEW = "unknown: too few snapshots"
 
 ScanVerdict = Literal["leak-suspect", "growing", "sawtooth", "plateau", "stable"]
 

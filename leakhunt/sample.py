@@ -17,7 +17,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import psutil
@@ -376,6 +376,7 @@ class Sweeper:
                     break
                 tracked.series.add(t, mem)
                 sampled += 1
+                self._fill_cmdline(tracked)
                 break
         return SweepStats(
             listed=len(listed),
@@ -388,6 +389,17 @@ class Sweeper:
             wall_s=time.perf_counter() - wall0,
             source=source,
         )
+
+    def _fill_cmdline(self, tracked: _Tracked) -> None:
+        """Read the command line again while it is empty: a process met in the middle of its exec
+        has no arguments yet (the kernel sets them after the new program's memory)."""
+        key = (tracked.pid, tracked.create_time)
+        info = self._info[key]
+        if info.cmdline:
+            return
+        raw, _ = self._read(tracked.pid, tracked.dir_fd, "cmdline")
+        if raw:
+            self._info[key] = replace(info, cmdline=procfs.parse_cmdline(raw))
 
     def _swap_total(self) -> int | None:
         try:

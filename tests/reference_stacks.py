@@ -148,6 +148,12 @@ def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tup
         confidence = _clip(0.5 + 0.25 * (st.vanished + st.drops))
         reason = f"comes and goes: fell to zero {st.vanished}x, dropped by >1/4 of its peak {st.drops}x"
         return "transient", confidence, reason
+    if n == 2 and st.growth >= min_growth_bytes:
+        reason = (
+            f"unknown: too few snapshots: grew {_size(st.growth)} between its only two snapshots, "
+            f"{span:.0f} s apart (a shorter --interval or a longer run tells a leak from a cache)"
+        )
+        return "unknown", 0.0, reason
     if st.rise >= min_growth_bytes:
         confidence = _clip(1.0 - max(late_ratio, 0.0)) * _clip((n - 1) / 4)
         reason = (

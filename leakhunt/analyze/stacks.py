@@ -29,6 +29,8 @@ import numpy.typing as npt
 
 from leakhunt.model import (
     ALLOCATOR_FUNCTIONS,
+    UNKNOWN_MAP_FULL,
+    UNKNOWN_TOO_FEW,
     VERDICT_ORDER,
     Finding,
     Frame,
@@ -276,6 +278,13 @@ def _judge(
         confidence = _clip(0.5 + 0.25 * (st.vanished + st.drops))
         reason = f"comes and goes: fell to zero {st.vanished}x, dropped by >1/4 of its peak {st.drops}x"
         return "transient", confidence, reason
+    if n == 2 and st.growth >= min_growth_bytes:
+        # one step up: nothing says whether it stopped (a cache) or goes on (a leak)
+        reason = (
+            f"{UNKNOWN_TOO_FEW}: grew {_size(st.growth)} between its only two snapshots, "
+            f"{span:.0f} s apart (a shorter --interval or a longer run tells a leak from a cache)"
+        )
+        return "unknown", 0.0, reason
     if st.rise >= min_growth_bytes:
         confidence = _clip(1.0 - max(late_ratio, 0.0)) * _clip((n - 1) / 4)
         reason = (
@@ -473,7 +482,7 @@ def _unknown_if_untracked(f: Finding, untracked: int) -> Finding:
     if untracked <= 0:
         return f
     reason = (
-        f"unknown: map full, {untracked:,} of its allocations were not tracked (raise --map-keys); "
+        f"{UNKNOWN_MAP_FULL}, {untracked:,} of its allocations were not tracked (raise --map-keys); "
         f"what was tracked: {f.reason}"
     )
     return replace(f, verdict="unknown", confidence=0.0, reason=reason)
@@ -533,7 +542,7 @@ def _finding(
         # freed at exit: what grew while the program ran is judged so, whatever its clean-up freed
         held = int(ys[k - 1])
         before, v, c, r = _judge_columns(ts[:k], ys[:k], min_growth_bytes)
-        if v in ("leak", "plateau"):  # it grew while the program ran (plateau: too few points)
+        if v in ("leak", "plateau", "unknown"):  # it grew while the program ran
             st, verdict, confidence, last, last_count = before, v, c, held, int(counts[k - 1])
             reason = (
                 f"{r}; freed only when the program exited ({_size(held - int(ys[-1]))} released by "

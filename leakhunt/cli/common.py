@@ -293,18 +293,26 @@ def exit_status(doc: Document) -> int:
 
     Interrupted: 130. A launched command (``run``): its own status (128+N when killed by signal N),
     or 4 when it succeeded but the probes saw nothing. Otherwise 3 when the probe died mid-run, 4
-    when the probes saw nothing, or far less than the process's growth without finding a leak (the
-    result proves nothing), else 0.
+    when no snapshot was taken, the probes saw nothing, or no leak was found but a stack grew
+    without a verdict or far less than the process's growth was seen (the result proves
+    nothing), else 0.
     """
     if doc.run.stop_reason == "interrupted":
         return EXIT_INTERRUPTED
     if not isinstance(doc, Investigation):
         # a trace whose tracer died under it, as an investigation whose probe did
         return EXIT_PROBE_FAILED if doc.run.stop_reason == "error" else EXIT_OK
-    # the probes saw nothing, or far less than the process grew and found no leak (an allocator
-    # not hooked): either way the result proves nothing
-    blind = doc.blind_reason() is not None or (
-        bool(doc.quality.missed_allocations) and not any(f.verdict == "leak" for f in doc.findings)
+    # no snapshot (the run ended before the first interval), the probes saw nothing, or, with no
+    # leak found, far less than the process grew (an allocator not hooked) or a stack that grew but
+    # could not be judged (too few snapshots, map full): the result proves nothing
+    no_leak = not any(f.verdict == "leak" for f in doc.findings)
+    blind = (
+        not doc.snapshots
+        or doc.blind_reason() is not None
+        or (
+            no_leak
+            and (bool(doc.quality.missed_allocations) or any(f.verdict == "unknown" for f in doc.findings))
+        )
     )
     code = doc.target.exit_code
     if doc.target.launched and doc.run.stop_reason != "imported":

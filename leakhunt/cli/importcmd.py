@@ -83,8 +83,9 @@ def import_(
       leakhunt import --kind memleak-trace - < trace.txt
 
     Exit status: 0 when the reports were written, 2 when a file cannot be read or holds nothing
-    leakhunt understands, 4 when a log's snapshots hold no allocation at all (reports written;
-    they prove nothing).
+    leakhunt understands, 4 when a log's snapshots hold no allocation at all, or no leak but a
+    stack that grew without a verdict (seen in two snapshots only; reports written: they prove
+    nothing).
     """
     out = SafeConsole(highlight=False, soft_wrap=True)
     if files.count("-") > 1:
@@ -104,8 +105,15 @@ def import_(
 def _investigation_summary(out: Console, inv: Investigation) -> None:
     leaks = [f for f in inv.findings if f.verdict == "leak"]
     blind = inv.blind_reason()
+    unknown = [f for f in inv.findings if f.verdict == "unknown"]
     if blind is not None:
         out.print(f"inconclusive, not a clean result: {blind}", markup=False)
+    elif unknown and not any(f.verdict == "leak" for f in inv.findings):
+        out.print(
+            f"inconclusive, not a clean result: {len(unknown)} stack(s) grew but could not be judged "
+            f"({unknown[0].reason})",
+            markup=False,
+        )
     out.print(
         f"{len(inv.snapshots)} snapshots over {inv.run.duration_s:.0f} s, {len(inv.findings)} stacks, "
         f"{len(leaks)} judged leaking",

@@ -30,7 +30,7 @@ from leakhunt.cli.common import (
 )
 from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import UsageError
-from leakhunt.model import Investigation
+from leakhunt.model import UNKNOWN_MAP_FULL, Investigation
 from leakhunt.outputfile import check_output_dir
 from leakhunt.probe import growth, tools
 from leakhunt.probe.backend import ProbeMode
@@ -238,8 +238,9 @@ def investigate(
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
     3 when the probe failed (if it had printed anything, a partial report is still written),
-    4 when the probes saw nothing, or far less than the process's memory growth without finding a
-    leak (an allocator not hooked: the result proves nothing; report written),
+    4 when the result proves nothing (report written): no snapshot was taken, the probes saw
+    nothing, or no leak was found but far less than the process's memory growth was seen (an
+    allocator not hooked) or a stack grew in two snapshots only (too few to judge),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
@@ -275,7 +276,8 @@ def run(
       sudo leakhunt run --duration 30 --backend bcc -- python3 app.py
 
     Exit status: the command's own (128+N when killed by signal N), 2/3 for leakhunt's errors,
-    4 when the probes saw nothing although the command succeeded (the result proves nothing),
+    4 when the command succeeded but the result proves nothing (no snapshot, nothing seen, or
+    growth too short to judge: see investigate),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
@@ -413,17 +415,28 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
         out.print(f"allocator: {inv.allocator.describe()}", markup=False)
     leaks = [f for f in inv.findings if f.verdict == "leak"]
     unknown = [f for f in inv.findings if f.verdict == "unknown"]
-    if unknown:
+    map_full = sum(1 for f in unknown if f.reason.startswith(UNKNOWN_MAP_FULL))
+    if map_full:
         out.print(
-            f"[bold yellow]incomplete data:[/bold yellow] the probe's map was full; {len(unknown)} stack(s) "
+            f"[bold yellow]incomplete data:[/bold yellow] the probe's map was full; {map_full} stack(s) "
             "lost allocations and their verdict is unknown (rerun with a larger --map-keys)"
         )
     blind = inv.blind_reason()
     if blind is not None:
         out.print(f"[bold yellow]inconclusive, not a clean result:[/bold yellow] {escape(blind)}")
+    too_few = len(unknown) - map_full
     if leaks:
         rate = sum(f.growth_bytes_per_sec for f in leaks)
         out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {human_size(rate)}/s")
+    elif not inv.snapshots:
+        out.print(
+            "[bold yellow]no data:[/bold yellow] no snapshot was taken (a longer run or a shorter --interval)"
+        )
+    elif blind is None and too_few:
+        out.print(
+            f"[bold yellow]inconclusive, not a clean result:[/bold yellow] {too_few} stack(s) grew, seen in "
+            "two snapshots only: too few to tell a leak from a cache (a longer run or a shorter --interval)"
+        )
     elif blind is None and inv.quality.missed_allocations:
         out.print("[bold yellow]not a clean result:[/bold yellow] no stack kept growing, but")
     elif blind is None:

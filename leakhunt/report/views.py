@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from leakhunt.model import (
     ALLOCATOR_FUNCTIONS,
+    UNKNOWN_MAP_FULL,
     AllocatorInfo,
     DataQuality,
     Finding,
@@ -27,7 +28,7 @@ from leakhunt.report.svg import format_value
 
 VERDICT_WORDS = {
     "leak": "keeps growing (leak)",
-    "unknown": "unknown: map full (not all of its allocations were tracked)",
+    "unknown": "unknown: not judged (map full, or too few snapshots)",
     "plateau": "grew, then stopped (plateau)",
     "transient": "comes and goes (transient)",
     "stable": "stable",
@@ -270,7 +271,7 @@ def leaks(inv: Investigation) -> list[Finding]:
 
 def verdict_sentence(inv: Investigation) -> str:
     """The report's first line: what was found, in one sentence (led by a full map, when there was one)."""
-    unknown = [f for f in inv.findings if f.verdict == "unknown"]
+    unknown = [f for f in inv.findings if f.verdict == "unknown" and f.reason.startswith(UNKNOWN_MAP_FULL)]
     if unknown:
         return (
             f"Incomplete data: the probe's map of live allocations was full, so {len(unknown)} stack(s) lost "
@@ -321,6 +322,15 @@ def _verdict_sentence(inv: Investigation) -> str:
         )
     if inv.quality.missed_allocations:
         return f"Not a clean result: no call stack kept growing, but {inv.quality.missed_allocations}."
+    unknown = [
+        f for f in inv.findings if f.verdict == "unknown" and not f.reason.startswith(UNKNOWN_MAP_FULL)
+    ]
+    if unknown:  # too few snapshots (a map-full unknown led the sentence)
+        first = unknown[0]
+        return (
+            f"Inconclusive, not a clean result: {len(unknown)} stack(s) grew but could not be judged; "
+            f"the first, in {top_frame(first)}: {first.reason}."
+        )
     plateaus = [f for f in inv.findings if f.verdict == "plateau"]
     if plateaus:
         return (

@@ -36,6 +36,10 @@ def report(directory: Path) -> Investigation | TraceResult:
     return doc
 
 
+# logs whose growing stack is seen in two snapshots only (two blocks; listed in two of four top-N blocks)
+JUDGED_ON_TWO = {"bcc-0.31-combined-only.txt", "handmade/libbpf-tools-memleak.txt"}
+
+
 @pytest.mark.parametrize(
     ("name", "detected", "snapshots"),
     [
@@ -59,7 +63,9 @@ def test_stack_logs_become_investigation_reports(
     name: str, detected: str, snapshots: int, tmp_path: Path
 ) -> None:
     proc = leakhunt("import", str(FIXTURES / name), "--output-dir", str(tmp_path), "--format", "json,html,md")
-    assert proc.returncode == 0, proc.stderr
+    # a stack seen growing in two snapshots only cannot be judged: inconclusive, status 4
+    assert proc.returncode == (4 if name in JUDGED_ON_TWO else 0), proc.stderr
+    assert ("inconclusive, not a clean result" in proc.stdout) == (name in JUDGED_ON_TWO)
     assert f"detected {detected}" in proc.stdout
     assert len(list(tmp_path.iterdir())) == 3
     doc = report(tmp_path)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import jsonschema
 
-from leakhunt.model import DataQuality, Investigation, Snapshot
+from leakhunt.analyze.stacks import analyze_snapshots
+from leakhunt.cli.common import exit_status
+from leakhunt.errors import EXIT_OK, EXIT_SAW_NOTHING
+from leakhunt.model import DataQuality, Investigation, Snapshot, StackSample
 from leakhunt.report import jsonio, markdown, views
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
@@ -49,6 +52,38 @@ def test_empty_snapshots_from_a_backend_that_does_not_count_are_inconclusive() -
 def test_counted_allocations_are_not_blind_and_no_snapshot_is_said_apart() -> None:
     assert with_quality(real(), allocations_seen=5).blind_reason() is None
     assert dataclasses.replace(real(), snapshots=()).blind_reason() is None  # "No data" covers it
+
+
+def test_no_snapshot_never_exits_as_checked_and_clean() -> None:
+    """A run that ended before its first snapshot proves nothing: status 4, attached or launched
+    (a launched program that failed keeps its own status)."""
+    empty = dataclasses.replace(real(), snapshots=(), findings=())
+    assert exit_status(empty) == EXIT_SAW_NOTHING
+    launched = dataclasses.replace(
+        empty, target=dataclasses.replace(empty.target, launched=True, exit_code=0)
+    )
+    assert exit_status(launched) == EXIT_SAW_NOTHING
+    failed = dataclasses.replace(launched, target=dataclasses.replace(launched.target, exit_code=7))
+    assert exit_status(failed) == 7
+    assert exit_status(real()) == EXIT_OK  # the real run took its snapshots and saw stacks
+
+
+def test_growth_seen_in_two_snapshots_only_is_inconclusive_not_a_cache() -> None:
+    """Two snapshots of a stack that grew: a leak or a cache filling, nothing tells (it was called a
+    plateau, "looks like a cache", with status 0)."""
+    inv = real()
+    two = tuple(
+        Snapshot(float(t), tuple(StackSample(f.stack, b) for f in inv.findings[:1]))
+        for t, b in ((5, 8_000_000), (10, 17_000_000))
+    )
+    judged = dataclasses.replace(inv, snapshots=two, findings=analyze_snapshots(two))
+    assert [f.verdict for f in judged.findings] == ["unknown"]
+    assert views.verdict_sentence(judged).startswith("Inconclusive, not a clean result: 1 stack(s) grew")
+    assert "too few snapshots" in views.verdict_sentence(judged)
+    assert exit_status(judged) == EXIT_SAW_NOTHING
+    three = (*two, Snapshot(15.0, two[-1].stacks))  # then it stopped: a plateau, a clean result
+    judged = dataclasses.replace(inv, snapshots=three, findings=analyze_snapshots(three))
+    assert [f.verdict for f in judged.findings] == ["plateau"] and exit_status(judged) == EXIT_OK
 
 
 def test_counts_round_trip_through_json_and_validate() -> None:

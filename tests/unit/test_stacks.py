@@ -150,7 +150,7 @@ def test_arbitrary_series_never_raise_and_ranks_are_dense(raw: list[dict[str, in
     ]
     findings = analyze_snapshots(snaps)
     assert [f.rank for f in findings] == list(range(1, len(findings) + 1))
-    order = ["leak", "plateau", "transient", "stable"]
+    order = ["leak", "unknown", "plateau", "transient", "stable"]
     verdict_ranks = [order.index(f.verdict) for f in findings]
     assert verdict_ranks == sorted(verdict_ranks)
     assert all(0.0 <= f.confidence <= 1.0 for f in findings)

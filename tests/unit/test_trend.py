@@ -434,3 +434,22 @@ def test_sweeper_keeps_bounded_state_for_processes_that_exited() -> None:
     assert len(found) == 5 and sw.finished_dropped == 25
     assert all(not s.alive for s in found)
     assert grower_pid in [s.key.pid for s in found]
+
+
+def test_a_process_met_in_the_middle_of_its_exec_gets_its_command_line_later(tmp_path: Path) -> None:
+    """Between exec's new memory and its arguments, /proc/PID/cmdline reads empty (a busy machine
+    catches children there): the sweeper reads it again while it is empty."""
+    pid = os.getpid()
+    proc = tmp_path / str(pid)
+    proc.mkdir()
+    for name in ("stat", "status", "statm"):
+        (proc / name).write_bytes(Path(f"/proc/{pid}/{name}").read_bytes())
+    for name in ("meminfo", "stat", "uptime"):
+        (tmp_path / name).write_bytes(Path(f"/proc/{name}").read_bytes())
+    (proc / "cmdline").write_bytes(b"")
+    with Sweeper(proc_root=str(tmp_path)) as sw:
+        assert sw.sweep().new == 1
+        (proc / "cmdline").write_bytes(b"prog\0--flag\0")
+        sw.sweep()
+        [s] = sw.series()
+    assert s.cmdline == ("prog", "--flag")
