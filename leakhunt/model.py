@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # numpy only for the annotations of TupleBlock: importing model stays cheap
@@ -133,15 +133,7 @@ class Frame:
 
     def display(self) -> str:
         """The frame as ``function+0xoff [module] (file.c:42)`` (the form reports and JSON use)."""
-        text = self.symbol
-        if self.offset is not None:
-            text += f"+{self.offset:#x}"
-        if self.module:
-            text += f" [{self.module}]"
-        location = self.location
-        if location or self.inlined:
-            text += f" ({', '.join(p for p in (location, 'inlined' if self.inlined else '') if p)})"
-        return text
+        return _frame_text(self)
 
     @property
     def location(self) -> str:
@@ -157,6 +149,21 @@ class Frame:
 
 
 _HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{6,}")
+
+
+@lru_cache(maxsize=1 << 16)
+def _frame_text(frame: Frame) -> str:
+    """``Frame.display``, kept for the most recent frames: every report format and the JSON's stack
+    table spell each frame of hundreds of stacks again (30,000 texts for 500 stacks)."""
+    text = frame.symbol
+    if frame.offset is not None:
+        text += f"+{frame.offset:#x}"
+    if frame.module:
+        text += f" [{frame.module}]"
+    location = frame.location
+    if location or frame.inlined:
+        text += f" ({', '.join(p for p in (location, 'inlined' if frame.inlined else '') if p)})"
+    return text
 
 
 @dataclass(frozen=True)

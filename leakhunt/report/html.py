@@ -122,6 +122,7 @@ def render_investigation(inv: Investigation) -> str:
     """The HTML report of an investigation, as one string."""
     truncated = sum(1 for s in inv.snapshots if s.truncated)
     found = views.leaks(inv)
+    table = views.rows(inv)
     ctx = page_context(f"leakhunt: {inv.target.comm} (pid {inv.target.pid})")
     ctx.update(
         inv=inv,
@@ -130,8 +131,8 @@ def render_investigation(inv: Investigation) -> str:
         has_leak=bool(found),
         top=found[0] if found else None,
         top_frame=views.top_frame(found[0]) if found else "",
-        rows=views.rows(inv),
-        other_leaks=[r for r in views.rows(inv) if r.verdict == "leak"][1:6],
+        rows=table,
+        other_leaks=[r for r in table if r.verdict == "leak"][1:6],
         reproduce=views.reproduce_command(inv, "run" if inv.target.launched else "investigate"),
         stop=views.stop_text(inv.run, inv.target),
         quality=views.quality_lines(inv.quality, snapshots=len(inv.snapshots), truncated_snapshots=truncated),
