@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from leakhunt.cli import COMMANDS, LazyGroup, cli
+from leakhunt.cli import COMMANDS, SUMMARIES, LazyGroup, cli
 from leakhunt.cli.common import parse_duration, parse_size
 from leakhunt.errors import UsageError
 
@@ -107,3 +107,17 @@ def test_sizes_beyond_any_memory_are_refused() -> None:
     assert parse_size("1T") == 1 << 40
     with pytest.raises(UsageError):
         parse_size("99999999999999999T")
+
+
+def test_the_command_list_of_help_says_what_each_command_says_of_itself() -> None:
+    """``leakhunt --help`` lists the commands from SUMMARIES without importing them: the same
+    lines click makes from each command's own help, at any terminal width."""
+    assert set(SUMMARIES) == set(COMMANDS)
+    for width in (60, 80, 120):
+        listed = cli.get_help(click.Context(cli, terminal_width=width, max_content_width=width))
+        for name in COMMANDS:
+            cmd = cli.get_command(click.Context(cli), name)
+            assert cmd is not None
+            limit = width - 6 - max(len(n) for n in COMMANDS)
+            short = cmd.get_short_help_str(limit)
+            assert f"  {name.ljust(max(len(n) for n in COMMANDS))}  {short}" in listed, (name, width, listed)
