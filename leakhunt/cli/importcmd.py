@@ -19,7 +19,7 @@ from leakhunt.cli.common import (
     output_options,
     write_and_announce,
 )
-from leakhunt.cli.tracesummary import print_trace_summary
+from leakhunt.cli.tracesummary import print_quality_notes, print_trace_summary
 from leakhunt.errors import EXIT_OK, UsageError
 from leakhunt.model import Investigation, TraceResult
 from leakhunt.parse.detect import KINDS
@@ -126,8 +126,4 @@ def _investigation_summary(out: Console, inv: Investigation) -> None:
             f"{f.growth_bytes_per_sec:>10,.0f} B/s  {top}",
             markup=False,
         )
-    q = inv.quality
-    if q.unparsed_lines:
-        out.print(f"note: {q.unparsed_lines} line(s) could not be parsed", markup=False)
-    for note in q.notes:
-        out.print(f"note: {note}", markup=False)
+    print_quality_notes(out, inv.quality)

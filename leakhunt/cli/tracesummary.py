@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leakhunt.analyze.trace import group_by_size, group_by_thread
-from leakhunt.model import TraceResult
+from leakhunt.model import DataQuality, TraceResult
 from leakhunt.units import human_size
 
 SUMMARY_ROWS = 8
@@ -58,7 +58,11 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
             f"{peak[0]:.1f} s",
             highlight=False,
         )
-    q = result.quality
+    print_quality_notes(out, result.quality)
+
+
+def print_quality_notes(out: Console, q: DataQuality) -> None:
+    """The data-quality lines of a summary: unparsed lines, lost events, the notes."""
     if q.unparsed_lines:
         out.print(f"note: {q.unparsed_lines} line(s) could not be parsed", markup=False)
     if q.lost_events:
