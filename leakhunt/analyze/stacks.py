@@ -155,6 +155,16 @@ def _stats(ts: FloatArray, ys: IntArray) -> SeriesStats:
     first, last = int(ys[0]), int(ys[-1])
     peak = int(ys.max())
     t_first, t_last = float(ts[0]), float(ts[-1])
+    tail_from = t_last - (t_last - t_first) / 3
+    tail_start = int(np.argmax(ts >= tail_from))
+    if n - tail_start < 2:
+        tail_start = max(n - 2, 0)
+    tail_growth = last - int(ys[tail_start])
+    tail_span = t_last - float(ts[tail_start])
+    if peak == int(ys.min()):
+        # constant (many stacks of a long run: allocated once, then held): no slope, no trend and
+        # no drop; the pairwise work below would find only zeros
+        return SeriesStats(0.0, 0.0, 0, 0, 0, 0, tail_span, 0.0, 0.0, 0, 0)
     yf = ys.astype(np.float64)
     mid_t = (t_first + t_last) / 2
     late = np.flatnonzero(ts >= mid_t)
@@ -164,12 +174,6 @@ def _stats(ts: FloatArray, ys: IntArray) -> SeriesStats:
     else:
         late_slope = 0.0
     late_growth = last - int(ys[late[0]]) if late.size else 0
-    tail_from = t_last - (t_last - t_first) / 3
-    tail_start = int(np.argmax(ts >= tail_from))
-    if n - tail_start < 2:
-        tail_start = max(n - 2, 0)
-    tail_growth = last - int(ys[tail_start])
-    tail_span = t_last - float(ts[tail_start])
     pick = thin_indices(n)
     y_pick = yf[pick]
     slope, z, tau = 0.0, 0.0, 0.0

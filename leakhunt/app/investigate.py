@@ -35,6 +35,7 @@ from leakhunt.probe import native as native_backend
 from leakhunt.probe.backend import Backend, ProbeCommand, ProbeOptions
 from leakhunt.probe.choose import choose_backend
 from leakhunt.probe.live import LivePolicy, LiveRun, run_live
+from leakhunt.report import preload_templates
 from leakhunt.symbols.dwarfstacks import DwarfStacks
 from leakhunt.symbols.maps import Mapping, read_maps
 from leakhunt.symbols.symbolize import LiveSymbols
@@ -89,6 +90,8 @@ def run_investigation(
     if pid is None and command is None and opts.mode != "kernel":
         raise UsageError("give either a pid or a command")
     tools.require_root()
+    if deliver is not None:
+        preload_templates("investigation")  # compiled while it probes, not at the stop
     chosen = backend or choose_backend(opts.backend, mode=opts.mode)
     if opts.mode == "kernel":
         kernel_backend.check_options(opts, chosen.name, pid if command is None else 0)

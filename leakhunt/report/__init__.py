@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, cast
 
 from leakhunt import LOG
 from leakhunt.analyze.diff import DiffResult
@@ -85,21 +85,21 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def preload_trace_templates() -> None:
-    """Load the HTML and Markdown renderers of a trace and compile their templates (jinja2 does
-    it at a template's first use: a tenth of a second) in a background thread, while the caller
-    computes the trace. Only a head start: rendering loads whatever is missing, and says what is
-    wrong if anything is."""
+def preload_templates(kind: Literal["trace", "investigation"]) -> None:
+    """Load the HTML and Markdown renderers of a trace or an investigation and compile their
+    templates (jinja2 does it at a template's first use: a tenth of a second) in a background
+    thread, while the caller computes the trace or probes. Only a head start: rendering loads
+    whatever is missing, and says what is wrong if anything is."""
 
     def load() -> None:
         try:
             from leakhunt.report import html, markdown  # noqa: F401, PLC0415 - html: its imports
             from leakhunt.templating import html_env  # noqa: PLC0415
 
-            html_env().get_template("report/trace.html.j2")
-            markdown.environment().get_template("report/trace.md.j2")
+            html_env().get_template(f"report/{kind}.html.j2")
+            markdown.environment().get_template(f"report/{kind}.md.j2")
         except Exception:  # rendering reports it
-            LOG.debug("preloading the trace templates failed", exc_info=True)
+            LOG.debug("preloading the %s templates failed", kind, exc_info=True)
 
     # not a daemon: the interpreter waits for it (at most that tenth of a second) before it exits
     threading.Thread(target=load, name="leakhunt-templates", daemon=False).start()

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leakhunt.analyze import stacks
-from leakhunt.model import Finding, Investigation, Snapshot, Stack, StackSample
+from leakhunt.model import Finding, Investigation, SeriesPoint, Snapshot, Stack, StackSample
 from leakhunt.parse import ParseStats
 from leakhunt.parse.bpftrace import parse_bpftrace
 from leakhunt.parse.memleak import parse_memleak
@@ -315,3 +315,16 @@ def test_growth_freed_at_exit_seen_in_two_snapshots_is_shown_with_what_it_held()
     assert f.verdict == "unknown" and f.outstanding_bytes == 17_000_000 and f.count == 4250, f.reason
     assert f.reason.startswith("unknown: too few snapshots: grew 8.6 MiB between its only two snapshots")
     assert "freed only when the program exited" in f.reason
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 250, 700])
+@pytest.mark.parametrize("value", [0, 4096, 10**12])
+def test_constant_series_skip_the_pairwise_work_with_the_same_figures(n: int, value: int) -> None:
+    """A stack that holds the same bytes at every snapshot (allocated once, then kept) gets its
+    figures without the pairwise slopes: the same as the reference's, at any length."""
+    times = [float(i) + (0.5 if i % 7 == 3 else 0.0) for i in range(n)]
+    times[n // 2 :] = [t + 1 for t in times[n // 2 :]]  # an uneven gap
+    points = [SeriesPoint(t, value, 1) for t in times]
+    new, old = stacks.series_stats(points), ref.series_stats(points)
+    for name in stacks.SeriesStats.__dataclass_fields__:
+        assert getattr(new, name) == pytest.approx(getattr(old, name), abs=1e-12), name
