@@ -26,7 +26,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from leakhunt.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_SAW_NOTHING, UsageError
-from leakhunt.model import Investigation
+from leakhunt.model import UNKNOWN_TOO_FEW, Investigation
 from leakhunt.outputfile import real_dir_note
 from leakhunt.report import FORMATS, Document, parse_formats, rescue_report, write_reports
 from leakhunt.report.safetext import neutralize
@@ -303,16 +303,15 @@ def exit_status(doc: Document) -> int:
         # a trace whose tracer died under it, as an investigation whose probe did
         return EXIT_PROBE_FAILED if doc.run.stop_reason == "error" else EXIT_OK
     # no snapshot (the run ended before the first interval), the probes saw nothing, or, with no
-    # leak found, far less than the process grew (an allocator not hooked) or a stack that grew but
-    # could not be judged (too few snapshots, map full): the result proves nothing
+    # leak found, far less than the process grew (an allocator not hooked) or a stack that grew in
+    # two snapshots only (too few to judge): the result proves nothing. (A full map says so first in
+    # every report; the stacks it could track were judged.)
     no_leak = not any(f.verdict == "leak" for f in doc.findings)
+    too_few = any(f.verdict == "unknown" and f.reason.startswith(UNKNOWN_TOO_FEW) for f in doc.findings)
     blind = (
         not doc.snapshots
         or doc.blind_reason() is not None
-        or (
-            no_leak
-            and (bool(doc.quality.missed_allocations) or any(f.verdict == "unknown" for f in doc.findings))
-        )
+        or (no_leak and (bool(doc.quality.missed_allocations) or too_few))
     )
     code = doc.target.exit_code
     if doc.target.launched and doc.run.stop_reason != "imported":

@@ -81,6 +81,10 @@ def test_growth_seen_in_two_snapshots_only_is_inconclusive_not_a_cache() -> None
     assert views.verdict_sentence(judged).startswith("Inconclusive, not a clean result: 1 stack(s) grew")
     assert "too few snapshots" in views.verdict_sentence(judged)
     assert exit_status(judged) == EXIT_SAW_NOTHING
+    # a full map leads every report, but the stacks it tracked were judged: not "saw nothing"
+    (grown,) = judged.findings
+    full = dataclasses.replace(grown, reason="unknown: map full, 12 of its allocations were not tracked")
+    assert exit_status(dataclasses.replace(judged, findings=(full,))) == EXIT_OK
     three = (*two, Snapshot(15.0, two[-1].stacks))  # then it stopped: a plateau, a clean result
     judged = dataclasses.replace(inv, snapshots=three, findings=analyze_snapshots(three))
     assert [f.verdict for f in judged.findings] == ["plateau"] and exit_status(judged) == EXIT_OK
