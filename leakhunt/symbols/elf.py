@@ -23,7 +23,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from elftools.common.exceptions import ELFError
 from elftools.dwarf.callframe import FDE, CallFrameInfo, CFARule, RegisterRule
@@ -451,6 +451,120 @@ class ElfObject:
         return self._debug_frame
 
 
+def pyelftools_line_rows(prog: Any) -> list[tuple[int, int, int, bool]]:
+    """The rows (address, file, line, end of sequence) of a line program, as pyelftools decodes it."""
+    rows = []
+    for entry in prog.get_entries():
+        state = entry.state
+        if state is not None:
+            rows.append((state.address, state.file, state.line, bool(state.end_sequence)))
+    return rows
+
+
+def line_rows(prog: Any) -> list[tuple[int, int, int, bool]] | None:
+    """``pyelftools_line_rows``, decoded from the program's bytes in one loop.
+
+    pyelftools builds an entry per opcode and copies the whole state per row: decoding the line
+    programs of a large object built with -g (an interpreter: thousands of rows per unit) took
+    most of a live run's time. This decodes the same opcodes (DWARF 2-5, 6.2.5) into plain tuples.
+    None when the program holds what only pyelftools handles (DW_LNE_define_file, which adds a
+    file; an opcode it rejects; bytes that end mid-instruction): the caller decodes it so.
+    """
+    header = prog.header
+    stream = prog.stream
+    stream.seek(prog.program_start_offset)
+    data = stream.read(prog.program_end_offset - prog.program_start_offset)
+    base = int(header["opcode_base"])
+    line_base, line_range = int(header["line_base"]), int(header["line_range"])
+    min_len = int(header["minimum_instruction_length"])
+    max_ops = int(prog["maximum_operations_per_instruction"]) or 1
+    order: Literal["little", "big"] = "little" if prog.structs.little_endian else "big"
+    addr_size = int(prog.structs.address_size)
+    const_add = ((255 - base) // line_range) * min_len
+    rows: list[tuple[int, int, int, bool]] = []
+    address, op_index, file, line = 0, 0, 1, 1
+    i, n = 0, len(data)
+    try:
+        while i < n:
+            op = data[i]
+            i += 1
+            if op >= base:  # special opcode: advance address and line, add a row
+                adjusted = op - base
+                advance = op_index + adjusted // line_range
+                address += min_len * (advance // max_ops)
+                op_index = advance % max_ops
+                line += line_base + adjusted % line_range
+                rows.append((address, file, line, False))
+            elif op == 0:  # extended: length, sub-opcode, operands
+                length, i = _uleb128(data, i)
+                ex = data[i]
+                i += 1
+                if ex == 1:  # end_sequence
+                    rows.append((address, file, line, True))
+                    address, op_index, file, line = 0, 0, 1, 1
+                elif ex == 2:  # set_address
+                    if i + addr_size > n:
+                        return None
+                    address = int.from_bytes(data[i : i + addr_size], order)
+                    i += addr_size
+                elif ex == 3:  # define_file
+                    return None
+                elif ex == 4:  # set_discriminator
+                    _, i = _uleb128(data, i)
+                else:
+                    i += length - 1
+            elif op == 1:  # copy
+                rows.append((address, file, line, False))
+            elif op == 2:  # advance_pc
+                value, i = _uleb128(data, i)
+                address += value * min_len
+            elif op == 3:  # advance_line
+                value, i = _sleb128(data, i)
+                line += value
+            elif op == 4:  # set_file
+                file, i = _uleb128(data, i)
+            elif op in (5, 12):  # set_column, set_isa
+                _, i = _uleb128(data, i)
+            elif op in (6, 7, 10, 11):  # negate_stmt, basic_block, prologue_end, epilogue_begin
+                pass
+            elif op == 8:  # const_add_pc
+                address += const_add
+            elif op == 9:  # fixed_advance_pc
+                if i + 2 > n:
+                    return None
+                address += int.from_bytes(data[i : i + 2], order)
+                i += 2
+            else:
+                return None
+    except IndexError:  # ends mid-instruction
+        return None
+    return rows
+
+
+def _uleb128(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _sleb128(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            if byte & 0x40:
+                value -= 1 << shift
+            return value, i
+
+
 class _LineTable:
     """The rows of one CU's line program, sorted by address, and its file names."""
 
@@ -479,11 +593,9 @@ class _LineTable:
             files.append(name if os.path.isabs(name) else os.path.join(base, name))
         if version < 5:
             files.insert(0, "")  # file indexes start at 1 before DWARF 5
-        rows = []
-        for entry in prog.get_entries():
-            state = entry.state
-            if state is not None:
-                rows.append((state.address, state.file, state.line, state.end_sequence))
+        rows = line_rows(prog)
+        if rows is None:
+            rows = pyelftools_line_rows(prog)
         rows.sort(key=lambda r: (r[0], not r[3]))
         return cls([r[0] for r in rows], [(r[1], r[2], r[3]) for r in rows], files)
 
