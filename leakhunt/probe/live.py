@@ -49,6 +49,7 @@ POLL = 0.2
 _log = logging.getLogger(__name__)
 ATTACH_RETRY_PAUSE_S = 3.0
 BACKLOG_QUIET_S = 1.0  # the tool is caught up once it printed nothing for this long...
+RELABEL_EVERY = 1.0  # seconds between looks at a launched command's identity (it may exec again)
 # at the stop, a tool that prints nothing on SIGINT has printed all it had once it paused this long
 BLOCK_QUIET_S = 0.1
 BLOCK_QUIET_MAX_S = 0.3  # ... or once it printed for this long
@@ -172,6 +173,8 @@ class _Live:
         self.in_block = False  # the tool is printing a snapshot (ProbeCommand.block_start/block_end)
         self.block_lines: list[str] = []  # its lines so far, fed to the job once it is complete
         self.killed_in_cleanup = False  # killed once it said only cleanup follows (not a failure)
+        # a launched command that execs again (a shim script: bash -> pyenv -> python3): who it is now
+        self.relabel: sample.ProcessInfo | None = None
 
     def run(self, pid: int | None, command: tuple[str, ...] | None) -> LiveRun:
         job = self.job
@@ -210,6 +213,8 @@ class _Live:
             probe, cmd = self.probe, self.cmd
             assert probe is not None and cmd is not None
             duration = time.monotonic() - t0
+            if self.relabel is not None:
+                info = self.relabel
             _log.info("stopping %s after %.1f s: %s", self.backend.name, duration, stop_reason)
             job.stopping(duration)
             if not self.told_gone and not _alive(pid, create_time, gate):
@@ -470,6 +475,7 @@ class _Live:
     def _loop(self, pid: int | None, create_time: float, gate: runner.GatedCommand | None, t0: float) -> str:
         probe, cmd = self.probe, self.cmd
         assert probe is not None and cmd is not None
+        described = 0.0
         while True:
             now = time.monotonic() - t0
             if self.job.tick(now):
@@ -479,10 +485,24 @@ class _Live:
                 self.job.target_gone(now)
                 self.told_gone = True
                 return "target-exited"
+            if gate is not None and now - described >= RELABEL_EVERY:
+                described = now
+                self._relabel(gate.pid, create_time)
             _read_for(probe, POLL, self._feed)
             if probe.eof or not probe.alive():
                 self.job.notes.append(f"{cmd.info.name} ended on its own after {now:.1f} s")
                 return "error" if pid is None or runner.pid_alive(pid) else "target-exited"
+
+    def _relabel(self, pid: int, create_time: float) -> None:
+        """Who the launched command is now, when it has exec'd since it was described (the report
+        names the program that ran, not the script that started it)."""
+        again = sample.describe(pid)
+        if again is None or again.status == "zombie" or abs(again.create_time - create_time) >= 0.5:
+            return
+        if again.cmdline and (again.comm, again.cmdline) != (
+            (self.relabel.comm, self.relabel.cmdline) if self.relabel is not None else ("", ())
+        ):
+            self.relabel = again
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -202,3 +202,21 @@ def test_a_leak_the_program_frees_as_it_exits_is_still_a_leak(probe_env: None, t
     assert first["outstanding_bytes"] >= 2_000_000, first
     assert "never reached leakhunt" not in first["frames"][0]
     assert_no_probe_left(report["target"]["pid"])
+
+
+def test_a_command_that_execs_again_is_reported_as_the_program_that_ran(
+    probe_env: None, build_target: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """A launcher script (pyenv's python3 shim: bash -> pyenv -> python) execs the real program
+    after leakhunt described it: the report named the script's shell ("bash")."""
+    binary = build_target("leak_mix")
+    code, _out, err = run_leakhunt(
+        ["run", "--duration", "20", "--interval", "1", "--output-dir", str(tmp_path), "--format", "json",
+         "--", "/bin/bash", "-c", f"sleep 0.5; exec {binary} 4"]
+    )  # fmt: skip
+    assert code == 0, err
+    report = load_report(tmp_path)
+    assert report["target"]["comm"] == "leak_mix", report["target"]
+    assert report["target"]["cmdline"] == [str(binary), "4"]
+    assert report["findings"][0]["frames"][0].startswith("leaky_alloc"), report["findings"][:2]
+    assert_no_probe_left(report["target"]["pid"])
