@@ -496,7 +496,7 @@ def line_rows(prog: Any) -> list[tuple[int, int, int, bool]] | None:
                 line += line_base + adjusted % line_range
                 rows.append((address, file, line, False))
             elif op == 0:  # extended: length, sub-opcode, operands
-                length, i = _uleb128(data, i)
+                length, i = _leb128(data, i)
                 ex = data[i]
                 i += 1
                 if ex == 1:  # end_sequence
@@ -510,21 +510,21 @@ def line_rows(prog: Any) -> list[tuple[int, int, int, bool]] | None:
                 elif ex == 3:  # define_file
                     return None
                 elif ex == 4:  # set_discriminator
-                    _, i = _uleb128(data, i)
+                    _, i = _leb128(data, i)
                 else:
                     i += length - 1
             elif op == 1:  # copy
                 rows.append((address, file, line, False))
             elif op == 2:  # advance_pc
-                value, i = _uleb128(data, i)
+                value, i = _leb128(data, i)
                 address += value * min_len
             elif op == 3:  # advance_line
-                value, i = _sleb128(data, i)
+                value, i = _leb128(data, i, signed=True)
                 line += value
             elif op == 4:  # set_file
-                file, i = _uleb128(data, i)
+                file, i = _leb128(data, i)
             elif op in (5, 12):  # set_column, set_isa
-                _, i = _uleb128(data, i)
+                _, i = _leb128(data, i)
             elif op in (6, 7, 10, 11):  # negate_stmt, basic_block, prologue_end, epilogue_begin
                 pass
             elif op == 8:  # const_add_pc
@@ -541,7 +541,8 @@ def line_rows(prog: Any) -> list[tuple[int, int, int, bool]] | None:
     return rows
 
 
-def _uleb128(data: bytes, i: int) -> tuple[int, int]:
+def _leb128(data: bytes, i: int, signed: bool = False) -> tuple[int, int]:
+    """The LEB128 number at ``data[i]`` (signed: sign-extended) and the index after it."""
     value = shift = 0
     while True:
         byte = data[i]
@@ -549,18 +550,7 @@ def _uleb128(data: bytes, i: int) -> tuple[int, int]:
         value |= (byte & 0x7F) << shift
         shift += 7
         if byte < 0x80:
-            return value, i
-
-
-def _sleb128(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
+            if signed and byte & 0x40:
                 value -= 1 << shift
             return value, i
 
