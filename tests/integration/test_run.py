@@ -95,9 +95,13 @@ def test_run_finds_the_leak_among_decoys(
             "json,md",
             "--",
             str(binary),
-            "12",
+            "26",
         ]
     )
+    # 26 s at 2 s: 13 snapshots. BCC's memleak can count blocks twice in a snapshot printed while
+    # the target churns (its walk of the blocks map starts over when the block it stands on is
+    # freed); with 6 snapshots one such last block made the cache look like a leak (seen once in
+    # five runs of the probe suite). 13 points outvote one.
     assert code == 0, err
     report = load_report(tmp_path)
     assert report["target"]["exit_code"] == 0
@@ -110,7 +114,9 @@ def test_run_finds_the_leak_among_decoys(
         if decoy in named:
             assert named[decoy]["verdict"] != "leak", named[decoy]
     # In launch mode the whole 4 MiB cache is seen being built: bigger, yet ranked below the leak.
-    assert named["cache_fill"]["outstanding_bytes"] == 40 * 100 * 1024
+    # (memleak's last snapshot may count some of its blocks twice: at least the 4 MiB there.)
+    cache = named["cache_fill"]["outstanding_bytes"]
+    assert cache == 40 * 100 * 1024 if backend != "bcc" else cache >= 40 * 100 * 1024
     assert named["cache_fill"]["rank"] > first["rank"]
     assert_no_probe_left(report["target"]["pid"])
 
