@@ -334,6 +334,17 @@ class Finding:
     reason: str = ""  # the numbers behind the verdict, one sentence
     source: SourceSnippet | None = None  # the allocating line in the program's code, when known
 
+    @property
+    def map_full(self) -> bool:
+        """Unknown because the probe could not track some of its allocations (its map was full)."""
+        return self.verdict == "unknown" and self.reason.startswith(UNKNOWN_MAP_FULL)
+
+    @property
+    def too_few_snapshots(self) -> bool:
+        """Unknown because it grew in two snapshots only (the other kind of unknown; the reason
+        may start with the allocator-only prefix, so it is told by not being map full)."""
+        return self.verdict == "unknown" and not self.reason.startswith(UNKNOWN_MAP_FULL)
+
 
 @dataclass(frozen=True)
 class RunInfo:

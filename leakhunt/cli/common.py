@@ -26,7 +26,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from leakhunt.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_SAW_NOTHING, UsageError
-from leakhunt.model import UNKNOWN_TOO_FEW, Investigation
+from leakhunt.model import Investigation
 from leakhunt.outputfile import real_dir_note
 from leakhunt.report import FORMATS, Document, parse_formats, rescue_report, write_reports
 from leakhunt.report.safetext import neutralize
@@ -307,7 +307,7 @@ def exit_status(doc: Document) -> int:
     # two snapshots only (too few to judge): the result proves nothing. (A full map says so first in
     # every report; the stacks it could track were judged.)
     no_leak = not any(f.verdict == "leak" for f in doc.findings)
-    too_few = any(f.verdict == "unknown" and f.reason.startswith(UNKNOWN_TOO_FEW) for f in doc.findings)
+    too_few = any(f.too_few_snapshots for f in doc.findings)
     blind = (
         not doc.snapshots
         or doc.blind_reason() is not None

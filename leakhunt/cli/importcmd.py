@@ -21,7 +21,7 @@ from leakhunt.cli.common import (
 )
 from leakhunt.cli.tracesummary import print_quality_notes, print_trace_summary
 from leakhunt.errors import EXIT_OK, UsageError
-from leakhunt.model import UNKNOWN_TOO_FEW, Investigation, TraceResult
+from leakhunt.model import Investigation, TraceResult
 from leakhunt.parse.detect import KINDS
 
 
@@ -105,7 +105,7 @@ def import_(
 def _investigation_summary(out: Console, inv: Investigation) -> None:
     leaks = [f for f in inv.findings if f.verdict == "leak"]
     blind = inv.blind_reason()
-    unknown = [f for f in inv.findings if f.verdict == "unknown" and f.reason.startswith(UNKNOWN_TOO_FEW)]
+    unknown = [f for f in inv.findings if f.too_few_snapshots]
     if blind is not None:
         out.print(f"inconclusive, not a clean result: {blind}", markup=False)
     elif unknown and not any(f.verdict == "leak" for f in inv.findings):

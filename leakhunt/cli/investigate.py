@@ -30,7 +30,7 @@ from leakhunt.cli.common import (
 )
 from leakhunt.cli.liveview import LiveView
 from leakhunt.errors import UsageError
-from leakhunt.model import UNKNOWN_MAP_FULL, Investigation
+from leakhunt.model import Investigation
 from leakhunt.outputfile import check_output_dir
 from leakhunt.probe import growth, tools
 from leakhunt.probe.backend import ProbeMode
@@ -414,8 +414,7 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
     if inv.allocator is not None:
         out.print(f"allocator: {inv.allocator.describe()}", markup=False)
     leaks = [f for f in inv.findings if f.verdict == "leak"]
-    unknown = [f for f in inv.findings if f.verdict == "unknown"]
-    map_full = sum(1 for f in unknown if f.reason.startswith(UNKNOWN_MAP_FULL))
+    map_full = sum(1 for f in inv.findings if f.map_full)
     if map_full:
         out.print(
             f"[bold yellow]incomplete data:[/bold yellow] the probe's map was full; {map_full} stack(s) "
@@ -424,7 +423,7 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
     blind = inv.blind_reason()
     if blind is not None:
         out.print(f"[bold yellow]inconclusive, not a clean result:[/bold yellow] {escape(blind)}")
-    too_few = len(unknown) - map_full
+    too_few = sum(1 for f in inv.findings if f.too_few_snapshots)
     if leaks:
         rate = sum(f.growth_bytes_per_sec for f in leaks)
         out.print(f"[bold red]{len(leaks)} leaking stack(s)[/bold red], together {human_size(rate)}/s")

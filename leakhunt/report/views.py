@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from leakhunt.model import (
     ALLOCATOR_FUNCTIONS,
-    UNKNOWN_MAP_FULL,
     AllocatorInfo,
     DataQuality,
     Finding,
@@ -271,7 +270,7 @@ def leaks(inv: Investigation) -> list[Finding]:
 
 def verdict_sentence(inv: Investigation) -> str:
     """The report's first line: what was found, in one sentence (led by a full map, when there was one)."""
-    unknown = [f for f in inv.findings if f.verdict == "unknown" and f.reason.startswith(UNKNOWN_MAP_FULL)]
+    unknown = [f for f in inv.findings if f.map_full]
     if unknown:
         return (
             f"Incomplete data: the probe's map of live allocations was full, so {len(unknown)} stack(s) lost "
@@ -322,10 +321,8 @@ def _verdict_sentence(inv: Investigation) -> str:
         )
     if inv.quality.missed_allocations:
         return f"Not a clean result: no call stack kept growing, but {inv.quality.missed_allocations}."
-    unknown = [
-        f for f in inv.findings if f.verdict == "unknown" and not f.reason.startswith(UNKNOWN_MAP_FULL)
-    ]
-    if unknown:  # too few snapshots (a map-full unknown led the sentence)
+    unknown = [f for f in inv.findings if f.too_few_snapshots]
+    if unknown:  # (a map-full unknown led the sentence)
         first = unknown[0]
         return (
             f"Inconclusive, not a clean result: {len(unknown)} stack(s) grew but could not be judged; "

@@ -11,7 +11,7 @@ import jsonschema
 from leakhunt.analyze.stacks import analyze_snapshots
 from leakhunt.cli.common import exit_status
 from leakhunt.errors import EXIT_OK, EXIT_SAW_NOTHING
-from leakhunt.model import DataQuality, Investigation, Snapshot, StackSample
+from leakhunt.model import DataQuality, Frame, Investigation, Snapshot, Stack, StackSample
 from leakhunt.report import jsonio, markdown, views
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
@@ -88,6 +88,18 @@ def test_growth_seen_in_two_snapshots_only_is_inconclusive_not_a_cache() -> None
     three = (*two, Snapshot(15.0, two[-1].stacks))  # then it stopped: a plateau, a clean result
     judged = dataclasses.replace(inv, snapshots=three, findings=analyze_snapshots(three))
     assert [f.verdict for f in judged.findings] == ["plateau"] and exit_status(judged) == EXIT_OK
+
+
+def test_a_stack_of_allocator_frames_only_seen_in_two_snapshots_is_inconclusive_too() -> None:
+    """Its reason starts with the allocator-only prefix, not with "unknown: too few snapshots":
+    the status and the import summary looked for that start and took the run for a clean one."""
+    inside = Stack((Frame("_int_malloc", 0x20, "libc.so.6"), Frame("malloc", 0x10, "libc.so.6")))
+    two = tuple(Snapshot(float(t), (StackSample(inside, b),)) for t, b in ((5, 8_000_000), (10, 17_000_000)))
+    judged = dataclasses.replace(real(), snapshots=two, findings=analyze_snapshots(two))
+    (f,) = judged.findings
+    assert f.verdict == "unknown" and "unknown: too few snapshots" in f.reason and f.too_few_snapshots
+    assert views.verdict_sentence(judged).startswith("Inconclusive, not a clean result: 1 stack(s) grew")
+    assert exit_status(judged) == EXIT_SAW_NOTHING
 
 
 def test_counts_round_trip_through_json_and_validate() -> None:
