@@ -496,22 +496,26 @@ class _Live:
     def _relabel(self, pid: int, create_time: float) -> None:
         """Who the launched command is now, when it has exec'd since it was described (the report
         names the program that ran, not the script that started it)."""
-        again = sample.describe(pid)
-        if again is None or again.status == "zombie" or abs(again.create_time - create_time) >= 0.5:
-            return
-        if again.cmdline and (again.comm, again.cmdline) != (
-            (self.relabel.comm, self.relabel.cmdline) if self.relabel is not None else ("", ())
-        ):
+        again = described_if_same(pid, create_time)
+        if again is not None and again.cmdline:  # (the arguments read empty in the middle of an exec)
             self.relabel = again
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def described_if_same(pid: int, create_time: float) -> sample.ProcessInfo | None:
+    """``pid`` described while it is still the process created at ``create_time`` and not a
+    zombie, else None."""
+    info = sample.describe(pid)
+    if info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5:
+        return info
+    return None
+
+
 def same_process(pid: int, create_time: float) -> bool:
     """True while ``pid`` is still the process created at ``create_time`` and not a zombie."""
-    info = sample.describe(pid)
-    return info is not None and info.status != "zombie" and abs(info.create_time - create_time) < 0.5
+    return described_if_same(pid, create_time) is not None
 
 
 def _alive(pid: int | None, create_time: float, gate: runner.GatedCommand | None) -> bool:
