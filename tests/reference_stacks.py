@@ -119,6 +119,22 @@ def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
 
 def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tuple[Verdict, float, str]:
     """(verdict, confidence 0..1, reason) for one stack's series."""
+    verdict, confidence, reason = _classify(points, min_growth_bytes, leak_ok=True)
+    # from 6 snapshots on, a leak must be one without its newest snapshot too
+    if verdict == "leak" and len(points) >= 6 and _classify(points[:-1], 1, leak_ok=True)[0] != "leak":
+        verdict, confidence, _ = _classify(points, min_growth_bytes, leak_ok=False)
+        jump = points[-1].outstanding_bytes - points[-2].outstanding_bytes
+        earlier = _classify(points[:-1], min_growth_bytes, leak_ok=True)[2]
+        reason = (
+            f"only its newest snapshot rose in the last third, and one snapshot is not a trend "
+            f"(+{_size(jump)}); before it: {earlier}"
+        )
+    return verdict, confidence, reason
+
+
+def _classify(
+    points: Sequence[SeriesPoint], min_growth_bytes: int, *, leak_ok: bool
+) -> tuple[Verdict, float, str]:
     st = series_stats(points)
     n = len(points)
     if n < 2:
@@ -126,7 +142,8 @@ def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tup
     span = points[-1].t - points[0].t
     late_ratio = st.late_slope / st.slope if st.slope > 0 else 0.0
     if (
-        st.slope > 0
+        leak_ok
+        and st.slope > 0
         and st.growth >= min_growth_bytes
         and st.late_growth > 0
         and late_ratio >= LATE_SLOPE_RATIO

@@ -6,7 +6,8 @@ growing dwarfs a small real leak in that order. Here every stack is judged by th
 *shape* of its series instead, and leaks rank first:
 
 - ``leak``: still growing at the end of the run (robust Theil-Sen slope > 0 over the whole run and
-  over its second half, a monotone trend by Mann-Kendall, growth >= ``min_growth_bytes``);
+  over its second half, a monotone trend by Mann-Kendall, growth >= ``min_growth_bytes``; from
+  ``ROBUST_LAST_MIN`` snapshots on, still a growing trend without the newest snapshot);
 - ``plateau``: grew by >= ``min_growth_bytes``, then stopped (a cache, a bounded LRU after filling);
 - ``transient``: comes and goes (vanishes or falls back after having been there: churn);
 - ``stable``: no significant change (including anything allocated before the probes attached).
@@ -56,6 +57,12 @@ MIN_TREND_Z = 1.0
 STAT_POINTS = 200
 # Snapshots a run keeps (evenly spaced over the whole run once there are more).
 WINDOW_SNAPSHOTS = 512
+# From this many snapshots on, a leak must also be one without its newest snapshot: one inflated
+# snapshot is not a trend. BCC's memleak prints such snapshots under churn (its walk of the blocks
+# map starts over when the block it stands on is freed, so blocks are counted twice), and with the
+# last third of a short run only two snapshots long, that one snapshot made a full cache a "leak".
+ROBUST_LAST_MIN = 6
+NEWEST_ALONE = "only its newest snapshot rose in the last third, and one snapshot is not a trend"
 
 
 @dataclass(frozen=True)
@@ -137,9 +144,14 @@ def thin_indices(n: int, limit: int = STAT_POINTS) -> IntArray:
 
 def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
     """Trend figures of one stack's series (points sorted by time)."""
+    return _stats(*_point_columns(points))
+
+
+def _point_columns(points: Sequence[SeriesPoint]) -> tuple[FloatArray, IntArray]:
+    """(times, outstanding bytes) of ``points``."""
     ts = np.fromiter((p.t for p in points), dtype=np.float64, count=len(points))
     ys = np.fromiter((p.outstanding_bytes for p in points), dtype=np.int64, count=len(points))
-    return _stats(ts, ys)
+    return ts, ys
 
 
 def _stats(ts: FloatArray, ys: IntArray) -> SeriesStats:
@@ -239,29 +251,25 @@ def _pairs(n: int) -> tuple[IntArray, IntArray]:
 
 def classify(points: Sequence[SeriesPoint], min_growth_bytes: int = 4096) -> tuple[Verdict, float, str]:
     """(verdict, confidence 0..1, reason) for one stack's series."""
-    if not points:
-        return "stable", 0.0, "seen in one snapshot only: growth unknown"
-    peak = max(p.outstanding_bytes for p in points)
-    span = points[-1].t - points[0].t
-    last = points[-1].outstanding_bytes
-    return _judge(
-        series_stats(points),
-        n=len(points),
-        span=span,
-        last=last,
-        peak=peak,
-        min_growth_bytes=min_growth_bytes,
-    )
+    return _judge_columns(*_point_columns(points), min_growth_bytes)[1:]
 
 
 def _judge(
-    st: SeriesStats, *, n: int, span: float, last: int, peak: int, min_growth_bytes: int
+    st: SeriesStats,
+    *,
+    n: int,
+    span: float,
+    last: int,
+    peak: int,
+    min_growth_bytes: int,
+    leak_ok: bool = True,
 ) -> tuple[Verdict, float, str]:
     if n < 2:
         return "stable", 0.0, "seen in one snapshot only: growth unknown"
     late_ratio = st.late_slope / st.slope if st.slope > 0 else 0.0
     if (
-        st.slope > 0
+        leak_ok
+        and st.slope > 0
         and st.growth >= min_growth_bytes
         and st.late_growth > 0
         and late_ratio >= LATE_SLOPE_RATIO
@@ -514,17 +522,32 @@ def _judge_columns(
     ts: FloatArray, ys: IntArray, min_growth_bytes: int
 ) -> tuple[SeriesStats, Verdict, float, str]:
     """The statistics and ``_judge``'s verdict of one stack's columns (times, bytes)."""
-    n = int(ys.size)
     st = _stats(ts, ys)
-    verdict, confidence, reason = _judge(
+    verdict, confidence, reason = _judge_stats(st, ts, ys, min_growth_bytes)
+    if verdict == "leak" and ys.size >= ROBUST_LAST_MIN:
+        # the trend without the newest snapshot (its size was judged on the whole series)
+        before = _stats(ts[:-1], ys[:-1])
+        if _judge_stats(before, ts[:-1], ys[:-1], 1)[0] != "leak":
+            verdict, confidence, _ = _judge_stats(st, ts, ys, min_growth_bytes, leak_ok=False)
+            earlier = _judge_stats(before, ts[:-1], ys[:-1], min_growth_bytes)[2]
+            reason = f"{NEWEST_ALONE} (+{_size(int(ys[-1] - ys[-2]))}); before it: {earlier}"
+    return st, verdict, confidence, reason
+
+
+def _judge_stats(
+    st: SeriesStats, ts: FloatArray, ys: IntArray, min_growth_bytes: int, *, leak_ok: bool = True
+) -> tuple[Verdict, float, str]:
+    """``_judge`` of the statistics ``st`` of the columns (times, bytes)."""
+    n = int(ys.size)
+    return _judge(
         st,
         n=n,
         span=float(ts[-1] - ts[0]) if n else 0.0,
         last=int(ys[-1]) if n else 0,
         peak=int(ys.max()) if n else 0,
         min_growth_bytes=min_growth_bytes,
+        leak_ok=leak_ok,
     )
-    return st, verdict, confidence, reason
 
 
 def _finding(

@@ -88,6 +88,23 @@ def test_cache_filled_early_in_second_half_is_a_plateau() -> None:
     assert finding.verdict == "plateau"
 
 
+def test_one_inflated_newest_snapshot_does_not_make_a_cache_a_leak() -> None:
+    # probe run 3 of session 5 (test_run_finds_the_leak_among_decoys[bcc]): BCC's memleak counted
+    # blocks twice in its last snapshot (its map walk starts over when the block it stands on is
+    # freed), every stack up at once; the 4 MiB cache held "6.96 MB" and was ranked 1 as a leak
+    cache = [409_600, 2_048_000, 4_096_000, 4_096_000, 4_096_000, 6_963_200]
+    leak = [20_480, 40_960, 61_440, 81_920, 102_400, 240_000]
+    findings = analyze_snapshots(snapshots({"cache_fill": cache, "leaky_alloc": leak}, 2.0))
+    found = by_name(findings)
+    assert findings[0].stack == stack("leaky_alloc") and findings[0].verdict == "leak"
+    cached = found["cache_fill"]
+    assert cached.verdict == "plateau", cached.reason  # type: ignore[attr-defined]
+    assert cached.reason.startswith("only its newest snapshot rose")  # type: ignore[attr-defined]
+    # the rule needs the series without its newest point: five snapshots are judged as before
+    (short,) = analyze_snapshots(snapshots({"cache_fill": cache[1:]}, 2.0))
+    assert short.verdict == "leak"
+
+
 def test_leak_that_starts_late_is_a_leak() -> None:
     (finding,) = analyze_snapshots(snapshots({"late": [0, 0, 15_360, 35_328, 55_296]}, 2.0))
     assert finding.verdict == "leak"
