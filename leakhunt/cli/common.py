@@ -292,28 +292,33 @@ def exit_status(doc: Document) -> int:
     """The exit status of a command that produced ``doc`` (``leakhunt.cli.main`` exits with it).
 
     Interrupted: 130. A launched command (``run``): its own status (128+N when killed by signal N),
-    or 4 when it succeeded but the probes saw nothing. Otherwise 3 when the probe died mid-run, 4
-    when no snapshot was taken, the probes saw nothing, or no leak was found but a stack grew
-    without a verdict or far less than the process's growth was seen (the result proves
-    nothing), else 0.
+    or 4 when it succeeded but the probes saw nothing; one that leakhunt stopped at the end of
+    --duration counts as succeeded (its signal is in the report, not in the status). Otherwise 3
+    when the probe died mid-run, 4 when no snapshot or only one was taken, the probes saw nothing,
+    or no leak was found but a stack grew without a verdict or far less than the process's growth
+    was seen (the result proves nothing), else 0.
     """
     if doc.run.stop_reason == "interrupted":
         return EXIT_INTERRUPTED
     if not isinstance(doc, Investigation):
         # a trace whose tracer died under it, as an investigation whose probe did
         return EXIT_PROBE_FAILED if doc.run.stop_reason == "error" else EXIT_OK
-    # no snapshot (the run ended before the first interval), the probes saw nothing, or, with no
+    # no snapshot (the run ended before the first interval) or one (no growth can show), the probes
+    # saw nothing, or, with no
     # leak found, far less than the process grew (an allocator not hooked) or a stack that grew in
     # two snapshots only (too few to judge): the result proves nothing. (A full map says so first in
     # every report; the stacks it could track were judged.)
     no_leak = not any(f.verdict == "leak" for f in doc.findings)
     too_few = any(f.too_few_snapshots for f in doc.findings)
     blind = (
-        not doc.snapshots
+        len(doc.snapshots) < 2  # none, or one: growth cannot show
         or doc.blind_reason() is not None
         or (no_leak and (bool(doc.quality.missed_allocations) or too_few))
     )
     code = doc.target.exit_code
+    if doc.run.stop_reason == "duration" and code is not None and code < 0:
+        # still running at the end of --duration, so leakhunt stopped it: not the command's failure
+        code = 0
     if doc.target.launched and doc.run.stop_reason != "imported":
         if blind and not code:
             return EXIT_SAW_NOTHING

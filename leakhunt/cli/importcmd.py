@@ -83,9 +83,9 @@ def import_(
       leakhunt import --kind memleak-trace - < trace.txt
 
     Exit status: 0 when the reports were written, 2 when a file cannot be read or holds nothing
-    leakhunt understands, 4 when a log's snapshots hold no allocation at all, or no leak but a
-    stack that grew without a verdict (seen in two snapshots only; reports written: they prove
-    nothing).
+    leakhunt understands, 4 when a log holds one snapshot only or its snapshots hold no allocation
+    at all, or no leak but a stack that grew without a verdict (seen in two snapshots only;
+    reports written: they prove nothing).
     """
     out = SafeConsole(highlight=False, soft_wrap=True)
     if files.count("-") > 1:
@@ -108,6 +108,11 @@ def _investigation_summary(out: Console, inv: Investigation) -> None:
     unknown = [f for f in inv.findings if f.too_few_snapshots]
     if blind is not None:
         out.print(f"inconclusive, not a clean result: {blind}", markup=False)
+    elif len(inv.snapshots) == 1:
+        out.print(
+            "inconclusive, not a clean result: one snapshot cannot show growth (capture several intervals)",
+            markup=False,
+        )
     elif unknown and not any(f.verdict == "leak" for f in inv.findings):
         out.print(
             f"inconclusive, not a clean result: {len(unknown)} stack(s) grew but could not be judged "

@@ -238,7 +238,7 @@ def investigate(
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
     3 when the probe failed (if it had printed anything, a partial report is still written),
-    4 when the result proves nothing (report written): no snapshot was taken, the probes saw
+    4 when the result proves nothing (report written): no snapshot or only one was taken, the probes saw
     nothing, or no leak was found but far less than the process's memory growth was seen (an
     allocator not hooked) or a stack grew in two snapshots only (too few to judge),
     130 when interrupted (a partial report is still written).
@@ -275,9 +275,10 @@ def run(
       sudo leakhunt run -- ./myserver --port 8080
       sudo leakhunt run --duration 30 --backend bcc -- python3 app.py
 
-    Exit status: the command's own (128+N when killed by signal N), 2/3 for leakhunt's errors,
-    4 when the command succeeded but the result proves nothing (no snapshot, nothing seen, or
-    growth too short to judge: see investigate),
+    Exit status: the command's own when it ended by itself (128+N when killed by signal N); 0 when
+    it was still running at the end of --duration and leakhunt stopped it; 2/3 for leakhunt's
+    errors; 4 when the command succeeded (or was stopped) but the result proves nothing (one
+    snapshot or none, nothing seen, or growth too short to judge: see investigate),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
@@ -430,6 +431,11 @@ def _summary(out: Console, inv: Investigation, top: int) -> None:
     elif not inv.snapshots:
         out.print(
             "[bold yellow]no data:[/bold yellow] no snapshot was taken (a longer run or a shorter --interval)"
+        )
+    elif blind is None and len(inv.snapshots) == 1:
+        out.print(
+            "[bold yellow]inconclusive, not a clean result:[/bold yellow] one snapshot cannot show growth "
+            "(a longer run or a shorter --interval)"
         )
     elif blind is None and too_few:
         out.print(

@@ -297,8 +297,8 @@ def _verdict_sentence(inv: Investigation) -> str:
             else ""
         )
         return (
-            f"Inconclusive: one snapshot cannot show growth{holds}. Capture several intervals "
-            "(memleak prints one block per interval) to tell a leak from a cache."
+            f"Inconclusive, not a clean result: one snapshot cannot show growth{holds}. Capture several "
+            "intervals (memleak prints one block per interval) to tell a leak from a cache."
         )
     mode = mode_of(inv)
     if found and mode == "growth":

@@ -101,7 +101,7 @@ def test_linked_allocator_leak_ranks_first(
     need_allocator(allocator)
     binary = build(source, allocator)
     code, _out, err = run_leakhunt(["run", *probe_args(backend, tmp_path), "--", str(binary), "60"])
-    assert code in (0, 143), err  # the command is stopped with SIGTERM at the end
+    assert code == 0, err  # the command is stopped with SIGTERM at the end: no failure of its own
     assert f"allocator {allocator}" in err  # said on the terminal before probing
     report = load_report(tmp_path)
     assert report["allocator"]["how"] == "linked"
@@ -149,7 +149,7 @@ def test_memleak_that_cannot_hook_jemalloc_says_so_instead_of_a_false_all_clear(
         assert "cannot probe jemalloc" in err and "--backend bpftrace" in err
         assert not list(tmp_path.glob("*.json"))
     else:
-        assert code in (0, 143), err
+        assert code == 0, err
         assert_leak_first(load_report(tmp_path), "leak_in_c", "jemalloc")
 
 

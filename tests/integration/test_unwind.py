@@ -38,7 +38,7 @@ def run_native(binary: Path, out: Path, seconds: str = "30") -> dict[str, Any]:
     )  # fmt: skip
     report = load_report(out)
     # a target still running at the end is stopped by leakhunt, whose status is then the target's
-    assert code == 0 or (code == 143 and report["target"]["exit_code"] == -15), err
+    assert code == 0, err  # (a command stopped at the end of the run is no failure)
     assert_no_probe_left(report["target"]["pid"])
     return report
 

@@ -68,6 +68,41 @@ def test_no_snapshot_never_exits_as_checked_and_clean() -> None:
     assert exit_status(real()) == EXIT_OK  # the real run took its snapshots and saw stacks
 
 
+def test_a_command_stopped_at_the_end_of_the_run_is_no_failure() -> None:
+    """`run --duration 60 -- ./server`: leakhunt stops the server with SIGTERM at the end; the
+    status was 143, as if the server had failed. A command killed by a signal before the end (the
+    run stopped because the target exited) keeps 128+N."""
+    inv = real()
+    assert inv.run.stop_reason == "duration"
+
+    def launched(code: int, stop_reason: str) -> Investigation:
+        target = dataclasses.replace(inv.target, launched=True, exit_code=code)
+        return dataclasses.replace(
+            inv, target=target, run=dataclasses.replace(inv.run, stop_reason=stop_reason)
+        )
+
+    assert exit_status(launched(-15, "duration")) == EXIT_OK
+    assert exit_status(launched(-9, "duration")) == EXIT_OK  # it ignored SIGTERM and was killed
+    assert exit_status(launched(-15, "target-exited")) == 143
+    assert exit_status(launched(3, "target-exited")) == 3
+    blind = dataclasses.replace(launched(-15, "duration"), snapshots=inv.snapshots[:1])
+    assert exit_status(blind) == EXIT_SAW_NOTHING
+
+
+def test_one_snapshot_is_inconclusive_whatever_it_holds() -> None:
+    """One snapshot shows what is outstanding, not whether it grows: status 4 (it was 0), and the
+    headline says it is not a clean result."""
+    inv = real()
+    one = dataclasses.replace(
+        inv, snapshots=inv.snapshots[-1:], findings=analyze_snapshots(inv.snapshots[-1:])
+    )
+    assert one.findings and one.blind_reason() is None
+    assert views.verdict_sentence(one).startswith("Inconclusive, not a clean result: one snapshot cannot")
+    assert exit_status(one) == EXIT_SAW_NOTHING
+    launched = dataclasses.replace(one, target=dataclasses.replace(one.target, launched=True, exit_code=0))
+    assert exit_status(launched) == EXIT_SAW_NOTHING
+
+
 def test_growth_seen_in_two_snapshots_only_is_inconclusive_not_a_cache() -> None:
     """Two snapshots of a stack that grew: a leak or a cache filling, nothing tells (it was called a
     plateau, "looks like a cache", with status 0)."""
