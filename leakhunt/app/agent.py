@@ -29,11 +29,19 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
 from leakhunt.analyze.trend import SUSPECT_VERDICTS, judge_all
-from leakhunt.errors import UsageError
+from leakhunt.errors import EXIT_OK, EXIT_SAW_NOTHING, UsageError
 from leakhunt.model import ProcessKey, ProcessTrend
 from leakhunt.probe import runner
 from leakhunt.report.metrics import AgentCollector, AgentState
 from leakhunt.sample import Candidate, Sweeper, SweepStats, describe
+
+
+def outcome_of(code: int) -> str:
+    """The ``outcome`` label of an investigation that exited with ``code``: ok, inconclusive (it
+    ran, but its report proves nothing: nothing seen, or too few snapshots) or failed."""
+    if code == EXIT_OK:
+        return "ok"
+    return "inconclusive" if code == EXIT_SAW_NOTHING else "failed"
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class Escalator:
         code = self.child.poll()
         if code is None:
             return
-        outcome = "ok" if code == 0 else "failed"
+        outcome = outcome_of(code)
         self._count(outcome)
         pid = self.current.pid if self.current else "?"
         self.say(f"investigation of pid {pid}: {outcome} (exit status {code}) -> {self.current_dir}")

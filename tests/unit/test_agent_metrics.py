@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition, parser
 
-from leakhunt.app.agent import parse_listen
+from leakhunt.app.agent import outcome_of, parse_listen
 from leakhunt.errors import UsageError
 from leakhunt.model import MemSample, ProcessKey, ProcessTrend, TrendEvidence
 from leakhunt.procfs import StatusMemory
@@ -156,3 +156,15 @@ def test_collector_renders_suspects_and_health_as_openmetrics() -> None:
     # A process that stops being a suspect disappears at the next scrape.
     collector.update(state())
     assert "leakhunt_process_leak_suspect{" not in generate_openmetrics(registry).decode()
+
+
+def test_an_investigation_that_proves_nothing_is_not_counted_as_failed() -> None:
+    # exit 4: the report was written but saw nothing or took too few snapshots (a 1 s escalation)
+    assert [outcome_of(code) for code in (0, 4, 2, 3, 130, -9)] == [
+        "ok",
+        "inconclusive",
+        "failed",
+        "failed",
+        "failed",
+        "failed",
+    ]
