@@ -141,7 +141,7 @@ class Symbolizer:
         for i, fr in enumerate(stack.frames):
             # frame 0 may be the probed function itself (an exact pc); the others are return addresses
             frames.extend(self.annotate(fr, is_return=i > 0 or (fr.offset or 0) > 0))
-        return Stack(tuple(frames))
+        return Stack(tuple(self.demangled(frames)))
 
     def stack_from_unwound(self, unwound: Unwound, first_is_return: bool = False) -> Stack:
         """The frames of an unwound stack, with a closing ``[callers lost]`` frame saying why when the
@@ -155,7 +155,8 @@ class Symbolizer:
         return Stack(tuple(self.demangled(frames)))
 
     def demangled(self, frames: Iterable[Frame]) -> list[Frame]:
-        """``frames`` with C++ symbol-table names demangled (``_Znwm`` -> ``operator new(unsigned long)``)."""
+        """``frames`` with C++ names demangled (``_Znwm`` -> ``operator new(unsigned long)``): the
+        symbol tables' and those of inlined functions (DWARF's linkage names)."""
         frames = list(frames)
         new = {f.symbol for f in frames if f.symbol.startswith("_Z")} - self._demangled.keys()
         if new:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,3 +184,63 @@ def test_stacks_annotated_while_the_probe_stops_give_the_same_investigation(o2: 
     assert got == symbolize_live(inv, maps)
     tops = {f.stack.frames[0].symbol for f in got.findings}
     assert {"make_buffer", "remember_name"} <= tops  # the inlined helper, from the source lines
+
+
+# --- symbolic's symcache against pyelftools' DIE walk ---------------------------------------------
+
+
+def _every_address(obj: ElfObject, step: int = 1) -> list[int]:
+    """Addresses inside every sized function of ``obj``'s symbol table."""
+    _, syms = obj._symbol_table()
+    return [a for start, size, _ in syms if size > 0 for a in range(start, start + size, step)]
+
+
+@pytest.mark.parametrize(
+    ("name", "flags"),
+    [
+        ("unwind_leaker", ("-O2",)),  # C, inlined helpers
+        ("unwind_leaker", ("-O0", "-gdwarf-4")),
+        ("unwind_leaker", ("-O2", "-no-pie")),  # a fixed image base (0x400000)
+        ("cpp_leaker", ("-O2", "-fno-omit-frame-pointer")),  # C++: std::map inlined 5 deep, .cold parts
+    ],
+)
+def test_the_symcache_finds_what_the_die_walk_finds(
+    build_target: Callable[..., Path], name: str, flags: tuple[str, ...]
+) -> None:
+    binary = build_target(name, flags=flags)
+    fast, slow = ElfObject(str(binary)), ElfObject(str(binary))
+    slow._symcache_tried = True  # pyelftools only, as without symbolic
+    addresses = _every_address(fast, step=7 if name == "cpp_leaker" else 1)  # (the DIE walk: 28 s for all)
+    assert addresses
+    names = {}
+    for vaddr in addresses:
+        got, want = fast.source_at(vaddr), slow.source_at(vaddr)
+        assert [(s.file, s.line, s.inlined) for s in got] == [(s.file, s.line, s.inlined) for s in want], hex(
+            vaddr
+        )
+        for g, w in zip(got[:-1], want[:-1], strict=True):  # inlined functions: by name, C++ by linkage name
+            names[g.function] = w.function
+    assert fast._symcache is not None  # the symcache answered (not the fallback)
+    mangled = {g: w for g, w in names.items() if g is not None and g.startswith("_Z")}
+    assert all(g == w for g, w in names.items() if g not in mangled)  # C: the same names
+    assert bool(mangled) == (name == "cpp_leaker")
+    # C++: the linkage name, demangled with the symbol-table names, names the same function
+    readable = Symbolizer(None).demangled([Frame(g) for g in mangled])
+    for frame, dwarf_name in zip(readable, mangled.values(), strict=True):
+        assert dwarf_name is not None and dwarf_name.split("<", 1)[0] in frame.symbol, (
+            frame.symbol,
+            dwarf_name,
+        )
+
+
+def test_source_lines_without_symbolic(o2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """symbolic missing (or refusing a file): pyelftools reads the same lines."""
+    monkeypatch.setitem(sys.modules, "symbolic.debuginfo", None)  # import fails
+    obj = ElfObject(str(o2))
+    ret = _return_after_call(o2, "parse_request", "malloc@plt")
+    lines = obj.source_at(ret - 1)
+    assert obj._symcache_tried and obj._symcache is None
+    assert [(s.function, s.line) for s in lines] == [
+        ("make_buffer", _line_of("LEAK: request buffer")),
+        ("parse_request", _line_of("char *buf = make_buffer(id);")),
+    ]
