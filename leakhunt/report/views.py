@@ -7,10 +7,13 @@ disagree. Nothing here escapes: the HTML environment autoescapes, the Markdown r
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from leakhunt.model import (
     ALLOCATOR_FUNCTIONS,
@@ -24,6 +27,27 @@ from leakhunt.model import (
     Unfreed,
 )
 from leakhunt.report.svg import format_value
+
+D = TypeVar("D", Investigation, TraceResult)
+R = TypeVar("R")
+
+
+def per_document(fn: Callable[[D], R]) -> Callable[[D], R]:
+    """``fn``'s answer for the document it was last asked about, kept: every format of a run's
+    reports (HTML, Markdown) asks for the same rows (500 stacks x 300 snapshots: 0.1 s a time).
+    Documents are frozen; the answers must not be changed by their callers (tuples)."""
+    last: list[tuple[D, R]] = []
+
+    @functools.wraps(fn)
+    def cached(doc: D) -> R:
+        if last and last[0][0] is doc:
+            return last[0][1]
+        out = fn(doc)
+        last[:] = [(doc, out)]
+        return out
+
+    return cached
+
 
 VERDICT_WORDS = {
     "leak": "keeps growing (leak)",
@@ -241,9 +265,10 @@ class Row:
         )
 
 
-def rows(inv: Investigation) -> list[Row]:
+@per_document
+def rows(inv: Investigation) -> tuple[Row, ...]:
     """Every finding as a table row, in rank order."""
-    return [
+    return tuple(
         Row(
             rank=f.rank,
             verdict=f.verdict,
@@ -261,7 +286,7 @@ def rows(inv: Investigation) -> list[Row]:
             series=tuple(float(p.outstanding_bytes) for p in f.series),
         )
         for f in sorted(inv.findings, key=lambda f: f.rank)
-    ]
+    )
 
 
 def leaks(inv: Investigation) -> list[Finding]:
@@ -349,7 +374,8 @@ class SnapshotRow:
     truncated: str  # "top 10" when the tool printed only its top N stacks, else ""
 
 
-def snapshot_rows(inv: Investigation) -> list[SnapshotRow]:
+@per_document
+def snapshot_rows(inv: Investigation) -> tuple[SnapshotRow, ...]:
     """Every snapshot with its totals, in time order."""
     out = []
     for s in inv.snapshots:
@@ -366,7 +392,7 @@ def snapshot_rows(inv: Investigation) -> list[SnapshotRow]:
                 truncated=(f"top {s.top_n}" if s.top_n else "yes") if s.truncated else "",
             )
         )
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -379,7 +405,8 @@ class UnfreedGroup:
     oldest_age: float  # seconds before the end of the trace
 
 
-def unfreed_groups(tr: TraceResult) -> tuple[list[UnfreedGroup], list[UnfreedGroup]]:
+@per_document
+def unfreed_groups(tr: TraceResult) -> tuple[tuple[UnfreedGroup, ...], tuple[UnfreedGroup, ...]]:
     """Unfreed blocks grouped by size (largest total first) and by thread (same order)."""
     by_size: dict[int, list[float]] = {}  # key -> [blocks, bytes, earliest allocation time]
     by_tid: dict[int, list[float]] = {}
@@ -395,10 +422,10 @@ def unfreed_groups(tr: TraceResult) -> tuple[list[UnfreedGroup], list[UnfreedGro
                     row[1] += size
                     row[2] = min(row[2], t)
 
-    def rows(acc: dict[int, list[float]]) -> list[UnfreedGroup]:
+    def rows(acc: dict[int, list[float]]) -> tuple[UnfreedGroup, ...]:
         # the oldest block's age: end - earliest time is the largest end - time (rounding keeps order)
         groups = [UnfreedGroup(k, int(n), int(b), tr.end_time - first) for k, (n, b, first) in acc.items()]
-        return sorted(groups, key=lambda g: (-g.total_bytes, -g.count, g.key))
+        return tuple(sorted(groups, key=lambda g: (-g.total_bytes, -g.count, g.key)))
 
     return rows(by_size), rows(by_tid)
 

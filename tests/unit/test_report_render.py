@@ -26,7 +26,16 @@ from leakhunt.model import (
     TraceResult,
     Unfreed,
 )
-from leakhunt.report import FORMATS, default_stem, jsonio, parse_formats, render, render_bytes, write_reports
+from leakhunt.report import (
+    FORMATS,
+    default_stem,
+    jsonio,
+    parse_formats,
+    render,
+    render_bytes,
+    views,
+    write_reports,
+)
 from leakhunt.report.views import top_frame
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
@@ -335,3 +344,10 @@ def test_html_shows_the_allocating_line_escaped_or_why_not(inv: Investigation) -
     doc = dataclasses.replace(inv, findings=tuple(missing if f is top else f for f in inv.findings))
     html = render_bytes(doc, "html").decode()
     assert "source not readable here" in html.split('id="top-source"', 1)[1].split("</p>", 1)[0]
+
+
+def test_the_rows_of_a_document_are_built_once_for_every_format(inv: Investigation) -> None:
+    first = views.rows(inv)
+    assert views.rows(inv) is first and views.snapshot_rows(inv) is views.snapshot_rows(inv)
+    fewer = dataclasses.replace(inv, findings=inv.findings[:1])  # another document: its own rows
+    assert len(views.rows(fewer)) == 1 and views.rows(inv) == first and views.rows(inv) is not first
