@@ -27,6 +27,7 @@ from leakhunt.errors import LeakhuntError, UsageError
 from leakhunt.model import AllocatorInfo, Finding, Investigation, MemSample, Snapshot
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import parse_gauge
+from leakhunt.parse.memleak import STOPPED_WHILE_PRINTING
 from leakhunt.parse.native import NativeParser
 from leakhunt.probe import allocator, runner, tools
 from leakhunt.probe import bpftrace as bpftrace_backend
@@ -247,10 +248,15 @@ class _Investigation:
         self.symbols.start({ss.stack for snap in self.window.snapshots() for ss in snap.stacks})
 
     def finish(self, stderr: str) -> None:
-        assert self.parser is not None
+        assert self.parser is not None and self.cmd is not None
         last = self.parser.finish()
-        if isinstance(last, Snapshot):
-            self._add(last)
+        if not isinstance(last, Snapshot):
+            return
+        if self.cmd.cut_last_block is not None and self.cmd.cut_last_block(stderr):
+            # its stacks not printed yet would read as freed: a leak's last point at 0
+            self.notes.append(STOPPED_WHILE_PRINTING)
+            return
+        self._add(last)
 
     def gathered(self) -> bool:
         return bool(self.window.taken)

@@ -54,6 +54,21 @@ _LIBBPF_FRAME = re.compile(r"\s*\d{1,5} \[<[0-9a-fA-F]{1,16}>\].*")
 _BCC_FRAME_START = re.compile(r"0x[0-9a-fA-F]{1,16}\s|[^\s\[]+\+0x[0-9a-fA-F]+\b|\[unknown\]")
 _TRACEBACK_START = "Traceback (most recent call last):"
 _AT_EXIT = "Exception ignored in atexit callback"
+# a traceback frame of memleak's snapshot printer: SIGINT came while it printed a block
+_PRINTING = re.compile(r"\bin print_outstanding(_combined)?\b")
+STOPPED_WHILE_PRINTING = (
+    "memleak was stopped while printing a snapshot: that snapshot is left out (incomplete: the "
+    "stacks it had not printed yet would read as freed)"
+)
+
+
+def stopped_while_printing(stderr: str) -> bool:
+    """Whether memleak's ``stderr`` holds the KeyboardInterrupt traceback of a SIGINT that came
+    while it printed a snapshot (between two sleeps: a SIGINT during its sleep exits quietly), so
+    the block it printed last is cut short."""
+    return _PRINTING.search(stderr) is not None and "KeyboardInterrupt" in stderr
+
+
 _STATUS = (
     re.compile(r"Attaching to (?:pid \d+|kernel allocators), Ctrl\+C to quit\."),
     re.compile(r"Executing '.*' and tracing the resulting process\."),
@@ -101,6 +116,7 @@ class MemleakParser:
         self.flavor: str | None = None  # "bcc" or "libbpf", once a stack or frame line told
         self._headerless = False
         self._at_exit = False  # inside "Exception ignored in atexit callback" (interrupted cleanup)
+        self._tb_printing = False  # the traceback being read passes through the snapshot printer
 
     # --- public API -------------------------------------------------------------------------
 
@@ -130,12 +146,18 @@ class MemleakParser:
     def _traceback_line(self, line: str) -> bool:
         """Swallow a Python traceback (memleak crashed); True when the line belonged to it."""
         if line.startswith((" ", "\t")) or not line.strip() or line.lstrip().startswith("^"):
+            self._tb_printing = self._tb_printing or _PRINTING.search(line) is not None
             return True
         self._in_traceback = False
+        printing, self._tb_printing = self._tb_printing, False
         if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
             if self._at_exit and line.startswith("KeyboardInterrupt"):
                 self._at_exit = False
                 self.stats.note("memleak was interrupted while cleaning up at exit (its output is complete)")
+                return True
+            if printing and line.startswith("KeyboardInterrupt"):
+                self._block, self._stack = None, None  # cut short: its missing stacks are not freed
+                self.stats.note(STOPPED_WHILE_PRINTING)
                 return True
             self.stats.note(f"memleak crashed: {line.strip()[:200]}")
             if "has no attribute 'decode'" in line:

@@ -118,6 +118,9 @@ class ProbeCommand:
     block_start: Callable[[str], bool] | None = None
     block_end: Callable[[str], bool] | None = None
     cleanup_follows: Callable[[str], bool] | None = None
+    # given the tool's stderr once it has exited: True when it was stopped in the middle of
+    # printing a snapshot (BCC's memleak), so the last block is incomplete and left out
+    cut_last_block: Callable[[str], bool] | None = None
 
 
 class Backend(Protocol):

@@ -32,7 +32,7 @@ from leakhunt import procfs
 from leakhunt.errors import ToolMissing, UsageError
 from leakhunt.model import AllocatorInfo, BackendName
 from leakhunt.parse import LineParser, ParseStats
-from leakhunt.parse.memleak import MemleakParser
+from leakhunt.parse.memleak import MemleakParser, stopped_while_printing
 from leakhunt.probe import allocator as allocators
 from leakhunt.probe import tools
 from leakhunt.probe.backend import BaseBackend, ProbeCommand, ProbeOptions, backend_info
@@ -188,6 +188,7 @@ class MemleakBackend(BaseBackend):
             new_parser=parser,
             attached=Attach().check if self.tool.flavor != "libbpf" else _libbpf_attached,
             notes=notes,
+            cut_last_block=stopped_while_printing if self.tool.flavor != "libbpf" else None,
         )
 
     def trace(

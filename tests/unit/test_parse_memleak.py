@@ -7,7 +7,12 @@ from pathlib import Path
 
 from leakhunt.model import Frame
 from leakhunt.parse import ParseStats
-from leakhunt.parse.memleak import MemleakParser, parse_memleak
+from leakhunt.parse.memleak import (
+    STOPPED_WHILE_PRINTING,
+    MemleakParser,
+    parse_memleak,
+    stopped_while_printing,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -183,3 +188,34 @@ def test_prose_around_a_paste_is_not_read_as_frames() -> None:
     (snap,) = parse_memleak(text, stats)
     assert [f.symbol for f in snap.stacks[0].stack.frames] == ["main"]
     assert stats.unparsed == 2
+
+
+# --- stopped while printing a snapshot ------------------------------------------------------------
+
+
+def test_a_block_cut_by_sigint_is_left_out_not_read_as_all_freed() -> None:
+    """memleak prints a block between two sleeps; a SIGINT then (not during the sleep, which exits
+    quietly) cuts it short with a KeyboardInterrupt traceback through print_outstanding. The stacks
+    not printed yet would read as freed: a leak's last point at 0, judged "transient"."""
+    lines = (FIXTURES / "bcc-0.26-periodic-a-nofp.txt").read_text().splitlines()
+    stats = ParseStats()
+    snaps = list(parse_memleak(lines, stats))
+    assert len(snaps) == 1  # the second block, cut while its addresses were printed, is left out
+    assert STOPPED_WHILE_PRINTING in stats.notes and not any("crashed" in n for n in stats.notes)
+    # a block cut after some of its stacks: the same (derived from the periodic capture)
+    cpp = (FIXTURES / "bcc-0.26-periodic-cpp.txt").read_text().splitlines()
+    second = next(i for i, line in enumerate(cpp) if line.startswith("[09:07:40]"))
+    traceback = [line for line in lines if line.startswith(("Traceback", " ", "KeyboardInterrupt"))]
+    stats = ParseStats()
+    snaps = list(parse_memleak([*cpp[: second + 5], *traceback], stats))
+    assert [len(s.stacks) for s in snaps] == [4] and STOPPED_WHILE_PRINTING in stats.notes
+
+
+def test_stopped_while_printing_reads_the_traceback_on_stderr() -> None:
+    """The live runs read memleak's stderr apart: the job leaves the last block out on this."""
+    nofp = (FIXTURES / "bcc-0.26-periodic-a-nofp.txt").read_text()
+    assert stopped_while_printing(nofp[nofp.index("Traceback") :])
+    trace = (FIXTURES / "bcc-0.26-trace.txt").read_text()  # stopped in its trace loop: not printing
+    assert not stopped_while_printing(trace[trace.index("Traceback") :])
+    assert not stopped_while_printing("")
+    assert not stopped_while_printing("  File x, in print_outstanding\nValueError: broken pipe\n")
