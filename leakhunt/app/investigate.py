@@ -239,8 +239,8 @@ class _Investigation:
         self.target_gone_at = now
 
     def stopping(self, now: float) -> None:
-        # SIGINT follows: both tools print a last snapshot (bpftrace's END block, memleak... only
-        # when interrupted outside its sleep; its blocks so far are kept in any case).
+        # SIGINT follows: bpftrace prints a last snapshot (its END block); memleak none (a SIGINT in
+        # its sleep exits quietly, one while it prints cuts that block short: finish leaves it out).
         self.stopping_ = True  # read by _add only, for the lines fed from now on
         self.progress(Progress("stopping", now, self.opts.duration, self.window.taken, None))
         # while the tool stops (seconds for bpftrace), the stacks seen so far get their lines

@@ -304,10 +304,9 @@ def exit_status(doc: Document) -> int:
         # a trace whose tracer died under it, as an investigation whose probe did
         return EXIT_PROBE_FAILED if doc.run.stop_reason == "error" else EXIT_OK
     # no snapshot (the run ended before the first interval) or one (no growth can show), the probes
-    # saw nothing, or, with no
-    # leak found, far less than the process grew (an allocator not hooked) or a stack that grew in
-    # two snapshots only (too few to judge): the result proves nothing. (A full map says so first in
-    # every report; the stacks it could track were judged.)
+    # saw nothing, or, with no leak found, far less than the process grew (an allocator not hooked)
+    # or a stack that grew in two snapshots only (too few to judge): the result proves nothing. (A
+    # full map says so first in every report; the stacks it could track were judged.)
     no_leak = not any(f.verdict == "leak" for f in doc.findings)
     too_few = any(f.too_few_snapshots for f in doc.findings)
     blind = (

@@ -238,9 +238,9 @@ def investigate(
 
     Exit status: 0 when the report was written, 2 for bad input or a host that cannot probe,
     3 when the probe failed (if it had printed anything, a partial report is still written),
-    4 when the result proves nothing (report written): no snapshot or only one was taken, the probes saw
-    nothing, or no leak was found but far less than the process's memory growth was seen (an
-    allocator not hooked) or a stack grew in two snapshots only (too few to judge),
+    4 when the result proves nothing (report written): no snapshot or only one was taken, the
+    probes saw nothing, or no leak was found but far less than the process's memory growth was
+    seen (an allocator not hooked) or a stack grew in two snapshots only (too few to judge),
     130 when interrupted (a partial report is still written).
     """
     opts = _options(kw)
