@@ -27,6 +27,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -128,6 +129,21 @@ class _Outstanding:
             out.extend(self.recent.items())
             out.sort(key=lambda kv: kv[1][3])
         return out
+
+    def unfreed(self, end: float, older_than_s: float) -> tuple[Unfreed, ...]:
+        """The blocks allocated ``older_than_s`` or more before ``end``, by time (in order among
+        equal times)."""
+        if not self.settle():  # (a block beyond the arrays: one at a time)
+            return tuple(
+                Unfreed(address, size, tid, t)
+                for address, (size, tid, t, _) in sorted(self.items(), key=lambda kv: kv[1][2])
+                if end - t >= older_than_s
+            )
+        order = np.lexsort((self.ints[:, 2], self.t))
+        t = self.t[order]
+        old = order[end - t >= older_than_s]
+        ints = self.ints[old].T.tolist()
+        return tuple(map(Unfreed, self.addr[old].tolist(), ints[0], ints[1], self.t[old].tolist()))
 
     def settle(self) -> bool:
         """Everything into the arrays (blocks freed one at a time leave them); False when some
@@ -517,11 +533,7 @@ class TraceMatcher:
         missed = 0
         for proc in sorted(self._procs.values(), key=lambda p: p.pid):
             missed += proc.missed_frees
-            unfreed = tuple(
-                Unfreed(address, size, tid, t)
-                for address, (size, tid, t, _) in sorted(proc.outstanding.items(), key=lambda kv: kv[1][2])
-                if self._t_end - t >= older_than_s
-            )
+            unfreed = proc.outstanding.unfreed(self._t_end, older_than_s)
             processes.append(
                 TraceProcess(
                     pid=proc.pid,
@@ -610,12 +622,68 @@ class TraceMatcher:
 
 def group_by_size(unfreed: Sequence[Unfreed]) -> tuple[UnfreedGroup, ...]:
     """Unfreed blocks grouped by size, most bytes first."""
-    return _group(unfreed, lambda u: u.size)
+    return group_columns(*unfreed_columns(unfreed), by="size")
 
 
 def group_by_thread(unfreed: Sequence[Unfreed]) -> tuple[UnfreedGroup, ...]:
     """Unfreed blocks grouped by allocating thread, most bytes first."""
-    return _group(unfreed, lambda u: u.tid)
+    return group_columns(*unfreed_columns(unfreed), by="tid")
+
+
+UnfreedColumns = tuple[Sequence[Unfreed], Ints | None, Ints | None, npt.NDArray[np.float64] | None]
+
+
+def unfreed_columns(unfreed: Sequence[Unfreed]) -> UnfreedColumns:
+    """The blocks, with their sizes, threads and times as arrays (None, None, None when a size or
+    a thread id is beyond 64 bits, or the sizes could add up beyond them: the groups are then
+    summed in Python)."""
+    n = len(unfreed)
+    try:
+        size = np.fromiter((u.size for u in unfreed), np.int64, n)
+        tid = np.fromiter((u.tid for u in unfreed), np.int64, n)
+    except OverflowError:
+        return unfreed, None, None, None
+    if n and (int(size.min()) < 0 or int(size.max()) >= (1 << 63) // n):
+        return unfreed, None, None, None
+    return unfreed, size, tid, np.fromiter((u.time for u in unfreed), np.float64, n)
+
+
+def group_columns(
+    unfreed: Sequence[Unfreed],
+    size: Ints | None,
+    tid: Ints | None,
+    t: npt.NDArray[np.float64] | None,
+    *,
+    by: Literal["size", "tid"],
+) -> tuple[UnfreedGroup, ...]:
+    """``unfreed_columns``' blocks grouped by size or by thread, most bytes first (then most
+    blocks, then the key): a few array operations (an import leaves tens of thousands)."""
+    if size is None or tid is None or t is None:
+        return _group(unfreed, (lambda u: u.size) if by == "size" else (lambda u: u.tid))
+    if not len(size):
+        return ()
+    keys = size if by == "size" else tid
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    first = np.ones(len(k), np.bool_)
+    first[1:] = k[1:] != k[:-1]
+    starts = np.flatnonzero(first)
+    count = np.diff(np.append(starts, len(k)))
+    total = np.add.reduceat(size[order], starts)
+    times = t[order]
+    oldest, newest = np.fmin.reduceat(times, starts), np.fmax.reduceat(times, starts)
+    key = k[starts]
+    rank = np.lexsort((key, -count, -total))
+    return tuple(
+        map(
+            UnfreedGroup,
+            key[rank].tolist(),
+            count[rank].tolist(),
+            total[rank].tolist(),
+            oldest[rank].tolist(),
+            newest[rank].tolist(),
+        )
+    )
 
 
 def _group(unfreed: Sequence[Unfreed], key_of: Callable[[Unfreed], int]) -> tuple[UnfreedGroup, ...]:

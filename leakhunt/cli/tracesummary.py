@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from leakhunt.analyze.trace import group_by_size, group_by_thread
+from leakhunt.analyze.trace import group_columns, unfreed_columns
 from leakhunt.model import DataQuality, TraceResult
 from leakhunt.units import human_size
 
@@ -32,9 +32,10 @@ def print_trace_summary(out: Console, result: TraceResult) -> None:
         )
         if not proc.unfreed:
             continue
+        columns = unfreed_columns(proc.unfreed)
         for title, groups, label in (
-            ("by size", group_by_size(proc.unfreed), "size"),
-            ("by thread", group_by_thread(proc.unfreed), "tid"),
+            ("by size", group_columns(*columns, by="size"), "size"),
+            ("by thread", group_columns(*columns, by="tid"), "tid"),
         ):
             table = Table(title=f"never freed, {title}", show_header=True, header_style="bold")
             table.add_column(label, justify="right")

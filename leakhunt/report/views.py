@@ -13,8 +13,11 @@ import math
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+import numpy as np
+
+from leakhunt.analyze.trace import UnfreedColumns, group_columns, unfreed_columns
 from leakhunt.model import (
     ALLOCATOR_FUNCTIONS,
     AllocatorInfo,
@@ -406,33 +409,36 @@ class UnfreedGroup:
 
 
 @per_document
+def _unfreed(tr: TraceResult) -> UnfreedColumns:
+    """Every process's unfreed blocks, with their sizes, threads and times as arrays."""
+    return unfreed_columns([u for p in tr.processes for u in p.unfreed])
+
+
+@per_document
 def unfreed_groups(tr: TraceResult) -> tuple[tuple[UnfreedGroup, ...], tuple[UnfreedGroup, ...]]:
     """Unfreed blocks grouped by size (largest total first) and by thread (same order)."""
-    by_size: dict[int, list[float]] = {}  # key -> [blocks, bytes, earliest allocation time]
-    by_tid: dict[int, list[float]] = {}
-    for p in tr.processes:
-        for u in p.unfreed:
-            size, t = u.size, u.time
-            for acc, key in ((by_size, size), (by_tid, u.tid)):
-                row = acc.get(key)
-                if row is None:
-                    acc[key] = [1, size, t]
-                else:
-                    row[0] += 1
-                    row[1] += size
-                    row[2] = min(row[2], t)
+    columns = _unfreed(tr)
 
-    def rows(acc: dict[int, list[float]]) -> tuple[UnfreedGroup, ...]:
+    def rows(by: Literal["size", "tid"]) -> tuple[UnfreedGroup, ...]:
         # the oldest block's age: end - earliest time is the largest end - time (rounding keeps order)
-        groups = [UnfreedGroup(k, int(n), int(b), tr.end_time - first) for k, (n, b, first) in acc.items()]
-        return tuple(sorted(groups, key=lambda g: (-g.total_bytes, -g.count, g.key)))
+        return tuple(
+            UnfreedGroup(g.key, g.count, g.bytes, tr.end_time - g.oldest)
+            for g in group_columns(*columns, by=by)
+        )
 
-    return rows(by_size), rows(by_tid)
+    return rows("size"), rows("tid")
 
 
 def largest_unfreed(tr: TraceResult, n: int) -> list[Unfreed]:
     """The ``n`` largest blocks never freed (the oldest first among equal sizes)."""
-    return heapq.nsmallest(n, (u for p in tr.processes for u in p.unfreed), key=lambda u: (-u.size, u.time))
+    every, size, _, t = _unfreed(tr)
+    if size is None or t is None or n <= 0 or n >= len(every) // 4:
+        return heapq.nsmallest(n, every, key=lambda u: (-u.size, u.time))
+    # the n-th largest size, then every block at least that large, ranked as nsmallest would
+    bar = np.partition(size, len(size) - n)[len(size) - n]
+    (candidates,) = np.nonzero(size >= bar)
+    ranked = candidates[np.lexsort((t[candidates], -size[candidates]))][:n]
+    return [every[i] for i in ranked.tolist()]
 
 
 @dataclass(frozen=True)

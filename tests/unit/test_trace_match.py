@@ -205,6 +205,43 @@ def test_matcher_agrees_with_a_plain_model(ops: list[tuple[str, int, int, int]])
     assert {p.pid: p.unknown_frees for p in s.processes if p.unknown_frees} == unknown
 
 
+@settings(max_examples=200, deadline=None)
+@given(_OPS, st.sampled_from([0.0, 2.0, 5.0]), st.booleans())
+def test_unfreed_blocks_come_by_time_then_in_the_order_a_dict_keeps(
+    ops: list[tuple[str, int, int, int]], older_than: float, huge: bool
+) -> None:
+    """Times repeat (three events a second); a block allocated again at its address keeps its
+    place. ``huge``: one block's size is beyond 64 bits, so the blocks are not arrays."""
+    m = TraceMatcher()
+    model: dict[int, dict[int, tuple[int, float]]] = {}
+    end = 0.0  # the last event's time
+    for i, (kind, pid, slot, size) in enumerate(ops):
+        address, t = 0x1000 + slot * 16, float(i // 3)
+        if kind == "alloc":
+            end = t
+            m.alloc(t, pid, pid, "p", address, size)
+            model.setdefault(pid, {})[address] = (size, t)
+        elif address in model.get(pid, {}):  # (a free of no block may cancel a later allocation)
+            end = t
+            m.free(t, pid, pid, "p", address)
+            del model[pid][address]
+    if huge:
+        m.alloc(0.0, 1, 1, "p", 0x10, 1 << 70)
+        model.setdefault(1, {})[0x10] = (1 << 70, 0.0)
+    s = m.summary(older_than_s=older_than)
+    want = {
+        pid: [
+            (a, size, t)
+            for a, (size, t) in sorted(blocks.items(), key=lambda kv: kv[1][1])
+            if end - t >= older_than
+        ]
+        for pid, blocks in model.items()
+    }
+    got = {p.pid: [(u.address, u.size, u.time) for u in p.unfreed] for p in s.processes}
+    assert got == {pid: want[pid] for pid in got}
+    assert all(pid in got for pid, blocks in want.items() if blocks)
+
+
 def test_stats_count_lines_of_a_replay() -> None:
     stats = ParseStats()
     replay(["junk", "A 1 1 1 10 5 a"], stats)
