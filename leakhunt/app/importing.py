@@ -25,7 +25,6 @@ from leakhunt.inputfile import open_input, read_byte_blocks
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats, lines_of
 from leakhunt.parse.detect import DESCRIPTIONS, detect_kind
-from leakhunt.report import preload_templates
 
 _PID_NOTES = (
     re.compile(r"Attaching to pid (\d+), Ctrl\+C to quit\."),
@@ -162,7 +161,6 @@ def _trace(
     stats = ParseStats()
     matcher = TraceMatcher()
     _keep_freed_memory()
-    preload_templates("trace")  # (compiled beside the matching, for the reports written next)
     parser = feed_blocks(matcher, blocks, stats)
     summary = matcher.summary(older_than_s=older_than_s, end_time=parser.end_time)
     if summary.events == 0:

@@ -21,7 +21,7 @@ from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
 from leakhunt.parse.trace_block import parse_tuple_block
 
-PARSE_THREADS = 2  # blocks parsed at once beside the matching (2 cores: the matching waits less)
+AHEAD = 3  # blocks read ahead: the one being matched and the next ones, parsed or being parsed
 BLOCK_CHARS = 2 << 20  # bytes of text parsed and matched at a time by feed_blocks
 
 
@@ -41,21 +41,55 @@ def feed_blocks(
     """``feed_lines`` for UTF-8 text (``inputfile.read_byte_blocks``): pieces of whole lines, the
     last one perhaps without its newline.
 
-    Blocks are parsed (``parse_tuple_block``: pure, numpy, mostly without the GIL) in
-    ``PARSE_THREADS`` worker threads, ahead of the one being matched, so reading, parsing and
-    matching overlap on a machine with two cores or more; blocks are matched in order, one at a
-    time, as without the threads.
+    Blocks are parsed (``parse_tuple_block``: pure, numpy, mostly without the GIL) ahead of the one
+    being matched, by a worker thread and by this thread: when the block to match next is still
+    being parsed, this thread parses a later one that the worker has not started, instead of
+    waiting. Two threads, both busy, on two cores (a third thread, or waiting, cost more: the
+    threads hand the GIL to each other at every numpy call). Blocks are matched in order, one at
+    a time, as without the threads.
     """
     parser = TraceParser(stats)
-    with ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="leakhunt-parse") as pool:
-        waiting: deque[Future[tuple[bytes, TupleBlock]]] = deque()
-        for data in _whole_blocks(blocks):
-            waiting.append(pool.submit(_parsed, data))
-            if len(waiting) > PARSE_THREADS:
-                _feed_block(matcher, parser, *waiting.popleft().result())
-        while waiting:
-            _feed_block(matcher, parser, *waiting.popleft().result())
-    return parser
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leakhunt-parse")
+    try:
+        ahead: deque[_Ahead] = deque()
+        pieces = _whole_blocks(blocks)
+        more = True
+        while True:
+            while more and len(ahead) < AHEAD:
+                data = next(pieces, None)
+                if data is None:
+                    more = False
+                else:
+                    ahead.append(_Ahead(data, pool.submit(parse_tuple_block, data)))
+            if not ahead:
+                return parser
+            head = ahead.popleft()
+            if not head.parsed.done():
+                for later in reversed(ahead):  # the last one: the worker reaches it last
+                    if later.take():
+                        break
+            _feed_block(matcher, parser, head.data, head.block())
+    finally:  # (an error, or Ctrl-C: the blocks read ahead are not parsed)
+        pool.shutdown(cancel_futures=True)
+
+
+class _Ahead:
+    """A block read ahead, and its parse: the worker's (a future) or this thread's."""
+
+    def __init__(self, data: bytes, parsed: Future[TupleBlock]) -> None:
+        self.data = data
+        self.parsed = parsed
+        self._mine: TupleBlock | None = None
+
+    def take(self) -> bool:
+        """Parse it here if the worker has not started it; whether it was."""
+        if self._mine is not None or not self.parsed.cancel():
+            return False
+        self._mine = parse_tuple_block(self.data)
+        return True
+
+    def block(self) -> TupleBlock:
+        return self._mine if self._mine is not None else self.parsed.result()
 
 
 def _whole_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -74,10 +108,6 @@ def _whole_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
         data = b"".join(pending)
         if data:
             yield data if data.endswith(b"\n") else data + b"\n"
-
-
-def _parsed(data: bytes) -> tuple[bytes, TupleBlock]:
-    return data, parse_tuple_block(data)
 
 
 def feed_line(matcher: TraceMatcher, parser: TraceParser, line: str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -281,6 +283,33 @@ def test_many_plain_events_take_the_array_path() -> None:
     (proc,) = s.processes
     assert (proc.alloc_count, proc.free_count, proc.unfreed_count) == (2000, 1000, 1000)
     assert s == line_by_line(lines, None)[0]
+
+
+def test_blocks_parsed_by_either_thread_are_matched_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker thread is slow here: the matching thread parses later blocks itself while it
+    waits, and every block is still matched in order (the result is the line-by-line one)."""
+    lines = ["leakhunt: tid 100 pid 100"]
+    for i in range(3000):
+        head = f"(b'app', 100, 1, b'...11', {1000 + i / 1e3:.6f}, "
+        lines.append(head + f"b'alloc exited, size = {i % 50}, result = {0x1000 + (i % 700) * 16:x}')")
+        if i % 3:
+            lines.append(head + f"b'free entered, address = {0x1000 + ((i * 7) % 700) * 16:x}, size = 0')")
+    here: list[int] = []
+    original = tracefeed.parse_tuple_block
+
+    def slow_in_the_worker(data: bytes) -> object:
+        if threading.current_thread() is threading.main_thread():
+            here.append(len(data))
+        else:
+            time.sleep(0.05)
+        return original(data)
+
+    monkeypatch.setattr(tracefeed, "parse_tuple_block", slow_in_the_worker)
+    monkeypatch.setattr(tracefeed, "BLOCK_CHARS", 8192)
+    monkeypatch.setattr(trace_analysis, "_MIN_ARRAY_EVENTS", 2)
+    got = assert_same(lines)
+    assert here, "the matching thread parsed no block"
+    assert got.processes[0].alloc_count == 3000
 
 
 def test_blocks_beyond_64_bits_stay_exact_between_array_blocks() -> None:
