@@ -167,14 +167,14 @@ class _Outstanding:
         return False
 
     def _keep(self, keep: Bools) -> None:
-        self.addr, self.ints, self.t = self.addr[keep], self.ints[keep], self.t[keep]
+        self.addr, self.ints, self.t = self.addr[keep], _from_rows(_rows(self.ints)[keep]), self.t[keep]
 
     def _insert(self, addr: Words, ints: Ints, t: npt.NDArray[np.float64]) -> None:
         """New blocks (addresses not outstanding) into the sorted arrays."""
         order = np.argsort(addr, kind="stable")
         at = np.searchsorted(self.addr, addr[order])
         self.addr = np.insert(self.addr, at, addr[order])
-        self.ints = np.insert(self.ints, at, ints[order], axis=0)
+        self.ints = _from_rows(np.insert(_rows(self.ints), at, _rows(ints)[order]))
         self.t = np.insert(self.t, at, t[order])
 
     def where(self, keys: Words) -> tuple[Ints, Bools]:
@@ -206,7 +206,33 @@ class _Outstanding:
             keep[at[gone]] = False
             self._keep(keep)
         if fresh.any():
-            self._insert(addr[fresh], ints[fresh], t[fresh])
+            self._insert(addr[fresh], _from_rows(_rows(ints)[fresh]), t[fresh])
+
+
+_ROW = np.dtype((np.void, 24))  # a row of _Outstanding.ints (size, tid, seq) as one item
+
+
+def _rows(ints: Ints) -> npt.NDArray[np.void]:
+    """(n, 3) int64 -> n items of 24 bytes: row selections and insertions as one-dimensional
+    operations, several times faster than numpy's on rows."""
+    return np.ascontiguousarray(ints).view(_ROW).reshape(len(ints))
+
+
+def _from_rows(rows: npt.NDArray[np.void]) -> Ints:
+    return rows.view(np.int64).reshape(len(rows), 3)
+
+
+def _stable_order(keys: Words) -> Ints:
+    """``np.argsort(keys, kind="stable")``. When each key leaves room for its index in 64 bits
+    (user-space addresses do), one sort of key << bits | index: numpy's vectorised sort, several
+    times faster than its stable one."""
+    n = len(keys)
+    bits = max(n - 1, 1).bit_length()
+    if not n or int(keys.max()) >> (64 - bits):
+        return np.argsort(keys, kind="stable")
+    combined = (keys << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+    combined.sort()
+    return (combined & np.uint64((1 << bits) - 1)).astype(np.int64)
 
 
 def _distinct(values: Ints, tries: int = 8) -> list[int]:
@@ -430,7 +456,7 @@ class TraceMatcher:
         n = hi - lo
         # events grouped by address (in time order within a group): each group's first event
         # meets the block as it was before (outstanding or not), the others their predecessor
-        order = np.argsort(address, kind="stable")
+        order = _stable_order(address)
         by_addr, alloc_s, t_s = address[order], is_alloc[order], t[order]
         first = np.ones(n, np.bool_)
         first[1:] = by_addr[1:] != by_addr[:-1]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import leakhunt.analyze.trace as trace_analysis
 from leakhunt.analyze.trace import TraceMatcher, group_by_size, group_by_thread
 from leakhunt.app.tracefeed import replay
 from leakhunt.model import BackendInfo, RunInfo, Target, TraceEvent, TraceProcess, TraceResult, Unfreed
@@ -285,3 +287,16 @@ def test_captured_bpftrace_trace_replays_to_exactly_what_the_target_leaked() -> 
     assert {(u.address, u.size, u.tid) for u in proc.unfreed} == leaks
     assert (proc.unfreed_count, proc.unfreed_bytes) == (count, total) == (27, 46656)
     assert stats.unparsed == 0 and stats.notes == []  # its status lines are expected, not news
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 40), st.integers(0x55D0C0A00000, 0x55D0C0A00100), st.integers(0, 2**64 - 1)),
+        max_size=300,
+    )
+)
+def test_the_order_of_addresses_is_numpys_stable_one(values: list[int]) -> None:
+    """Repeated addresses keep their order (their events' order); huge ones take the plain path."""
+    keys = np.array(values, np.uint64)
+    assert trace_analysis._stable_order(keys).tolist() == np.argsort(keys, kind="stable").tolist()
