@@ -88,8 +88,12 @@ def _u64(buf: Bytes) -> Words:
 
 def _words(buf: Bytes, at: Ints, width: int) -> list[Words]:
     """The ``width`` bytes from each position ``at``, as 64-bit words (the first bytes first)."""
-    u64 = _u64(buf)
-    return [u64[at + 8 * k] for k in range(width // 8)]
+    if width == 8:
+        return [_u64(buf)[at]]
+    # one gather of width bytes per position (a numpy item of that size): faster than one a word
+    items = np.ndarray((len(buf) - width + 1,), np.dtype((np.void, width)), buffer=buf, strides=(1,))
+    rows = items[at].view(np.uint64).reshape(len(at), width // 8)
+    return [rows[:, k] for k in range(width // 8)]
 
 
 def _text_at(buf: Bytes, at: Ints, text: bytes) -> Bools:
