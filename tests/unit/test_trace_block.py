@@ -295,7 +295,7 @@ def test_blocks_parsed_by_either_thread_are_matched_in_order(monkeypatch: pytest
         if i % 3:
             lines.append(head + f"b'free entered, address = {0x1000 + ((i * 7) % 700) * 16:x}, size = 0')")
     here: list[int] = []
-    original = tracefeed.parse_tuple_block
+    original = parse_tuple_block
 
     def slow_in_the_worker(data: bytes) -> object:
         if threading.current_thread() is threading.main_thread():
