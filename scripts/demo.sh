@@ -10,6 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${DEMO_SECONDS:-30}
 backend=${DEMO_BACKEND:-auto}
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 3 ]; then
+  echo "scripts/demo.sh: DEMO_SECONDS must be a whole number of seconds, 3 or more (got '$seconds')" >&2
+  exit 2
+fi
+# at least 6 snapshots whatever DEMO_SECONDS is (one or two cannot show growth: status 4)
+interval=$(( seconds >= 30 ? 5 : (seconds >= 12 ? seconds / 6 : 1) ))
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/demo.sh: probing needs root: run it with sudo" >&2
   exit 2
@@ -20,7 +26,7 @@ bin=tests/targets/bin/demo_leaky
 if ! [ -x "$bin" ] || [ tests/targets/demo_leaky.c -nt "$bin" ]; then
   gcc -O1 -g -fno-omit-frame-pointer -o "$bin" tests/targets/demo_leaky.c
 fi
-echo "[demo] leakhunt run --backend $backend --duration $((seconds + 10)) --interval 5 -- $bin $seconds"
-.venv/bin/leakhunt run --backend "$backend" --duration "$((seconds + 10))" --interval 5 \
+echo "[demo] leakhunt run --backend $backend --duration $((seconds + 10)) --interval $interval -- $bin $seconds"
+.venv/bin/leakhunt run --backend "$backend" --duration "$((seconds + 10))" --interval "$interval" \
   --output-dir reports --format html,md,json -- "$bin" "$seconds"
 echo "[demo] open the newest reports/leakhunt-investigation-demo_leaky-*.html in a browser"
