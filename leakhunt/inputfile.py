@@ -166,9 +166,12 @@ def read_byte_blocks(
     carry = b""  # the start of a line the next read ends
     lines = 0
     seen = False
+    # one read at a time: a pipe gives what it holds (read() would wait for ``size`` bytes, so a
+    # slow writer's lines would wait, and a stop asked meanwhile too); a file gives ``size`` bytes
+    read = getattr(stream, "read1", stream.read)
     while True:
         try:
-            data = stream.read(size)
+            data = read(size)
         except OSError as err:
             raise ReportError(f"{name}: cannot read it ({err.strerror})") from None
         final = not data

@@ -11,11 +11,15 @@ from __future__ import annotations
 import ctypes
 import itertools
 import re
+import signal
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import TypeVar
 
 from leakhunt.analyze.trace import TraceMatcher
 from leakhunt.app.common import run_info
@@ -31,6 +35,8 @@ _PID_NOTES = (
     re.compile(r"leakhunt: (?:probing|tracing|attached) pid (\d+)"),
 )
 Document = Investigation | TraceResult
+T = TypeVar("T")
+_INTERRUPTED = "the import was interrupted: the reports cover the log's first {}"
 
 
 def import_file(
@@ -47,8 +53,11 @@ def import_file(
     for files holding nothing leakhunt understands.
     """
     echo: Callable[[str], object] = say or (lambda _: None)
+    stop = _StopRequest()
     with ExitStack() as stack:
-        blocks, started_at = _open(name, stack)
+        raw, started_at = _open(name, stack)
+        stack.enter_context(stop.listening())
+        blocks = stop.reading(raw)
         seen: list[bytes] = []  # what detection read, to be read again
         if kind == "auto":
             detection, _ = detect_kind(_decoded(blocks, seen))
@@ -61,11 +70,11 @@ def import_file(
             echo(f"{name}: detected {detection.describe()}")
         else:
             echo(f"{name}: read as {DESCRIPTIONS[kind]} (--kind {kind})")
-        blocks = itertools.chain(seen, blocks)
+        rest = itertools.chain(seen, blocks)
         try:
             if kind in ("memleak-trace", "bpftrace-trace"):
-                return _trace(name, blocks, kind, started_at, older_than_ms / 1000)
-            return _stacks(name, _decoded(blocks), kind, started_at, min_growth)
+                return _trace(name, rest, kind, started_at, older_than_ms / 1000, stop=stop)
+            return _stacks(name, _decoded(rest), kind, started_at, min_growth, stop=stop)
         except UnicodeDecodeError as err:  # only with a strict decoder; ours replaces
             raise ReportError(f"{name}: not text ({err})") from err
         except OSError as err:
@@ -107,7 +116,9 @@ def _backend(kind: str, name: str) -> BackendInfo:
     )
 
 
-def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int) -> Investigation:
+def _stacks(
+    name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int, *, stop: _StopRequest
+) -> Investigation:
     # (loaded here: a trace log needs none of them)
     from leakhunt.analyze.stacks import SnapshotWindow  # noqa: PLC0415
     from leakhunt.parse.bpftrace import parse_bpftrace  # noqa: PLC0415
@@ -129,6 +140,8 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
         )
     findings = window.findings(min_growth_bytes=min_growth)
     pid = _pid_from_notes(stats.notes)
+    if stop.asked:  # (first: a partial result says so before anything else)
+        stats.notes.insert(0, _INTERRUPTED.format(f"{window.taken} snapshot(s)"))
     notes = [f"imported from {name}: {stats.lines} lines, {window.taken} snapshots"]
     if window.stride > 1:
         notes.append(
@@ -146,7 +159,13 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
         target=Target(pid=pid or 0, comm=_comm(name), cmdline=()),
         backend=_backend(kind, name),
         # a periodic log does not say where it was captured
-        run=run_info(started_at, snapshots[-1].t - snapshots[0].t, "imported", host="", kernel=""),
+        run=run_info(
+            started_at,
+            snapshots[-1].t - snapshots[0].t,
+            "interrupted" if stop.asked else "imported",
+            host="",
+            kernel="",
+        ),
         interval_s=_interval(snapshots),
         snapshots=snapshots,
         findings=findings,
@@ -156,7 +175,13 @@ def _stacks(name: str, lines: Iterable[str], kind: str, started_at: str, min_gro
 
 
 def _trace(
-    name: str, blocks: Iterable[bytes], kind: str, started_at: str, older_than_s: float
+    name: str,
+    blocks: Iterable[bytes],
+    kind: str,
+    started_at: str,
+    older_than_s: float,
+    *,
+    stop: _StopRequest,
 ) -> TraceResult:
     stats = ParseStats()
     matcher = TraceMatcher()
@@ -169,6 +194,9 @@ def _trace(
             f"({stats.lines} lines read, {stats.unparsed} not understood)",
             hint="memleak -t prints 'alloc exited, size = ..., result = ...' tuples",
         )
+    if stop.asked:  # (first: a partial result says so before anything else)
+        stats.notes.insert(0, _INTERRUPTED.format(f"{stats.lines:,} lines"))
+    notes = [f"imported from {name}: {stats.lines} lines, {summary.events} events"]
     pid = parser.target_pid
     if pid is None:
         pid = _pid_from_notes(stats.notes)
@@ -185,16 +213,72 @@ def _trace(
         run=run_info(
             parser.started_at or started_at,
             summary.end_time - start,
-            "imported",
+            "interrupted" if stop.asked else "imported",
             host=parser.host if parser.host not in (None, "-") else "",
             kernel=parser.kernel if parser.kernel not in (None, "-") else "",
         ),
-        notes=[f"imported from {name}: {stats.lines} lines, {summary.events} events"],
+        notes=notes,
         # a memleak log saved by `leakhunt trace` names its target: other processes' lines are
         # left out as the live run did; a pasted log, or bpftrace's (filtered in the kernel, with
         # the target's children), keeps every process
         only_pid=parser.target_pid if kind == "memleak-trace" else None,
     )
+
+
+class _Stopped(BaseException):
+    """Ctrl-C or SIGTERM while the log was being read: its end, for the reader (a BaseException,
+    as KeyboardInterrupt is: no ``except Exception`` on the way takes it)."""
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM during an import: the reading stops, and what was read is
+    matched and reported (status 130; a few blocks, a tenth of a second). The log ends where the
+    reading was: in a read (a pipe's writer may never write again), or before the next one. A
+    second one stops at once, as Ctrl-C does elsewhere (KeyboardInterrupt, nothing written)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._in_read = False
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """The handler in place for the block (main thread only: elsewhere Python has none)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {}
+        for sig in self.SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # (a background job's, kept)
+                before[sig] = signal.signal(sig, self._handle)
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def reading(self, pieces: Iterable[T]) -> Iterator[T]:
+        """``pieces``, ending where a stop came while the next one was being read."""
+        it = iter(pieces)
+        while True:
+            try:
+                self._in_read = True
+                if self.asked:
+                    return
+                piece = next(it)
+            except (StopIteration, _Stopped):
+                return
+            finally:
+                self._in_read = False
+            yield piece
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.asked:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.asked = True
+        if self._in_read:  # (a pipe may hold the reader for as long as its writer likes)
+            raise _Stopped
 
 
 def _keep_freed_memory() -> None:

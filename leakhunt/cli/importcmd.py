@@ -82,10 +82,13 @@ def import_(
       sudo memleak-bpfcc -p 1234 -a 5 | tee mem.log; leakhunt import mem.log
       leakhunt import --kind memleak-trace - < trace.txt
 
+    Ctrl-C (or SIGTERM) stops the reading: the reports cover what was read, and no further file
+    is read; a second Ctrl-C stops at once.
+
     Exit status: 0 when the reports were written, 2 when a file cannot be read or holds nothing
     leakhunt understands, 4 when a log holds one snapshot only or its snapshots hold no allocation
     at all, or no leak but a stack that grew without a verdict (seen in two snapshots only;
-    reports written: they prove nothing).
+    reports written: they prove nothing), 130 when interrupted.
     """
     out = SafeConsole(highlight=False, soft_wrap=True)
     if files.count("-") > 1:
@@ -99,6 +102,9 @@ def import_(
             _investigation_summary(out, doc)
         write_and_announce(doc, output_dir, formats, redact=not no_redact, echo=out.print)
         status = max(status, exit_status(doc))
+        if doc.run.stop_reason == "interrupted":
+            out.print(f"interrupted: the reports cover what was read of {name}", markup=False)
+            break
     return status
 
 
