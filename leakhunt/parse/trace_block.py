@@ -47,6 +47,7 @@ _NL, _Q, _C = ord("\n"), ord("'"), ord(",")
 _EVENT_KINDS = np.frombuffer(bytes([0, 0, 0, _Q, _C, _C, _C, _Q, _Q, _C, _C, _Q, _C, _C, _Q, _NL]), np.uint64)
 _EVENT_MASK = np.frombuffer(bytes([0, 0, 0]) + b"\xff" * 13, np.uint64)
 _ENTERED_KINDS = int.from_bytes(bytes([_Q, _C, _Q, _NL]), "little")
+_OPEN = b", b'"  # before a bytes field
 _ENTERED = b"alloc entered, size = "
 _EXITED = b"alloc exited, size = "
 _FREE = b"free entered, address = "
@@ -94,11 +95,6 @@ def _words(buf: Bytes, at: Ints, width: int) -> list[Words]:
     items = np.ndarray((len(buf) - width + 1,), np.dtype((np.void, width)), buffer=buf, strides=(1,))
     rows = items[at].view(np.uint64).reshape(len(at), width // 8)
     return [rows[:, k] for k in range(width // 8)]
-
-
-def _text_at(buf: Bytes, at: Ints, text: bytes) -> Bools:
-    """Whether ``text`` is written at each position ``at``."""
-    return _matches(_words(buf, at, 8 * -(-len(text) // 8)), text)
 
 
 def _matches(rows: list[Words], text: bytes) -> Bools:
@@ -270,16 +266,17 @@ def parse_tuple_block(data: bytes) -> TupleBlock:
     # before the flags and the message (the separators between follow: q1 == c2 - 1, q2 == c4 + 3,
     # c7 == q3 + 1, q4 == c8 + 3); the message's and the middle's texts hold c10's and c11's space
     ok: Bools = q5 == nl - 2
-    for at, text in ((q1, b"', "), (q3, b"', "), (c3, b", "), (c4, b", b'"), (c8, b", b'")):
+    for at, text in ((q1, b"', "), (q3, b"', "), (c3, b", "), (c4, b", b'")):
         ok &= _matches(_words(buf, at, 8), text)
     tid, tid_ok = _decimal(buf, c2 + 2, c3, _TID_WIDTH)
     ok &= tid_ok & (tid > 0)
     t, t_ok = _timestamp(buf, c7 + 2, c8)
     ok &= t_ok
     msg = q4 + 1
-    message, middle = _words(buf, msg, 24), _words(buf, c11, 16)
-    exited = ok & _matches(message, _EXITED) & _matches(middle, _RESULT)
-    freed = ok & _matches(message, _FREE) & _matches(middle, _FREE_SIZE)
+    # ", b'" at c8 and the message after it, in one read
+    message, middle = _words(buf, c8, 32), _words(buf, c11, 16)
+    exited = ok & _matches(message, _OPEN + _EXITED) & _matches(middle, _RESULT)
+    freed = ok & _matches(message, _OPEN + _FREE) & _matches(middle, _FREE_SIZE)
     # alloc exited: size (decimal) then result (hex); free entered: address (hex) then size
     size, size_ok = _decimal(
         buf, np.where(exited, msg + len(_EXITED), c11 + len(_FREE_SIZE)), np.where(exited, c11, q5)
@@ -305,9 +302,9 @@ def parse_tuple_block(data: bytes) -> TupleBlock:
 
 
 def _entered(buf: Bytes, sep: Ints, newline: Ints) -> Bools:
-    """Which of these lines are ``alloc entered`` tuples (that TraceParser skips): the last
-    ``, b'`` opens the message (a quote then a comma follow it, and the closing quote)."""
-    q5, comma, q4 = sep[newline - 1], sep[newline - 2], sep[newline - 3]
-    ok: Bools = (q5 == sep[newline] - 2) & (buf[q5] == _Q) & (buf[comma] == _C) & (buf[q4] == _Q)
-    ok &= (buf[q4 - 3] == _C) & (buf[q4 - 2] == ord(" ")) & (buf[q4 - 1] == ord("b"))
-    return ok & _text_at(buf, q4 + 1, _ENTERED)
+    """Which of these lines (their last separators: quote, comma, quote, newline) are ``alloc
+    entered`` tuples (that TraceParser skips): ``, b'`` opens the message, the closing quote ends
+    the line."""
+    q4, q5 = sep[newline - 3], sep[newline - 1]
+    ok: Bools = q5 == sep[newline] - 2
+    return ok & _matches(_words(buf, q4 - 3, 32), _OPEN + _ENTERED)
