@@ -5,6 +5,7 @@ The options and the terminal summary; reading a log into a result is ``app.impor
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import click
@@ -91,6 +92,9 @@ def import_(
     reports written: they prove nothing), 130 when interrupted.
     """
     out = SafeConsole(highlight=False, soft_wrap=True)
+    # the modules loaded so far live as long as the process: out of the cyclic collector's sight,
+    # its one full collection during an import (tens of thousands of blocks made) takes 0.03 s less
+    gc.freeze()
     if files.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
     status = EXIT_OK

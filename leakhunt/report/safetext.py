@@ -32,4 +32,6 @@ def neutralize(text: str) -> str:
 def escape_json_text(text: str) -> str:
     """JSON text (``json.dumps(..., ensure_ascii=False)``) with DEL, C1 and bidi characters written
     as ``\\uNNNN`` escapes: the same JSON value, harmless when the file is shown on a terminal."""
+    if text.isascii() and "\x7f" not in text:  # (the usual case, checked at C speed: 2 MB in 0.1 ms)
+        return text
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

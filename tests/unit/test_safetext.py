@@ -17,7 +17,7 @@ from leakhunt.analyze.diff import diff_investigations
 from leakhunt.cli.common import SafeConsole
 from leakhunt.model import Investigation, TraceResult
 from leakhunt.report import jsonio, render, render_bytes
-from leakhunt.report.safetext import neutralize
+from leakhunt.report.safetext import escape_json_text, neutralize
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GOOD = FIXTURES / "reports" / "investigation-bpftrace.json"
@@ -54,6 +54,13 @@ def hostile(path: Path) -> Investigation | TraceResult:
 def test_neutralize_shows_what_it_replaced() -> None:
     assert neutralize("a\x1b[31mb\tc\nd\x9b\u202e") == "a\\x1b[31mb\tc\nd\\x9b\\u202e"
     assert neutralize("plain ünïcode 漢字") == "plain ünïcode 漢字"
+
+
+def test_json_text_escapes_del_c1_and_bidi_and_leaves_the_rest() -> None:
+    assert escape_json_text('{"a": "x\x7fy"}') == '{"a": "x\\u007fy"}'  # (ASCII, DEL in it)
+    assert escape_json_text('"\x9b\u202e\u00e9"') == '"\\u009b\\u202e\u00e9"'
+    plain = '{"a": "plain ASCII, \\u001b already escaped by json"}'
+    assert escape_json_text(plain) is plain
 
 
 @pytest.mark.parametrize("fmt", ["md", "folded", "json"])
