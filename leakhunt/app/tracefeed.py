@@ -44,9 +44,10 @@ def feed_blocks(
     Blocks are parsed (``parse_tuple_block``: pure, numpy, mostly without the GIL) ahead of the one
     being matched, by a worker thread and by this thread: when the block to match next is still
     being parsed, this thread parses a later one that the worker has not started, instead of
-    waiting. Two threads, both busy, on two cores (a third thread, or waiting, cost more: the
-    threads hand the GIL to each other at every numpy call). Blocks are matched in order, one at
-    a time, as without the threads.
+    waiting. Two threads, both busy, on two cores: two parse threads beside this one took 2.7
+    CPU-s for 1.8 CPU-s of work on the bench log (the threads hand the GIL to each other at every
+    numpy call, and both cores' numpy work competes for the caches; forked parse processes did
+    no better). Blocks are matched in order, one at a time, as without the threads.
     """
     parser = TraceParser(stats)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leakhunt-parse")
