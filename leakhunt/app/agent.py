@@ -30,6 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from leakhunt.analyze.trend import SUSPECT_VERDICTS, judge_all
 from leakhunt.errors import EXIT_OK, EXIT_SAW_NOTHING, UsageError
+from leakhunt.interrupt import sigterm_as_interrupt
 from leakhunt.model import ProcessKey, ProcessTrend
 from leakhunt.probe import runner
 from leakhunt.report.metrics import AgentCollector, AgentState
@@ -187,7 +188,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None]) -> int:
     judged = 0
     try:
         with (
-            runner.sigterm_as_interrupt(),
+            sigterm_as_interrupt(),
             Sweeper(
                 accept=config.accept, exclude={os.getpid()}, capacity=config.capacity, window=config.window
             ) as sweeper,

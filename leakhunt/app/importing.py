@@ -11,14 +11,11 @@ from __future__ import annotations
 import ctypes
 import itertools
 import re
-import signal
 import stat
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 from leakhunt.analyze.trace import TraceMatcher
@@ -26,6 +23,7 @@ from leakhunt.app.common import run_info
 from leakhunt.app.tracefeed import BLOCK_CHARS, build_result, feed_blocks
 from leakhunt.errors import ReportError
 from leakhunt.inputfile import open_input, read_byte_blocks
+from leakhunt.interrupt import Interruption, sigterm_as_interrupt
 from leakhunt.model import BackendInfo, BackendName, Investigation, Snapshot, Target, TraceResult
 from leakhunt.parse import ParseStats, lines_of
 from leakhunt.parse.detect import DESCRIPTIONS, detect_kind
@@ -53,11 +51,11 @@ def import_file(
     for files holding nothing leakhunt understands.
     """
     echo: Callable[[str], object] = say or (lambda _: None)
-    stop = _StopRequest()
+    reading = _Reading()
     with ExitStack() as stack:
         raw, started_at = _open(name, stack)
-        stack.enter_context(stop.listening())
-        blocks = stop.reading(raw)
+        stop = stack.enter_context(sigterm_as_interrupt(raise_when=lambda: reading.now))
+        blocks = reading.pieces(raw, stop)
         seen: list[bytes] = []  # what detection read, to be read again
         if kind == "auto":
             detection, _ = detect_kind(_decoded(blocks, seen))
@@ -117,7 +115,7 @@ def _backend(kind: str, name: str) -> BackendInfo:
 
 
 def _stacks(
-    name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int, *, stop: _StopRequest
+    name: str, lines: Iterable[str], kind: str, started_at: str, min_growth: int, *, stop: Interruption
 ) -> Investigation:
     # (loaded here: a trace log needs none of them)
     from leakhunt.analyze.stacks import SnapshotWindow  # noqa: PLC0415
@@ -181,7 +179,7 @@ def _trace(
     started_at: str,
     older_than_s: float,
     *,
-    stop: _StopRequest,
+    stop: Interruption,
 ) -> TraceResult:
     stats = ParseStats()
     matcher = TraceMatcher()
@@ -225,60 +223,29 @@ def _trace(
     )
 
 
-class _Stopped(BaseException):
-    """Ctrl-C or SIGTERM while the log was being read: its end, for the reader (a BaseException,
-    as KeyboardInterrupt is: no ``except Exception`` on the way takes it)."""
-
-
-class _StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM during an import: the reading stops, and what was read is
-    matched and reported (status 130; a few blocks, a tenth of a second). The log ends where the
-    reading was: in a read (a pipe's writer may never write again), or before the next one. A
-    second one stops at once, as Ctrl-C does elsewhere (KeyboardInterrupt, nothing written)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+class _Reading:
+    """The log's pieces, ending where a stop (Ctrl-C, SIGTERM) came: during a read the signal
+    ends the log there (``interrupt.sigterm_as_interrupt`` raises only then: a pipe's writer may
+    never write again); while a block or snapshot is matched, it finishes and no piece is read
+    after it. What was read is matched and reported (status 130; a few blocks, a tenth of a
+    second)."""
 
     def __init__(self) -> None:
-        self.asked = False
-        self._in_read = False
+        self.now = False  # in a read: a stop may interrupt it
 
-    @contextmanager
-    def listening(self) -> Iterator[None]:
-        """The handler in place for the block (main thread only: elsewhere Python has none)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        before = {}
-        for sig in self.SIGNALS:
-            if signal.getsignal(sig) is not signal.SIG_IGN:  # (a background job's, kept)
-                before[sig] = signal.signal(sig, self._handle)
-        try:
-            yield
-        finally:
-            for sig, handler in before.items():
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-    def reading(self, pieces: Iterable[T]) -> Iterator[T]:
-        """``pieces``, ending where a stop came while the next one was being read."""
+    def pieces(self, pieces: Iterable[T], stop: Interruption) -> Iterator[T]:
         it = iter(pieces)
         while True:
             try:
-                self._in_read = True
-                if self.asked:
+                self.now = True
+                if stop.asked:
                     return
                 piece = next(it)
-            except (StopIteration, _Stopped):
+            except (StopIteration, KeyboardInterrupt):  # (KeyboardInterrupt: only in a read)
                 return
             finally:
-                self._in_read = False
+                self.now = False
             yield piece
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.asked:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-        self.asked = True
-        if self._in_read:  # (a pipe may hold the reader for as long as its writer likes)
-            raise _Stopped
 
 
 def _keep_freed_memory() -> None:

@@ -24,12 +24,13 @@ from leakhunt.analyze.coverage import missed_allocations
 from leakhunt.analyze.stacks import SnapshotWindow
 from leakhunt.app.common import run_info
 from leakhunt.errors import LeakhuntError, UsageError
+from leakhunt.interrupt import sigterm_as_interrupt
 from leakhunt.model import AllocatorInfo, Finding, Investigation, MemSample, Snapshot
 from leakhunt.parse import LineParser, ParseStats
 from leakhunt.parse.bpftrace import parse_gauge
 from leakhunt.parse.memleak import STOPPED_WHILE_PRINTING
 from leakhunt.parse.native import NativeParser
-from leakhunt.probe import allocator, runner, tools
+from leakhunt.probe import allocator, tools
 from leakhunt.probe import bpftrace as bpftrace_backend
 from leakhunt.probe import kernel as kernel_backend
 from leakhunt.probe import native as native_backend
@@ -105,7 +106,7 @@ def run_investigation(
         if deliver is not None:
             deliver(made[0])
 
-    with runner.sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         run = run_live(
             chosen,
             job,

@@ -22,10 +22,10 @@ from leakhunt.analyze.trend import judge_all, judge_kernel, suspects
 from leakhunt.app.common import run_info
 from leakhunt.app.investigate import Progress, run_investigation
 from leakhunt.errors import LeakhuntError, ProbeFailed
+from leakhunt.interrupt import sigterm_as_interrupt
 from leakhunt.model import Finding, Investigation, ProcessTrend, ScanResult
 from leakhunt.probe.backend import Backend, ProbeOptions
 from leakhunt.probe.choose import choose_backend, other_backend
-from leakhunt.probe.runner import sigterm_as_interrupt
 from leakhunt.sample import Candidate, KernelSampler, Sweeper, SweepStats, describe
 from leakhunt.units import mb_per_hour
 

@@ -26,11 +26,12 @@ from leakhunt.analyze.trace import SORT_WINDOW_S, TraceMatcher
 from leakhunt.app.common import run_info
 from leakhunt.app.tracefeed import build_result
 from leakhunt.errors import UsageError
+from leakhunt.interrupt import sigterm_as_interrupt
 from leakhunt.model import AllocatorInfo, TraceResult
 from leakhunt.outputfile import OutputFile
 from leakhunt.parse import ParseStats
 from leakhunt.parse.trace import TraceParser
-from leakhunt.probe import allocator, runner, tools
+from leakhunt.probe import allocator, tools
 from leakhunt.probe.backend import Backend, ProbeCommand
 from leakhunt.probe.choose import choose_backend, other_backend
 from leakhunt.probe.live import LivePolicy, LiveRun, run_live
@@ -85,7 +86,7 @@ def run_trace(
         say=job.say,
     )
     try:
-        with runner.sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             run = run_live(
                 chosen, job, pid=pid, command=tuple(command) if command is not None else None, policy=policy
             )

@@ -84,7 +84,7 @@ def import_(
       leakhunt import --kind memleak-trace - < trace.txt
 
     Ctrl-C (or SIGTERM) stops the reading: the reports cover what was read, and no further file
-    is read; a second Ctrl-C stops at once.
+    is read; a second Ctrl-C is ignored while they are written.
 
     Exit status: 0 when the reports were written, 2 when a file cannot be read or holds nothing
     leakhunt understands, 4 when a log holds one snapshot only or its snapshots hold no allocation

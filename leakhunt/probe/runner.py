@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import IO
 
 from leakhunt import procfs
@@ -343,42 +342,6 @@ class GatedCommand:
 
 # open and openat: where the gate shell blocks until released (/proc/PID/syscall's first field)
 _OPEN_SYSCALLS: dict[str, tuple[int, ...]] = {"x86_64": (2, 257), "aarch64": (56,)}
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C does,
-    so the caller's normal stop path (stop probes, keep the data, write the report) runs.
-
-    Only the first signal interrupts: a second Ctrl-C (impatient users press it twice) must not
-    throw away what the first one is saving. Once interrupted, further SIGINT/SIGTERM/SIGHUP are
-    ignored with a note, also after the block (the caller writes the report and exits).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    state = {"interrupted": False, "repeated": False}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if state["interrupted"]:
-            if not state["repeated"]:
-                state["repeated"] = True
-                with contextlib.suppress(OSError):
-                    os.write(
-                        2, b"leakhunt: already stopping: the report of what was gathered is being written\n"
-                    )
-            return
-        state["interrupted"] = True
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        if not state["interrupted"]:
-            for sig, previous in old.items():
-                signal.signal(sig, previous)
 
 
 def run_capture(

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from leakhunt.app.importing import _StopRequest
+from leakhunt.app.importing import _Reading
+from leakhunt.interrupt import Interruption, sigterm_as_interrupt
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -111,9 +112,9 @@ def test_a_stack_log_import_stopped_reports_its_snapshots(tmp_path: Path) -> Non
 
 
 def test_a_stop_asked_between_reads_ends_the_log_before_the_next_read() -> None:
-    """The other half of the handler: a stop that comes while a block is matched (not in a read)
-    lets nothing more be read; the pieces already handed on stay handed on."""
-    stop = _StopRequest()
+    """The other half: a stop that comes while a block is matched (not in a read) lets nothing
+    more be read; the pieces already handed on stay handed on."""
+    stop = Interruption()
     pulled: list[int] = []
 
     def source() -> Iterator[int]:
@@ -122,9 +123,24 @@ def test_a_stop_asked_between_reads_ends_the_log_before_the_next_read() -> None:
             yield i
 
     got = []
-    for piece in stop.reading(source()):
+    for piece in _Reading().pieces(source(), stop):
         got.append(piece)
         if piece == 2:
-            stop.asked = True  # what the handler does outside a read
+            stop.asked = True  # what the handler records outside a read
     assert got == [0, 1, 2]
     assert pulled == [0, 1, 2]
+
+
+def test_a_stop_raises_only_where_the_caller_says_and_a_second_one_is_ignored() -> None:
+    """sigterm_as_interrupt(raise_when=...): the first signal is recorded, and raises only when
+    raise_when() is true; a second one neither raises nor stops anything."""
+    now = False
+    with sigterm_as_interrupt(raise_when=lambda: now) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)  # (delivered to this thread before kill returns)
+        assert stop.asked
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: already stopping
+        assert stop.repeated
+    with sigterm_as_interrupt(raise_when=lambda: True) as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGHUP)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (interrupted: left ignoring)
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
