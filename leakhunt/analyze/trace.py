@@ -27,6 +27,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -665,13 +666,13 @@ def unfreed_columns(unfreed: Sequence[Unfreed]) -> UnfreedColumns:
     summed in Python)."""
     n = len(unfreed)
     try:
-        size = np.fromiter((u.size for u in unfreed), np.int64, n)
-        tid = np.fromiter((u.tid for u in unfreed), np.int64, n)
+        size = np.fromiter(map(attrgetter("size"), unfreed), np.int64, n)
+        tid = np.fromiter(map(attrgetter("tid"), unfreed), np.int64, n)
     except OverflowError:
         return unfreed, None, None, None
     if n and (int(size.min()) < 0 or int(size.max()) >= (1 << 63) // n):
         return unfreed, None, None, None
-    return unfreed, size, tid, np.fromiter((u.time for u in unfreed), np.float64, n)
+    return unfreed, size, tid, np.fromiter(map(attrgetter("time"), unfreed), np.float64, n)
 
 
 def group_columns(

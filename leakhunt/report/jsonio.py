@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, TypeVar, cast, get_args
 
@@ -458,12 +459,19 @@ def _with_unfreed(process: str, unfreed: Sequence[Unfreed]) -> str:
     the encoder writes for them, formatted directly (tens of thousands of blocks after an import:
     a dict and an encoder call per block took twice as long)."""
     assert process.endswith(_NO_BLOCKS)
-    blocks = ", ".join(
-        f'{{"address": "{u.address:#x}", "size": {u.size}, "tid": {u.tid}, '
-        f'"time": {repr(u.time) if math.isfinite(u.time) else "null"}}}'
-        for u in unfreed
-    )
+    blocks = ", ".join(map(_BLOCK.__mod__, map(_BLOCK_FIELDS, unfreed)))
+    if "inf" in blocks or "nan" in blocks:  # (no key, hex address or finite number holds either)
+        blocks = ", ".join(
+            f'{{"address": "{u.address:#x}", "size": {u.size}, "tid": {u.tid}, '
+            f'"time": {repr(u.time) if math.isfinite(u.time) else "null"}}}'
+            for u in unfreed
+        )
     return f'{process[: -len(_NO_BLOCKS)]}"unfreed": [{blocks}]}}'
+
+
+# one unfreed block as the encoder writes its dict (a time not finite: null)
+_BLOCK = '{"address": "%#x", "size": %d, "tid": %d, "time": %r}'
+_BLOCK_FIELDS = attrgetter("address", "size", "tid", "time")
 
 
 def dump(doc: Document, stream: IO[str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from leakhunt.errors import ReportError
-from leakhunt.model import SCHEMA_VERSION, Investigation, RunInfo, ScanResult
+from leakhunt.model import SCHEMA_VERSION, Investigation, RunInfo, ScanResult, TraceResult, Unfreed
 from leakhunt.report import jsonio
 from tests.report_strategies import documents
 
@@ -220,3 +220,22 @@ def test_a_scan_written_before_stop_reason_reads_as_a_full_window() -> None:
     assert isinstance(back, ScanResult)
     assert back.run.stop_reason == "duration" and back.planned_duration_s is None
     assert back == _scan()
+
+
+def test_unfreed_blocks_are_written_as_the_encoder_writes_them() -> None:
+    """A trace's unfreed blocks are formatted directly (not through the encoder): the same JSON,
+    including times that are not finite (null) and values beyond 64 bits."""
+    tr = jsonio.load(FIXTURES.parent / "exports" / "trace-bcc-0.26.json")
+    assert isinstance(tr, TraceResult)
+    finite = (Unfreed(0x55D0C0A00040, 128, 4243, 1000.000003), Unfreed(1 << 70, 1 << 65, 7, 0.1 + 0.2))
+    odd = [(*finite, Unfreed(0x10 * k, k, k, t)) for k, t in enumerate((math.inf, -math.inf, math.nan), 1)]
+    for unfreed in (finite, *odd, ()):
+        proc = dataclasses.replace(tr.processes[0], unfreed=unfreed)
+        doc = dataclasses.replace(tr, processes=(proc, *tr.processes[1:]))
+        text = jsonio.dumps(doc)
+        assert json.loads(text) == json.loads(json.dumps(jsonio.to_dict(doc)))
+        written = json.loads(text)["processes"][0]["unfreed"]
+        assert [b["time"] for b in written] == [u.time if math.isfinite(u.time) else None for u in unfreed]
+        if unfreed:
+            assert written[0]["address"] == "0x55d0c0a00040"
+            assert written[1] == {"address": hex(1 << 70), "size": 1 << 65, "tid": 7, "time": 0.1 + 0.2}
