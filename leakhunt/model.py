@@ -147,8 +147,21 @@ class Frame:
     def is_unknown(self) -> bool:
         return self.symbol == "[unknown]" or _HEX_RE.fullmatch(self.symbol) is not None
 
+    @property
+    def is_runtime(self) -> bool:
+        """Code of the C or C++ runtime, not the program's own: a frame in libc, libstdc++, libgcc
+        or the dynamic loader, or compiled from a system header (std::vector's members instantiated
+        in the program, inlined or not: ``vector.tcc``, ``stl_vector.h``)."""
+        if self.module and _RUNTIME_MODULE.match(self.module.rsplit("/", 1)[-1]):
+            return True
+        return bool(self.file and self.file.startswith(_SYSTEM_DIRS))
+
 
 _HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{6,}")
+_RUNTIME_MODULE = re.compile(
+    r"(libc|libstdc\+\+|libc\+\+|libc\+\+abi|libgcc_s|libm|ld-linux[-\w]*|libpthread)[.-]"
+)
+_SYSTEM_DIRS = ("/usr/include/", "/usr/lib/gcc/", "/usr/local/include/")
 
 
 @lru_cache(maxsize=1 << 16)

@@ -84,15 +84,38 @@ def human_duration(seconds: float) -> str:
 
 
 def top_frame(f: Finding) -> str:
-    """The most telling frame of a stack: the innermost one not in an allocator or libc, nor an
-    inlined system header (std::make_unique), as ``parse_request (server.c:42)`` when its line is known."""
-    for fr in f.stack.frames:
-        if fr.is_unknown or _is_allocator(fr.symbol, fr.module):
-            continue
-        if fr.inlined and fr.file and fr.file.startswith(("/usr/include/", "/usr/lib/gcc/")):
-            continue
-        return f"{fr.symbol} ({fr.location})" if fr.location else fr.symbol
-    return f.stack.top
+    """The most telling frame of a stack, as ``parse_request (server.c:42)`` when its line is known:
+    the innermost frame of the program's own code, past the allocator, the C and C++ runtimes and
+    the standard library's code (``std::vector<char>::_M_default_append`` from vector.tcc, though
+    compiled into the program); else the innermost one past the allocator and inlined system
+    headers."""
+    frames = [fr for fr in f.stack.frames if not fr.is_unknown and not _is_allocator(fr.symbol, fr.module)]
+    fr = next((fr for fr in frames if not fr.is_runtime and not _in_std(fr.symbol)), None)
+    if fr is None:
+        fr = next((fr for fr in frames if not (fr.inlined and fr.is_runtime)), None)
+    if fr is None:
+        return f.stack.top
+    return f"{fr.symbol} ({fr.location})" if fr.location else fr.symbol
+
+
+def _in_std(symbol: str) -> bool:
+    """Whether a demangled C++ name is a function of the standard library's namespaces
+    (``void std::vector<int>::_M_realloc_insert<int>(...)``: the name, not its return type)."""
+    depth = 0
+    start = 0
+    for i, ch in enumerate(symbol):
+        if ch in "<(":
+            if ch == "(" and depth == 0:
+                break
+            depth += 1
+        elif ch in ">)":
+            depth = max(depth - 1, 0)
+        elif ch == " " and depth == 0:
+            start = i + 1
+    return symbol.startswith(_STD_NAMESPACES, start)
+
+
+_STD_NAMESPACES = ("std::", "__gnu_cxx::", "__cxxabiv1::")
 
 
 _ALLOC_SYMBOLS = frozenset(ALLOCATOR_FUNCTIONS) | frozenset(

@@ -8,7 +8,6 @@ name /etc/shadow as its source and have its lines copied into a report meant for
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from leakhunt.model import Frame, SourceSnippet, Stack
@@ -43,22 +42,14 @@ SOURCE_SUFFIXES = frozenset(
         ".d",
     ]
 )
-# frames that are not the program's own code: the C and C++ runtimes, and inlined system headers
-_RUNTIME_MODULE = re.compile(r"(libc|libstdc\+\+|libgcc_s|libm|ld-linux[-\w]*|libpthread)[.-]")
-_SYSTEM_DIRS = ("/usr/include/", "/usr/lib/gcc/", "/usr/local/include/")
 
 
 def allocating_frame(stack: Stack) -> Frame | None:
-    """The innermost frame with a source line in the program's own code (not libc, libstdc++ or an
-    inlined system header such as std::make_unique)."""
+    """The innermost frame with a source line in the program's own code (not libc, libstdc++ or
+    code from a system header such as std::make_unique: ``Frame.is_runtime``)."""
     for fr in stack.frames:
-        if not fr.file or not fr.line:
-            continue
-        if fr.module and _RUNTIME_MODULE.match(fr.module):
-            continue
-        if fr.file.startswith(_SYSTEM_DIRS):
-            continue
-        return fr
+        if fr.file and fr.line and not fr.is_runtime:
+            return fr
     return None
 
 

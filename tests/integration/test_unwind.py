@@ -132,3 +132,27 @@ def test_a_leak_after_thousands_of_short_lived_stacks_is_unwound(
     assert sum(f["count"] for f in lost) <= 3, lost
     if lost:
         assert any("have no frames" in n for n in report["quality"]["notes"]), report["quality"]
+
+
+def test_a_leak_inside_std_vector_is_named_at_the_programs_own_line(
+    probe_env: None, build_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    """std::vector<char>::resize allocates in _M_default_append (vector.tcc, a template compiled into
+    the program, no frame pointers): the stack goes on to the program's own function, and the
+    report's headline and source excerpt name that function and its line, not vector.tcc."""
+    binary = build_target("cpp_session_leaker", "-pthread", flags=("-O2",))
+    report = run_native(binary, tmp_path)
+    src = "cpp_session_leaker.cc"
+    leaks = [f for f in report["findings"] if f["verdict"] == "leak"]
+    payload = next(f for f in leaks if any("_M_default_append" in fr for fr in f["frames"]))
+    _append, make, _handle = chain(
+        payload["frames"],
+        ["std::vector<char, std::allocator<char> >::_M_default_append(unsigned long)",
+         "make_session(int)", "handle_request(int)"],
+    )  # fmt: skip
+    line = line_of(src, "LEAK: the payload")
+    assert make.endswith(f"({src}:{line})"), make
+    assert payload["source"]["line"] == line, payload["source"]
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert f"### {payload['rank']}. `make_session(int) ({src}:{line})`" in md, md[:3000]
+    assert "vector.tcc" not in md.split("\n### ", 1)[0], md[:3000]  # not in the headline

@@ -351,3 +351,109 @@ def test_the_rows_of_a_document_are_built_once_for_every_format(inv: Investigati
     assert views.rows(inv) is first and views.snapshot_rows(inv) is views.snapshot_rows(inv)
     fewer = dataclasses.replace(inv, findings=inv.findings[:1])  # another document: its own rows
     assert len(views.rows(fewer)) == 1 and views.rows(inv) == first and views.rows(inv) is not first
+
+
+_CPP_STACK = (  # leakhunt run -- svc (g++ -O2 -g -fomit-frame-pointer, tcmalloc), its leaking stack
+    Frame("operator new(unsigned long)", 0x1A, "libtcmalloc.so.4.5.10"),
+    Frame(
+        "std::__new_allocator<char>::allocate(unsigned long, void const*)",
+        None,
+        "svc",
+        None,
+        "/usr/include/c++/12/bits/new_allocator.h",
+        137,
+        inlined=True,
+    ),
+    Frame(
+        "std::vector<char, std::allocator<char> >::_M_default_append(unsigned long)",
+        0x7F,
+        "svc",
+        None,
+        "/usr/include/c++/12/bits/vector.tcc",
+        650,
+    ),
+    Frame(
+        "std::vector<char, std::allocator<char> >::resize(unsigned long)",
+        None,
+        "svc",
+        None,
+        "/usr/include/c++/12/bits/stl_vector.h",
+        1011,
+        inlined=True,
+    ),
+    Frame("make_session(int)", 0x50C, "svc", None, "/src/svc/svc.cc", 24),
+    Frame("handle_request(int)", 0xBC, "svc", None, "/src/svc/svc.cc", 30),
+    Frame("[unknown]", None, "libstdc++.so.6.0.30"),
+    Frame("start_thread", None, "libc.so.6", None, "./nptl/pthread_create.c", 442),
+)
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        # the program's own code, past the standard library's templates compiled into it
+        (_CPP_STACK, "make_session(int) (svc.cc:24)"),
+        # no debug info: the names say which functions are the standard library's
+        (tuple(dataclasses.replace(fr, file=None, line=None) for fr in _CPP_STACK), "make_session(int)"),
+        # a libc function allocating for the program: the program's call
+        (
+            (
+                Frame("malloc", 0, "libc.so.6"),
+                Frame("__fopen_internal", 0x20, "libc.so.6"),
+                Frame("load_config", 0x11, "app", None, "/src/app.c", 7),
+            ),
+            "load_config (app.c:7)",
+        ),
+        # nothing but the runtimes: the innermost past the allocator, as before
+        (
+            (
+                Frame("malloc", 0, "libc.so.6"),
+                Frame("__fopen_internal", 0x20, "libc.so.6"),
+                Frame("start_thread", 0, "libc.so.6"),
+            ),
+            "__fopen_internal",
+        ),
+        (
+            (
+                Frame(
+                    "std::__new_allocator<char>::allocate(unsigned long, void const*)",
+                    None,
+                    "svc",
+                    None,
+                    "/usr/include/c++/12/bits/new_allocator.h",
+                    137,
+                    inlined=True,
+                ),
+                Frame(
+                    "std::vector<char, std::allocator<char> >::_M_default_append(unsigned long)",
+                    0x7F,
+                    "svc",
+                    None,
+                    "/usr/include/c++/12/bits/vector.tcc",
+                    650,
+                ),
+            ),
+            "std::vector<char, std::allocator<char> >::_M_default_append(unsigned long) (vector.tcc:650)",
+        ),
+        # a template of the program's own returning a std type is the program's
+        (
+            (
+                Frame("operator new(unsigned long)", 0, "libstdc++.so.6"),
+                Frame(
+                    "std::unique_ptr<Session, std::default_delete<Session> > factory<Session>(int)", 8, "svc"
+                ),
+            ),
+            "std::unique_ptr<Session, std::default_delete<Session> > factory<Session>(int)",
+        ),
+        # a kernel stack: past the slab allocator
+        (
+            (Frame("kmalloc_trace", 0, "kernel"), Frame("do_eventfd", 0x30, "kernel")),
+            "do_eventfd",
+        ),
+    ],
+)
+def test_the_headline_names_the_programs_own_frame(
+    inv: Investigation, frames: tuple[Frame, ...], expected: str
+) -> None:
+    finding = dataclasses.replace(inv.findings[0], stack=Stack(frames))
+    assert top_frame(finding) == expected
