@@ -413,26 +413,9 @@ _CPP_STACK = (  # leakhunt run -- svc (g++ -O2 -g -fomit-frame-pointer, tcmalloc
             ),
             "__fopen_internal",
         ),
+        # nothing but the standard library's code: its innermost frame, not inlined
         (
-            (
-                Frame(
-                    "std::__new_allocator<char>::allocate(unsigned long, void const*)",
-                    None,
-                    "svc",
-                    None,
-                    "/usr/include/c++/12/bits/new_allocator.h",
-                    137,
-                    inlined=True,
-                ),
-                Frame(
-                    "std::vector<char, std::allocator<char> >::_M_default_append(unsigned long)",
-                    0x7F,
-                    "svc",
-                    None,
-                    "/usr/include/c++/12/bits/vector.tcc",
-                    650,
-                ),
-            ),
+            _CPP_STACK[1:3],
             "std::vector<char, std::allocator<char> >::_M_default_append(unsigned long) (vector.tcc:650)",
         ),
         # a template of the program's own returning a std type is the program's
