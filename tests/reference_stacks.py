@@ -86,6 +86,8 @@ def series_stats(points: Sequence[SeriesPoint]) -> SeriesStats:
     peak = max(p.outstanding_bytes for p in points)
     mid_t = (ts[0] + ts[-1]) / 2
     late = [i for i, t in enumerate(ts) if t >= mid_t]
+    if len(late) < 2:  # (session 8: the second half holds the last two points at least, as the tail does)
+        late = list(range(max(len(ts) - 2, 0), len(ts)))
     late_slope = theil_sen([ts[i] for i in late], [ys[i] for i in late]) if len(late) >= 2 else 0.0
     late_growth = last - points[late[0]].outstanding_bytes if late else 0
     tail_from = ts[-1] - (ts[-1] - ts[0]) / 3

@@ -180,6 +180,11 @@ def _stats(ts: FloatArray, ys: IntArray) -> SeriesStats:
     yf = ys.astype(np.float64)
     mid_t = (t_first + t_last) / 2
     late = np.flatnonzero(ts >= mid_t)
+    if late.size < 2:
+        # the last two points at least, as for the tail: of three snapshots 2 s apart, the middle
+        # one taken at 4.001 s against a midpoint at 4.0015 s left one point, no slope, and a
+        # steady leak read "grew then stopped: 0 B/s in the second half"
+        late = np.arange(max(n - 2, 0), n)
     if late.size >= 2:
         late_pick = late[thin_indices(late.size)]
         late_slope = theil_sen(ts[late_pick], yf[late_pick])

@@ -88,6 +88,23 @@ def test_cache_filled_early_in_second_half_is_a_plateau() -> None:
     assert finding.verdict == "plateau"
 
 
+def test_three_snapshots_with_a_jittered_middle_one_are_judged_on_their_values() -> None:
+    """A native run 2 s apart took its snapshots at 2.002, 4.001 and 6.001 s: the middle one fell
+    just before the midpoint (4.0015), the second half held one point, and a steady leak was shown
+    live as "grew then stopped: 0 B/s in the second half"."""
+
+    def judged(values: list[int]) -> str:
+        snaps = [
+            Snapshot(t, (StackSample(stack("site"), v, v // 512),))
+            for t, v in zip((2.002, 4.001, 6.001), values, strict=True)
+        ]
+        (finding,) = analyze_snapshots(snaps)
+        return finding.verdict
+
+    assert judged([119_848, 239_696, 356_379]) == "leak"
+    assert judged([119_848, 239_696, 239_696]) == "plateau"  # it stopped: still a plateau
+
+
 def test_one_inflated_newest_snapshot_does_not_make_a_cache_a_leak() -> None:
     # probe run 3 of session 5 (test_run_finds_the_leak_among_decoys[bcc]): BCC's memleak counted
     # blocks twice in its last snapshot (its map walk starts over when the block it stands on is
