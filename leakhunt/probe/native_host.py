@@ -60,6 +60,8 @@ COUNTERS = (
     "stack_cached",
     "copy_deferred",
 )
+EXEC_WATCH_S = 3.0  # `run`: how long the exec is watched for closely (see main)
+EXEC_POLL_S = 0.005
 HELD_COPIES = 4096  # stack copies drained from the kernel and not sent yet (at most 8 KiB each)
 LOST_STACK = 0xFFFFFFFF
 STOPPED = "leakhunt-native: stopped"  # printed after the last snapshot (leakhunt.probe.native)
@@ -188,6 +190,14 @@ class Host:
         armed = self.bpf["armed"]
         armed[armed.Key(0)] = armed.Leaf(1)
         self.t0 = time.monotonic()
+
+    def exec_pending(self) -> bool:
+        """DWARF mode: whether the program cleared ``ranges_ok`` at an exec and waits for the new
+        program's mappings (one map lookup)."""
+        if not self.dwarf:
+            return False
+        ok = self.bpf["ranges_ok"]
+        return not ok[ok.Key(0)].value
 
     def refresh_ranges(self) -> None:
         """DWARF mode: give the program the target's executable mappings (at most 8: the closest
@@ -447,11 +457,24 @@ def main(argv: list[str]) -> int:
             exited = True
             _say(TARGET_EXITED)
 
+    # `run`: the command execs once the probes are in. Until the program has the new executable's
+    # mappings, every user address on a stack counts as code, data words too, and nearly every
+    # call makes a new stack key: 811 in the first 0.1 s of a malloc loop, beyond the program's
+    # room for 1,024 copies (the rest: "[callers lost]"). So for the first seconds, the exec is
+    # watched for every few ms, and the mappings given as soon as it comes.
+    watch_until = time.monotonic() + EXEC_WATCH_S if not config["arm_now"] else 0.0
+    next_refresh = 0.0
     while not stop:
         say_if_exited()
         left = due - time.monotonic()
         if left > 0:
-            time.sleep(min(left, 0.1))
+            watching = time.monotonic() < watch_until
+            time.sleep(min(left, EXEC_POLL_S if watching else 0.1))
+            if watching and time.monotonic() < next_refresh:
+                if host.exec_pending():
+                    host.refresh_ranges()
+                continue
+            next_refresh = time.monotonic() + 0.1
             host.refresh_ranges()  # a library loaded, or the launched command exec'd
             host.drain_copies()
             continue
