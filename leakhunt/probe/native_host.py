@@ -462,7 +462,7 @@ def main(argv: list[str]) -> int:
     # call makes a new stack key: 811 in the first 0.1 s of a malloc loop, beyond the program's
     # room for 1,024 copies (the rest: "[callers lost]"). So for the first seconds, the exec is
     # watched for every few ms, and the mappings given as soon as it comes.
-    watch_until = time.monotonic() + EXEC_WATCH_S if not config["arm_now"] else 0.0
+    watch_until = time.monotonic() + EXEC_WATCH_S if host.dwarf and not config["arm_now"] else 0.0
     next_refresh = 0.0
     while not stop:
         say_if_exited()

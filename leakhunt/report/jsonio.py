@@ -462,15 +462,15 @@ def _with_unfreed(process: str, unfreed: Sequence[Unfreed]) -> str:
     blocks = ", ".join(map(_BLOCK.__mod__, map(_BLOCK_FIELDS, unfreed)))
     if "inf" in blocks or "nan" in blocks:  # (no key, hex address or finite number holds either)
         blocks = ", ".join(
-            f'{{"address": "{u.address:#x}", "size": {u.size}, "tid": {u.tid}, '
-            f'"time": {repr(u.time) if math.isfinite(u.time) else "null"}}}'
+            _BLOCK_NULL_TIME % (u.address, u.size, u.tid, repr(u.time) if math.isfinite(u.time) else "null")
             for u in unfreed
         )
     return f'{process[: -len(_NO_BLOCKS)]}"unfreed": [{blocks}]}}'
 
 
-# one unfreed block as the encoder writes its dict (a time not finite: null)
+# one unfreed block as the encoder writes its dict; a time not finite is written null
 _BLOCK = '{"address": "%#x", "size": %d, "tid": %d, "time": %r}'
+_BLOCK_NULL_TIME = _BLOCK.replace("%r", "%s")
 _BLOCK_FIELDS = attrgetter("address", "size", "tid", "time")
 
 
